@@ -1,0 +1,1 @@
+"""Quality metrics (FID, KID, precision/recall, IS, PPL) and their detectors."""

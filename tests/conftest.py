@@ -1,0 +1,42 @@
+"""Shared test configuration: CUDA marker, paths to the shipped and shared data."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+import torch
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+EMBEDDED_DATASET = REPO_ROOT / "datasets" / "emoji-smileys"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip_cuda)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache_dir(tmp_path_factory, monkeypatch):
+    """Keep every test's downloads and metric caches out of the user's ~/.cache."""
+    cache = tmp_path_factory.getbasetemp() / "dnnlib-cache"
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(cache))
+
+
+@pytest.fixture
+def shared_data_dir() -> pathlib.Path:
+    """../shared/data, or skip when the checkout has no shared folder beside it (a user's clone)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def embedded_dataset_dir() -> pathlib.Path:
+    return EMBEDDED_DATASET

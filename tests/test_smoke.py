@@ -1,0 +1,10 @@
+"""Import smoke tests: every package imports on a machine without CUDA."""
+
+import importlib
+
+import pytest
+
+
+@pytest.mark.parametrize("name", ["dnnlib", "torch_utils.misc", "torch_utils.training_stats", "training.loss_hooks"])
+def test_imports(name):
+    assert importlib.import_module(name) is not None

@@ -1,0 +1,1 @@
+"""PyTorch helpers: custom ops, persistence, training statistics, misc."""

@@ -1,0 +1,146 @@
+"""Training statistics: cheap `report()` calls anywhere, reduced across ranks once per tick.
+
+`report(name, value)` adds the value's count, sum and sum of squares to a per-device
+accumulator without any host-device synchronisation. A `Collector` later gathers every
+accumulator (summed over ranks when torch.distributed is initialised) and exposes
+num/mean/std per name. The registry is per process, like Python's `logging`: the loss,
+the augmentation pipe and the training loop report into it without passing handles around.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+_NUM_MOMENTS = 3  # [count, sum, sum of squares]
+_REDUCE_DTYPE = torch.float64
+_COUNTER_DTYPE = torch.float64
+
+_lock = threading.Lock()
+_sync_device: torch.device | None = None  # device used for cross-rank reductions
+_rank = 0
+_counters: dict[str, dict[torch.device, torch.Tensor]] = defaultdict(dict)  # name -> device -> moments
+_cumulative: dict[str, torch.Tensor] = {}  # name -> CPU moments gathered so far
+
+
+def init_multiprocessing(rank: int, sync_device: torch.device | None) -> None:
+    """Tell the module which rank this is and which device to reduce on (None: single process)."""
+    global _rank, _sync_device
+    _rank = rank
+    _sync_device = sync_device
+
+
+def report(name: str, value: Any) -> Any:
+    """Record every element of `value` (tensor, number, or array) under `name`; returns `value`."""
+    with _lock:
+        _counters[name]  # register the name even for empty values, so every rank syncs the same names
+    elems = torch.as_tensor(value)
+    if elems.numel() == 0:
+        return value
+    elems = elems.detach().flatten().to(_REDUCE_DTYPE)
+    moments = torch.stack([torch.ones_like(elems).sum(), elems.sum(), elems.square().sum()])
+    device = moments.device
+    with _lock:
+        acc = _counters[name].get(device)
+        if acc is None:
+            _counters[name][device] = moments
+        else:
+            acc.add_(moments)
+    return value
+
+
+def report0(name: str, value: Any) -> Any:
+    """Like `report`, but only rank 0 records (for values that are identical on every rank)."""
+    report(name, value if _rank == 0 else [])
+    return value
+
+
+def _sync(names: list[str]) -> list[tuple[str, torch.Tensor]]:
+    """Move every accumulator to CPU (summed across ranks), reset them, add to the cumulative totals."""
+    if not names:
+        return []
+    deltas = []
+    with _lock:
+        for name in names:
+            delta = torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE, device=_sync_device or "cpu")
+            for acc in _counters[name].values():
+                delta.add_(acc.to(delta.device))
+                acc.zero_()
+            deltas.append(delta)
+    stacked = torch.stack(deltas)
+    if _sync_device is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stacked)
+    stacked = stacked.cpu()
+    result = []
+    for idx, name in enumerate(names):
+        if name not in _cumulative:
+            _cumulative[name] = torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE)
+        _cumulative[name].add_(stacked[idx])
+        result.append((name, _cumulative[name]))
+    return result
+
+
+class Collector:
+    """Reads the statistics reported since its previous `update()` for names matching `regex`.
+
+    Every rank must call `update()` at the same time (it performs one all-reduce).
+    """
+
+    def __init__(self, regex: str = ".*", keep_previous: bool = True):
+        self._regex = re.compile(regex)
+        self._keep_previous = keep_previous
+        self._cumulative: dict[str, torch.Tensor] = {}
+        self._moments: dict[str, torch.Tensor] = {}
+        self.update()
+        self._moments.clear()
+
+    def names(self) -> list[str]:
+        return sorted(name for name in _counters if self._regex.fullmatch(name))
+
+    def update(self) -> None:
+        if not self._keep_previous:
+            self._moments.clear()
+        for name, cumulative in _sync(self.names()):
+            previous = self._cumulative.get(name, torch.zeros_like(cumulative))
+            delta = cumulative - previous
+            self._cumulative[name] = cumulative.clone()
+            if delta[0] != 0:
+                self._moments[name] = delta
+
+    def _get(self, name: str) -> torch.Tensor:
+        return self._moments.get(name, torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE))
+
+    def num(self, name: str) -> int:
+        return int(self._get(name)[0])
+
+    def mean(self, name: str) -> float:
+        m = self._get(name)
+        return float("nan") if m[0] == 0 else float(m[1] / m[0])
+
+    def std(self, name: str) -> float:
+        m = self._get(name)
+        if m[0] == 0 or not np.isfinite(float(m[1])):
+            return float("nan")
+        if m[0] == 1:
+            return 0.0
+        mean = float(m[1] / m[0])
+        raw_var = float(m[2] / m[0])
+        return float(np.sqrt(max(raw_var - mean * mean, 0.0)))
+
+    def as_dict(self) -> dict[str, dict[str, float]]:
+        return {name: {"num": self.num(name), "mean": self.mean(name), "std": self.std(name)} for name in sorted(self._moments)}
+
+    def __getitem__(self, name: str) -> float:
+        return self.mean(name)
+
+
+def reset_all() -> None:
+    """Forget every statistic (used by tests and by a fresh training run in the same process)."""
+    with _lock:
+        _counters.clear()
+        _cumulative.clear()

@@ -1,0 +1,1 @@
+"""Networks, loss, augmentation, contrastive methods, datasets and the training loop."""

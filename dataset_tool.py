@@ -1,0 +1,511 @@
+"""Turn a folder, zip, CIFAR-10 tarball, MNIST gz or LSUN LMDB into a training-ready image dataset.
+
+    python dataset_tool.py --source=~/photos --dest=~/datasets/photos256.zip \\
+        --transform=center-crop --resolution=256x256
+
+Output layout (directory or zip of stored, uncompressed entries): image k as `<k//1000:05d>/img<k:08d>.png`
+(uncompressed PNG, grayscale or RGB) plus `dataset.json` = {"labels": [[file, label], ...]} or {"labels": null}.
+Everything is written under a temporary name and renamed at the end, so an error or Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import importlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import click
+import numpy as np
+import PIL.Image
+
+from dnnlib.progress import ProgressBar
+from dnnlib.util import atomic_write, current_umask
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+LABELS_FILE = "dataset.json"
+RESIZE_FILTERS = {"box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}
+
+
+class ToolError(click.ClickException):
+    """A bad input or option: reported as one line, exit status 1, nothing written."""
+
+
+class CorruptImage(Exception):
+    """An input file that cannot be decoded (skipped with a warning unless --strict)."""
+
+
+@dataclass
+class SourceImage:
+    name: str  # where it came from, for messages
+    read: Callable[[], np.ndarray]  # HWC uint8 (HW for grayscale); raises CorruptImage
+    label: Any = None  # int class, list of floats, or None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line.
+
+
+@click.command()
+@click.option("--source", required=True, metavar="PATH",
+              help="Input: image directory (searched recursively), .zip, CIFAR-10 python tarball, "
+                   "MNIST train-images-idx3-ubyte.gz, or LSUN LMDB directory")
+@click.option("--dest", required=True, metavar="PATH", help="Output directory or .zip archive")
+@click.option("--max-images", type=click.IntRange(min=1), metavar="INT", help="Stop after this many images")
+@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide"]), help="Crop before resizing")
+@click.option("--resolution", metavar="WxH", help="Output size, e.g. 256x256 (same as --width/--height)")
+@click.option("--width", type=click.IntRange(min=1), metavar="INT", help="Output width")
+@click.option("--height", type=click.IntRange(min=1), metavar="INT", help="Output height")
+@click.option("--resize-filter", type=click.Choice(list(RESIZE_FILTERS)), default="lanczos", show_default=True,
+              help="Resampling filter")
+@click.option("--strict", is_flag=True, help="Abort on an undecodable image instead of skipping it")
+@click.option("--force", is_flag=True, help="Replace a non-empty existing --dest")
+def main(**kwargs: Any) -> None:
+    """Convert an image collection into the StyleGAN2-ADA dataset layout (PNG files + dataset.json)."""
+    convert_dataset(**kwargs)
+
+
+def convert_dataset(
+    source: str,
+    dest: str,
+    max_images: int | None = None,
+    transform: str | None = None,
+    resolution: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    resize_filter: str = "lanczos",
+    strict: bool = False,
+    force: bool = False,
+) -> int:
+    """Run the whole conversion; returns the number of images written. Raises ToolError on bad input."""
+    width, height = resolve_size(resolution, width, height)
+    if transform is not None and (width is None or height is None):
+        raise ToolError(f"--transform={transform} needs an output size; add --resolution=WxH (or --width and --height)")
+    if transform == "center-crop-wide" and height > width:
+        raise ToolError(f"--transform=center-crop-wide needs width >= height, got {width}x{height}")
+    if not os.path.exists(source):
+        raise ToolError(f"--source {source}: no such file or directory")
+    check_dest(source, dest, force)
+    apply_transform = make_transform(transform, width, height, resize_filter)
+    with open_source(source) as (total, items):
+        if total == 0:
+            raise ToolError(f"--source {source}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        if max_images is not None:
+            total = min(total, max_images)
+        with open_writer(dest, force) as writer:
+            count = write_images(items, total, apply_transform, writer, strict)
+    click.echo(f"Wrote {count} images to {dest}", err=True)
+    return count
+
+
+def resolve_size(resolution: str | None, width: int | None, height: int | None) -> tuple[int | None, int | None]:
+    """Merge --resolution WxH with the upstream --width/--height."""
+    if resolution is not None:
+        m = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", resolution)
+        if not m or int(m.group(1)) == 0 or (m.group(2) is not None and int(m.group(2)) == 0):
+            raise ToolError(f"--resolution {resolution!r}: expected WxH with positive integers, e.g. 256x256")
+        res_w = int(m.group(1))
+        res_h = int(m.group(2)) if m.group(2) is not None else res_w
+        if (width is not None and width != res_w) or (height is not None and height != res_h):
+            raise ToolError(f"--resolution {resolution} disagrees with --width/--height; give only one of them")
+        width, height = res_w, res_h
+    if (width is None) != (height is None):
+        raise ToolError("--width and --height go together; give both (or --resolution=WxH)")
+    return width, height
+
+
+def check_dest(source: str, dest: str, force: bool) -> None:
+    if os.path.abspath(source) == os.path.abspath(dest):
+        raise ToolError(f"--dest {dest} is the same as --source; choose a new path")
+    if is_zip_path(dest):
+        if os.path.isdir(dest):
+            raise ToolError(f"--dest {dest} is an existing directory; choose a .zip file name")
+        if os.path.exists(dest) and not force:
+            raise ToolError(f"--dest {dest} already exists; pass --force to overwrite it")
+        return
+    if os.path.isfile(dest):
+        raise ToolError(f"--dest {dest} is an existing file; give a directory or a .zip path")
+    if os.path.isdir(dest) and os.listdir(dest) and not force:
+        raise ToolError(f"--dest folder {dest} exists and is not empty; choose a new folder or pass --force to replace it")
+
+
+def is_zip_path(path: str) -> bool:
+    return path.lower().endswith(".zip")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Main loop: decode, transform, check, write.
+
+
+def write_images(
+    items: Iterable[SourceImage],
+    total: int,
+    apply_transform: Callable[[np.ndarray], np.ndarray | None],
+    writer: "DatasetWriter",
+    strict: bool,
+) -> int:
+    first_shape: tuple[int, int, int] | None = None
+    labels: list[list[Any]] = []
+    progress = ProgressBar(total, "images")
+    for item in items:
+        if len(labels) >= total:
+            break
+        try:
+            image = item.read()
+        except CorruptImage as err:
+            if strict:
+                raise ToolError(f"{item.name}: cannot decode ({err}); remove it or drop --strict to skip it") from None
+            warn(f"skipping {item.name}: cannot decode ({err})")
+            continue
+        image = apply_transform(image)
+        if image is None:
+            warn(f"skipping {item.name}: too small for the requested crop")
+            continue
+        if image.ndim == 2:
+            image = image[:, :, np.newaxis]
+        first_shape = check_image(image, first_shape, item.name)
+        fname = archive_name(len(labels))
+        writer.add(fname, encode_png(image))
+        labels.append([fname, item.label])
+        progress.update()
+    progress.close()
+    if not labels:
+        raise ToolError("no images could be written (all were undecodable or too small); check --source")
+    all_labelled = all(label is not None for _, label in labels)
+    metadata = {"labels": labels if all_labelled else None}
+    writer.add(LABELS_FILE, json.dumps(metadata).encode("utf-8"))
+    return len(labels)
+
+
+def check_image(image: np.ndarray, first_shape: tuple[int, int, int] | None, name: str) -> tuple[int, int, int]:
+    """The checks of the upstream tool, on the image after its transform; returns the shape all must share."""
+    h, w, c = image.shape
+    if first_shape is None:
+        if c not in (1, 3):
+            raise ToolError(f"{name}: has {c} channels; only grayscale (1) or RGB (3) images are supported "
+                            f"(convert it, e.g. drop the alpha channel)")
+        if w != h:
+            raise ToolError(f"{name}: output image is {w}x{h} but must be square; "
+                            f"use --transform=center-crop --resolution=NxN")
+        if w & (w - 1) != 0:
+            raise ToolError(f"{name}: output width {w} is not a power of two; use --resolution=256x256 (or 128, 512, ...)")
+        return (h, w, c)
+    if c != first_shape[2]:
+        raise ToolError(f"{name}: has {c} channels but the first image has {first_shape[2]}; "
+                        f"convert all images to RGB (or all to grayscale)")
+    if (h, w) != first_shape[:2]:
+        raise ToolError(f"{name}: is {w}x{h} but the first image is {first_shape[1]}x{first_shape[0]}; "
+                        f"use --transform=center-crop --resolution=WxH to make all images one size")
+    return first_shape
+
+
+def archive_name(index: int) -> str:
+    return f"{index // 1000:05d}/img{index:08d}.png"
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    pil = PIL.Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image, "L" if image.shape[2] == 1 else "RGB")
+    buf = io.BytesIO()
+    pil.save(buf, format="png", compress_level=0, optimize=False)
+    return buf.getvalue()
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Transforms (all on HWC/HW uint8 arrays; PIL does the resampling).
+
+
+def make_transform(
+    transform: str | None, width: int | None, height: int | None, resize_filter: str
+) -> Callable[[np.ndarray], np.ndarray | None]:
+    resample = RESIZE_FILTERS[resize_filter]
+
+    def resize(image: np.ndarray) -> np.ndarray:
+        if width is None or (image.shape[1] == width and image.shape[0] == height):
+            return image
+        squeezed = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        return np.asarray(PIL.Image.fromarray(squeezed).resize((width, height), resample))
+
+    def center_crop(image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return resize(image[top : top + side, left : left + side])
+
+    def center_crop_wide(image: np.ndarray) -> np.ndarray | None:
+        h, w = image.shape[:2]
+        band_h, band_w = int(np.round(w * height / width)), w
+        if band_h > h:  # taller than the target aspect: narrow the band instead
+            band_h, band_w = h, int(np.round(h * width / height))
+        if band_w < width or band_h < height:
+            return None
+        top, left = (h - band_h) // 2, (w - band_w) // 2
+        band = resize(image[top : top + band_h, left : left + band_w])
+        canvas = np.zeros((width, width) + band.shape[2:], dtype=np.uint8)
+        offset = (width - height) // 2
+        canvas[offset : offset + height] = band
+        return canvas
+
+    return {None: resize, "center-crop": center_crop, "center-crop-wide": center_crop_wide}[transform]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sources: each yields (total, iterable of SourceImage) and releases its files on exit.
+
+
+@contextlib.contextmanager
+def open_source(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
+    if os.path.isdir(path):
+        if path.rstrip("/\\").endswith("_lmdb") or os.path.isfile(os.path.join(path, "data.mdb")):
+            with open_lmdb(path) as opened:
+                yield opened
+        else:
+            yield open_image_folder(path)
+    elif is_zip_path(path) or zipfile.is_zipfile(path):
+        with open_zip(path) as opened:
+            yield opened
+    elif path.endswith("-images-idx3-ubyte.gz"):
+        yield open_mnist(path)
+    elif tarfile.is_tarfile(path):
+        yield open_cifar10(path)
+    else:
+        raise ToolError(f"--source {path}: unknown input type; give a directory, a .zip, cifar-10-python.tar.gz, "
+                        f"train-images-idx3-ubyte.gz or an LMDB directory")
+
+
+def decode_image(data: Callable[[], Any], name: str) -> np.ndarray:
+    """Decode with PIL, normalising modes to L or RGB (alpha and 16-bit kept so the checks can name them)."""
+    try:
+        with data() as f:
+            pil = PIL.Image.open(f)
+            pil.load()
+    except Exception as err:  # noqa: BLE001 - any decoder failure means a corrupt file
+        raise CorruptImage(f"{type(err).__name__}: {err}") from None
+    if pil.mode == "1":
+        pil = pil.convert("L")
+    elif pil.mode == "P":
+        pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
+    elif pil.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        pil = pil.convert("RGB")
+    elif pil.mode not in ("L", "RGB", "RGBA", "LA"):
+        raise ToolError(f"{name}: image mode {pil.mode} (16-bit or float) is not supported; save it as 8-bit RGB")
+    return np.asarray(pil)
+
+
+def read_source_labels(read_json: Callable[[], Any] | None, where: str) -> dict[str, Any]:
+    """Labels by relative path from a source dataset.json (empty when absent or null)."""
+    if read_json is None:
+        return {}
+    try:
+        with read_json() as f:
+            meta = json.load(f)
+        entries = meta["labels"]
+        if entries is None:
+            return {}
+        labels = {str(name).replace("\\", "/"): label for name, label in entries}
+    except Exception as err:  # noqa: BLE001 - any malformed content
+        raise ToolError(f"{where}: malformed labels file ({type(err).__name__}: {err}); "
+                        f"expected {{\"labels\": [[\"path/img.png\", 3], ...]}} or {{\"labels\": null}}") from None
+    for name, label in labels.items():
+        valid = (isinstance(label, int) and not isinstance(label, bool) and label >= 0) or (
+            isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label))
+        if not valid:
+            raise ToolError(f"{where}: label of {name} is {label!r}; use a class index >= 0 or a list of numbers")
+    return labels
+
+
+def open_image_folder(path: str) -> tuple[int, list[SourceImage]]:
+    rel_paths = []
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                rel_paths.append(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"))
+    rel_paths.sort()
+    labels_path = os.path.join(path, LABELS_FILE)
+    labels = read_source_labels((lambda: open(labels_path, "rb")) if os.path.isfile(labels_path) else None, labels_path)
+    items = []
+    for rel in rel_paths:
+        full = os.path.join(path, rel)
+        items.append(SourceImage(full, _bind_read(lambda p=full: open(p, "rb"), full), labels.get(rel)))
+    return len(items), items
+
+
+@contextlib.contextmanager
+def open_zip(path: str) -> Iterator[tuple[int, list[SourceImage]]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ToolError(f"--source {path}: not a readable zip archive ({err})") from None
+    with archive:
+        names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
+        where = f"{path}/{LABELS_FILE}"
+        has_labels = LABELS_FILE in archive.namelist()
+        labels = read_source_labels((lambda: archive.open(LABELS_FILE)) if has_labels else None, where)
+        items = [SourceImage(f"{path}/{n}", _bind_read(lambda n=n: archive.open(n), f"{path}/{n}"), labels.get(n))
+                 for n in names]
+        yield len(items), items
+
+
+def _bind_read(opener: Callable[[], Any], name: str) -> Callable[[], np.ndarray]:
+    return lambda: decode_image(opener, name)
+
+
+def open_cifar10(path: str) -> tuple[int, list[SourceImage]]:
+    """The five training batches of the CIFAR-10 python tarball (labels kept)."""
+    images, labels = [], []
+    with tarfile.open(path) as tar:
+        batches = sorted((m for m in tar.getmembers() if re.search(r"(^|/)data_batch_\d+$", m.name)),
+                         key=lambda m: int(m.name.rsplit("_", 1)[1]))
+        if not batches:
+            raise ToolError(f"--source {path}: tarball has no data_batch_N files; expected cifar-10-python.tar.gz")
+        for member in batches:
+            batch = _load_array_pickle(tar.extractfile(member).read(), f"{path}:{member.name}")
+            data = np.asarray(_pick(batch, "data"), dtype=np.uint8)
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(_pick(batch, "labels"), dtype=np.int64))
+    images_arr, labels_arr = np.concatenate(images), np.concatenate(labels)
+    _check_class_labels(images_arr, labels_arr, path)
+    items = [SourceImage(f"{path}[{i}]", (lambda i=i: images_arr[i]), int(labels_arr[i])) for i in range(len(images_arr))]
+    return len(items), items
+
+
+def _pick(batch: Any, key: str) -> Any:
+    if not isinstance(batch, dict):
+        raise ToolError(f"CIFAR batch is a {type(batch).__name__}, expected a dict with data and labels")
+    for k in (key, key.encode("ascii")):
+        if k in batch:
+            return batch[k]
+    raise ToolError(f"CIFAR batch has no {key!r} entry; is this the python version of CIFAR-10?")
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a pickle can never run code here."""
+
+    ALLOWED = {"_reconstruct", "ndarray", "dtype", "scalar"}
+    MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray"}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):  # protocol-2 pickles store bytes this way; pure data
+            return super().find_class(module, name)
+        if module in self.MODULES and name in self.ALLOWED:
+            if module == "numpy":
+                return getattr(np, name)
+            return getattr(importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else
+                                                   "numpy.core.multiarray"), name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
+
+
+def _load_array_pickle(data: bytes, where: str) -> Any:
+    try:
+        return _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as err:  # noqa: BLE001
+        raise ToolError(f"{where}: cannot read CIFAR batch ({err})") from None
+
+
+def open_mnist(path: str) -> tuple[int, list[SourceImage]]:
+    """MNIST images (28x28, padded to 32x32 as upstream) with labels from the matching labels-idx1 file."""
+    labels_path = path.replace("images-idx3", "labels-idx1")
+    if not os.path.isfile(labels_path):
+        raise ToolError(f"--source {path}: labels file {labels_path} not found; put it next to the images file")
+    images = _read_idx(path, expected_magic=2051, ndim=3)
+    labels = _read_idx(labels_path, expected_magic=2049, ndim=1).astype(np.int64)
+    _check_class_labels(images, labels, path)
+    images = np.pad(images, [(0, 0), (2, 2), (2, 2)], mode="constant", constant_values=0)
+    items = [SourceImage(f"{path}[{i}]", (lambda i=i: images[i]), int(labels[i])) for i in range(len(images))]
+    return len(items), items
+
+
+def _read_idx(path: str, expected_magic: int, ndim: int) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise ToolError(f"{path}: not a readable gzip file ({err})") from None
+    header = 4 + 4 * ndim
+    if len(raw) < header or int.from_bytes(raw[:4], "big") != expected_magic:
+        raise ToolError(f"{path}: not an MNIST IDX file (expected magic number {expected_magic})")
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(raw, dtype=np.uint8, offset=header)
+    if body.size != int(np.prod(shape)):
+        raise ToolError(f"{path}: holds {body.size} bytes of data, header says {shape}; the file is truncated")
+    return body.reshape(shape)
+
+
+def _check_class_labels(images: np.ndarray, labels: np.ndarray, path: str) -> None:
+    if labels.shape != (images.shape[0],):
+        raise ToolError(f"{path}: {labels.shape[0]} labels for {images.shape[0]} images")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ToolError(f"{path}: class labels must be in 0..9, found {labels.min()}..{labels.max()}")
+
+
+@contextlib.contextmanager
+def open_lmdb(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
+    try:
+        import lmdb  # optional dependency, only for LSUN
+    except ImportError:
+        raise ToolError(f"--source {path} is an LMDB database; reading it needs the lmdb package: pip install lmdb") from None
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=1)
+    except lmdb.Error as err:
+        raise ToolError(f"--source {path}: cannot open LMDB ({err})") from None
+    with env, env.begin(write=False) as txn:
+        total = txn.stat()["entries"]
+
+        def items() -> Iterator[SourceImage]:
+            for key, value in txn.cursor():
+                name = f"{path}[{key.decode('utf-8', 'replace')}]"
+                yield SourceImage(name, _bind_read(lambda v=bytes(value): io.BytesIO(v), name))
+
+        yield total, items()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writers: a zip or a directory built under a temporary name, renamed into place only on success.
+
+
+class DatasetWriter:
+    def __init__(self, add: Callable[[str, bytes], None]):
+        self.add = add
+
+
+@contextlib.contextmanager
+def open_writer(dest: str, force: bool) -> Iterator[DatasetWriter]:
+    if is_zip_path(dest):
+        with atomic_write(dest, "wb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+            yield DatasetWriter(lambda name, data: archive.writestr(name, data))
+        return
+    parent = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.abspath(dest)) + ".", suffix=".tmp", dir=parent)
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; give the permissions mkdir would
+    try:
+        yield DatasetWriter(lambda name, data: _write_file(os.path.join(tmp, name), data))
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)  # empty, or --force was given (checked before any work)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_file(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+if __name__ == "__main__":
+    main()  # pylint: disable=no-value-for-parameter

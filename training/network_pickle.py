@@ -1,0 +1,248 @@
+"""Safe network pickles: save our snapshots, load ours, upstream (NVlabs) ones and torch.save files.
+
+`load_network_pkl` never executes code carried by a file. Pickles are read by an Unpickler
+whose `find_class` admits only an explicit allowlist of data constructors (tensors, storages,
+numpy arrays, OrderedDict, EasyDict, dtypes) and the two persistence reconstructors; any other
+global is refused with an error naming it. Upstream records are converted into our classes
+from their stored init arguments and tensors; their embedded module source is ignored.
+Files written by `torch.save` (zip or legacy format) are read with `torch.load(weights_only=True)`;
+a bare state dict of a Generator or Discriminator is rebuilt by shape inference
+(`training.state_dict_config`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import copyreg
+import io
+import os
+import pickle
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import torch
+
+import dnnlib
+from dnnlib import util
+from torch_utils import persistence
+
+NETWORK_KEYS = ("G", "D", "G_ema")
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+# ----------------------------------------------------------------------------
+# Saving.
+
+def save_network_pkl(path: str, data: dict) -> None:
+    """Pickle a snapshot dict (G, D, G_ema, augment_pipe, training_set_kwargs, ...) atomically."""
+    if not isinstance(data, dict):
+        raise TypeError(f"save_network_pkl({path}): expected a dict of snapshot items, got {type(data).__name__}")
+    for key, value in data.items():
+        if isinstance(value, torch.nn.Module) and not persistence.is_persistent(value):
+            raise TypeError(f"save_network_pkl({path}): item {key!r} ({type(value).__name__}) is not a persistent "
+                            f"class; decorate it with torch_utils.persistence.persistent_class")
+    with util.atomic_write(path, "wb") as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+# ----------------------------------------------------------------------------
+# The allowlist.
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """numpy's array/scalar reconstructors under both the numpy 1.x and 2.x module names."""
+    names = {}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        names[(module, "_reconstruct")] = _numpy_attr("_reconstruct")
+        names[(module, "scalar")] = _numpy_attr("scalar")
+    names[("numpy", "ndarray")] = np.ndarray
+    names[("numpy", "dtype")] = np.dtype
+    for dtype_class in set(type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"):
+        names[("numpy.dtypes", dtype_class.__name__)] = dtype_class
+    return names
+
+
+def _numpy_attr(name: str) -> Any:
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    return getattr(multiarray, name)
+
+
+def _torch_globals() -> dict[tuple[str, str], Any]:
+    names: dict[tuple[str, str], Any] = {
+        ("torch._utils", fn): getattr(torch._utils, fn)
+        for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
+                   "_rebuild_parameter_with_state")
+        if hasattr(torch._utils, fn)
+    }
+    names[("torch._utils", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    names[("torch.storage", "_load_from_bytes")] = persistence.load_storage_from_bytes
+    names[("torch", "Size")] = torch.Size
+    names[("torch", "device")] = torch.device
+    names[("torch._tensor", "Tensor")] = torch.Tensor
+    names[("torch", "Tensor")] = torch.Tensor
+    names[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
+    for name in dir(torch):
+        value = getattr(torch, name, None)
+        if isinstance(value, torch.dtype):
+            names[("torch", name)] = value
+        if name.endswith("Storage") and isinstance(value, type):
+            names[("torch", name)] = value
+    return names
+
+
+def _rebuild_from_type_v2(func: Callable, new_type: type, args: tuple, state: Any) -> Any:
+    """torch's subclass-tensor rebuild, limited to plain tensors and parameters."""
+    if new_type not in (torch.Tensor, torch.nn.Parameter) or func not in _SAFE_TENSOR_FUNCS:
+        raise pickle.UnpicklingError(f"refusing tensor subclass rebuild for {new_type!r}")
+    return torch._utils._rebuild_from_type_v2(func, new_type, args, state)
+
+
+_SAFE_TENSOR_FUNCS = tuple(getattr(torch._utils, fn) for fn in ("_rebuild_tensor", "_rebuild_tensor_v2",
+                                                                "_rebuild_parameter") if hasattr(torch._utils, fn))
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    names: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("builtins", "set"): builtins.set,
+        ("builtins", "frozenset"): builtins.frozenset,
+        ("builtins", "complex"): builtins.complex,
+        ("builtins", "bytearray"): builtins.bytearray,
+        ("builtins", "slice"): builtins.slice,
+        ("copyreg", "_reconstructor"): copyreg._reconstructor,  # protocol 0/1; its class args pass find_class too
+        ("builtins", "object"): builtins.object,
+        ("builtins", "dict"): builtins.dict,
+        ("dnnlib.util", "EasyDict"): dnnlib.EasyDict,
+        ("dnnlib", "EasyDict"): dnnlib.EasyDict,
+        ("torch_utils.persistence", "rebuild_persistent_module"): persistence.rebuild_persistent_module,
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): persistence._reconstruct_persistent_obj,
+    }
+    names.update(_torch_globals())
+    names.update(_numpy_globals())
+    return names
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only allowlisted globals; anything else is a one-line refusal."""
+
+    def __init__(self, file: BinaryIO, source: str):
+        super().__init__(file)
+        self.source = source
+        self.allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name} from {self.source}: network pickles may only contain "
+                f"tensors, arrays, plain containers and network records"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"{self.source}: unexpected persistent id {pid!r} (torch.save files are "
+                                     f"read with torch.load(weights_only=True), not as plain pickles)")
+
+
+# ----------------------------------------------------------------------------
+# Loading.
+
+def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict:
+    """Read a network snapshot safely; returns a dict with at least G_ema (modules are ours)."""
+    source, data = _read_bytes(path_or_url_or_file)
+    if data[:4] == ZIP_MAGIC:
+        result = _modules_from_state_dicts(_torch_load(data, source), source)
+    else:
+        result = _unpickle(data, source)
+    _validate(result, source)
+    if force_fp16:
+        result = {key: (_with_fp16(value) if key in NETWORK_KEYS else value) for key, value in result.items()}
+    return result
+
+
+def _read_bytes(path_or_url_or_file: Any) -> tuple[str, bytes]:
+    if hasattr(path_or_url_or_file, "read"):
+        return getattr(path_or_url_or_file, "name", "<file object>"), path_or_url_or_file.read()
+    if not isinstance(path_or_url_or_file, (str, os.PathLike)):
+        raise TypeError(f"load_network_pkl: expected a path, URL or binary file, got {type(path_or_url_or_file).__name__}")
+    source = os.fspath(path_or_url_or_file)
+    if not util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
+        raise FileNotFoundError(f"load_network_pkl: no such network pickle: {source} (check the path or URL)")
+    with util.open_url(source) as f:
+        return source, f.read()
+
+
+def _torch_load(data: bytes, source: str) -> Any:
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise pickle.UnpicklingError(f"{source}: torch.load(weights_only=True) refused the file: {first_line}") from None
+
+
+def _unpickle(data: bytes, source: str) -> dict:
+    stream = io.BytesIO(data)
+    try:
+        obj = SafeUnpickler(stream, source).load()
+    except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, TypeError) as error:
+        if isinstance(error, pickle.UnpicklingError) and str(error).startswith(("refusing", source)):
+            raise
+        raise pickle.UnpicklingError(f"{source}: not a readable network pickle ({type(error).__name__}: {error})") from None
+    if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:  # legacy (pre-zip) torch.save file
+        return _modules_from_state_dicts(_torch_load(data, source), source)
+    if isinstance(obj, tuple) and len(obj) == 3:
+        raise pickle.UnpicklingError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "
+                                     f"PyTorch format first")
+    return _convert_upstream(obj, source)
+
+
+def _convert_upstream(obj: Any, source: str) -> Any:
+    """Replace every UpstreamRecord in a (nested) container by our module."""
+    if isinstance(obj, persistence.UpstreamRecord):
+        return persistence.convert_upstream_record(obj, source)
+    if isinstance(obj, dict):
+        converted = {key: _convert_upstream(value, source) for key, value in obj.items()}
+        return type(obj)(converted) if isinstance(obj, dnnlib.EasyDict) else converted
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_convert_upstream(value, source) for value in obj)
+    return obj
+
+
+def _validate(result: Any, source: str) -> None:
+    if not isinstance(result, dict):
+        raise ValueError(f"{source}: a network pickle must hold a dict (G, D, G_ema, ...), got {type(result).__name__}")
+    for key in NETWORK_KEYS:
+        if key in result and not isinstance(result[key], torch.nn.Module):
+            raise ValueError(f"{source}: item {key!r} must be a network module, got {type(result[key]).__name__}")
+    if "G_ema" not in result and "G" not in result and "D" not in result:
+        raise ValueError(f"{source}: the pickle holds none of G, D, G_ema (keys: {sorted(map(str, result))})")
+    kwargs = result.get("training_set_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ValueError(f"{source}: training_set_kwargs must be a dict or None, got {type(kwargs).__name__}")
+    pipe = result.get("augment_pipe")
+    if pipe is not None and not isinstance(pipe, torch.nn.Module):
+        raise ValueError(f"{source}: augment_pipe must be a module or None, got {type(pipe).__name__}")
+
+
+@torch.no_grad()
+def _with_fp16(module: torch.nn.Module) -> torch.nn.Module:
+    """Rebuild G or D with num_fp16_res=4 and conv_clamp=256 (upstream's --force-fp16 behaviour)."""
+    kwargs = module.init_kwargs
+    if "synthesis_kwargs" in kwargs:
+        kwargs["synthesis_kwargs"] = dict(kwargs["synthesis_kwargs"], num_fp16_res=4, conv_clamp=256)
+    else:
+        kwargs.update(num_fp16_res=4, conv_clamp=256)
+    rebuilt = type(module)(*module.init_args, **kwargs)
+    rebuilt.load_state_dict(module.state_dict())
+    rebuilt.train(module.training)
+    return rebuilt
+
+
+def _modules_from_state_dicts(obj: Any, source: str) -> dict:
+    """torch.save files: a dict of G/D/G_ema state dicts, or one bare G or D state dict."""
+    from training import state_dict_config  # local: networks import torch ops, only needed here
+    return state_dict_config.modules_from_state_dicts(obj, source)

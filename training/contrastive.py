@@ -1,0 +1,336 @@
+"""Loss hooks of the contrastive methods: FakeCLR, InsGen (instance discrimination) and ContraGAN 2C.
+
+Each hook plugs into `StyleGAN2Loss` through `training.loss_hooks.LossHook`: the loss hands
+over D's 4x4 features, latents, labels and `run_G` / `run_D`; the hook returns its weighted
+terms, steps its own head optimisers after the backward, and enqueues keys.
+
+Instance discrimination (one class for both FakeCLR and InsGen, configured by MethodOptions):
+  D phase, fake branch:  q = head(D(T(G(z)))),  k = key_head(D_ema(T'(G(z + delta)))),
+                         lambda_D * InfoNCE(q, k, queue, margin m_i), then enqueue keys.
+  D phase, real branch:  q = head_r(D(T(x))),   k = key_head_r(D_ema(T'(x))),  lambda_real * InfoNCE.
+  G phase:               q = head(D(T(G(z)))) with the head frozen, k = key_head(D_ema(T'(G(z)))),
+                         lambda_G * InfoNCE against the fake queue, nothing enqueued.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from torch_utils import misc, training_stats
+from training import contrastive_dist
+from training.contrastive_head import (MomentumProjectionHead, ProjectionMLP, ema_update_, infer_feature_channels,
+                                       make_head_optimizer, make_momentum_copy, pool_features)
+from training.contrastive_losses import contrastive_2c_loss, forgetting_margin, info_nce
+from training.contrastive_queue import TimestampedQueue
+from training.latent_noise import perturb_latents
+from training.loss_hooks import LossHook, PhaseContext
+
+if TYPE_CHECKING:
+    from training.methods import MethodOptions
+
+D_PHASES = ("Dmain", "Dboth")
+G_PHASES = ("Gmain", "Gboth")
+HEAD_INIT_SEED = 0xC0FFEE  # heads are built from their own RNG stream: identical on every rank,
+                           # and the training run's global RNG is left untouched
+
+
+def _build_without_touching_rng(factory):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(HEAD_INIT_SEED)
+        return factory()
+
+
+class _HeadBranch:
+    """One contrastive head with its queue and optimiser (the fake or the real branch)."""
+
+    def __init__(self, head: MomentumProjectionHead, queue: TimestampedQueue, optimizer: torch.optim.Optimizer):
+        self.head = head
+        self.queue = queue
+        self.optimizer = optimizer
+        self.pending_keys: Optional[torch.Tensor] = None
+
+    def params(self) -> list[torch.nn.Parameter]:
+        return list(self.head.query_mlp.parameters())
+
+    def step(self) -> None:
+        """Sanitise, average over ranks, step, and clear the head gradients."""
+        params = self.params()
+        misc.sanitize_gradients(params)
+        contrastive_dist.all_reduce_mean_grads(params)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def flush_keys(self, stamp: int) -> None:
+        if self.pending_keys is not None:
+            self.queue.enqueue(contrastive_dist.all_gather_cat(self.pending_keys), stamp)
+            self.pending_keys = None
+
+
+class InstanceContrastHook(LossHook):
+    """Fake-instance (and optionally real-instance) discrimination with momentum heads and queues."""
+
+    def __init__(self, D: torch.nn.Module, options: "MethodOptions", *, device: torch.device,
+                 G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
+                 D_reg_interval: Optional[int], total_kimg: float, batch_size: int, num_ws: Optional[int] = None,
+                 feature_channels: Optional[int] = None):
+        self.opts = options
+        self.D = D
+        self.device = torch.device(device)
+        self.total_kimg = float(total_kimg)
+        self.batch_size = int(batch_size)
+        self.num_ws = num_ws
+        self.stamp = 0
+        channels = feature_channels or infer_feature_channels(D)
+        self.D_ema = make_momentum_copy(D).to(self.device)
+        self.fake = self._make_branch(channels, options.fqs, "fake_queue", options.fqs_schedule, options.fqs_min,
+                                      G_opt_kwargs, G_reg_interval) if options.fake_head else None
+        self.real = self._make_branch(channels, options.rqs, "real_queue", "fixed", None,
+                                      D_opt_kwargs, D_reg_interval) if options.real_head else None
+
+    def _make_branch(self, channels, capacity, name, schedule, min_length, opt_kwargs, reg_interval) -> _HeadBranch:
+        o = self.opts
+        head = _build_without_touching_rng(
+            lambda: MomentumProjectionHead(channels, o.head_hidden_dim, o.head_out_dim, o.head_momentum)).to(self.device)
+        queue = TimestampedQueue(capacity, o.head_out_dim, schedule, min_length, name=name).to(self.device)
+        return _HeadBranch(head, queue, make_head_optimizer(head.query_mlp.parameters(), opt_kwargs, reg_interval))
+
+    # -- hook interface --------------------------------------------------------
+
+    def needs_features(self, phase: str) -> bool:
+        if phase in D_PHASES:
+            return self.fake is not None or self.real is not None
+        return phase in G_PHASES and self._g_term_enabled()
+
+    def needs_real_logits(self, phase: str) -> bool:
+        return phase in D_PHASES and self.real is not None
+
+    def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
+        ema_update_(self.D_ema, self.D, self.opts.d_ema_momentum)
+        self.stamp = cur_nimg // self.batch_size  # the iteration index, continuous across resumes
+        if self.fake is not None:
+            self.fake.queue.set_progress(cur_nimg / (self.total_kimg * 1000.0))
+
+    def loss_terms(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
+        if ctx.phase in D_PHASES:
+            terms = [t for t in (self._fake_d_term(ctx), self._real_d_term(ctx)) if t is not None]
+            return sum(terms) if terms else None
+        if ctx.phase in G_PHASES and self._g_term_enabled():
+            return self._fake_g_term(ctx)
+        return None
+
+    def after_backward(self, ctx: PhaseContext) -> None:
+        if ctx.phase not in D_PHASES:
+            return
+        for branch in (self.fake, self.real):
+            if branch is not None:
+                branch.step()
+                branch.flush_keys(self.stamp)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        named = {"D_ema": self.D_ema}
+        for prefix, branch in (("fake", self.fake), ("real", self.real)):
+            if branch is not None:
+                named[f"{prefix}_head"] = branch.head
+                named[f"{prefix}_queue"] = branch.queue
+        return named
+
+    def state_dict(self) -> dict[str, Any]:
+        optimizers = {f"{p}_head": b.optimizer.state_dict() for p, b in (("fake", self.fake), ("real", self.real)) if b}
+        return {"modules": {name: m.state_dict() for name, m in self.modules().items()},
+                "optimizers": optimizers, "stamp": self.stamp}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        modules = self.modules()
+        missing = sorted(set(modules) - set(state.get("modules", {})))
+        if missing:
+            raise ValueError(f"resume: the snapshot has no contrastive state for {', '.join(missing)}; "
+                             "resume with the --method the snapshot was trained with")
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        for prefix, branch in (("fake", self.fake), ("real", self.real)):
+            if branch is not None and f"{prefix}_head" in state.get("optimizers", {}):
+                branch.optimizer.load_state_dict(state["optimizers"][f"{prefix}_head"])
+        self.stamp = int(state.get("stamp", 0))
+
+    # -- terms -----------------------------------------------------------------
+
+    def _g_term_enabled(self) -> bool:
+        return self.fake is not None and self.opts.cl_on_g and self.opts.lambda_G > 0
+
+    def _margin(self, queue: TimestampedQueue, mode: str) -> Optional[torch.Tensor]:
+        return forgetting_margin(mode, queue.stamps, queue.active, self.opts.tau_m)
+
+    def _nce(self, query, key, queue: TimestampedQueue, mode: str) -> torch.Tensor:
+        return info_nce(query, key, queue.keys, self.opts.tau, queue.active, self._margin(queue, mode))
+
+    def _key_mixing(self, ctx: PhaseContext):
+        """The style-mixing draw for the perturbed key: the query's own, or a fresh one."""
+        if self.opts.cl_independent_mixing:
+            return None
+        if ctx.gen_mixing is not None:
+            return ctx.gen_mixing
+        num_ws = ctx.gen_ws.shape[1] if ctx.gen_ws is not None else self.num_ws
+        return (ctx.gen_z, num_ws)  # cutoff = num_ws: no mixing, like the query
+
+    def _fake_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
+        branch, o = self.fake, self.opts
+        if branch is None or ctx.gen_z is None:
+            return None
+        branch.optimizer.zero_grad(set_to_none=True)
+        query_features = ctx.gen_features
+        if query_features is None:
+            _, query_features = ctx.run_D(ctx.gen_img.detach(), ctx.gen_c)
+        with torch.no_grad():
+            z_key = perturb_latents(ctx.gen_z, o.noise_mode, o.noise_scale, o.noise_clamp)
+            key_img, _ = ctx.run_G(z_key, ctx.gen_c, update_emas=False, mixing=self._key_mixing(ctx))
+            _, key_features = ctx.run_D(key_img, ctx.gen_c, D=self.D_ema)
+        query, key = branch.head(query_features, key_features)
+        if o.enqueue == "key":
+            branch.pending_keys = key
+        else:  # InsGen: key-head projection of the query fakes' (detached) features
+            branch.pending_keys = branch.head.project_keys(query_features)
+        if o.lambda_D <= 0:
+            return None
+        loss = self._nce(query, key, branch.queue, o.forgetting_mode)
+        training_stats.report("Loss/CL/fake_D", loss)
+        return loss.mean() * o.lambda_D
+
+    def _real_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
+        branch, o = self.real, self.opts
+        if branch is None or ctx.real_img is None:
+            return None
+        branch.optimizer.zero_grad(set_to_none=True)
+        query_features = ctx.real_features
+        if query_features is None:
+            _, query_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
+        with torch.no_grad():
+            _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
+        query, key = branch.head(query_features, key_features)
+        branch.pending_keys = key
+        if o.lambda_real <= 0:
+            return None
+        loss = self._nce(query, key, branch.queue, "off")
+        training_stats.report("Loss/CL/real_D", loss)
+        return loss.mean() * o.lambda_real
+
+    def _fake_g_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
+        branch, o = self.fake, self.opts
+        if ctx.gen_img is None:
+            return None
+        query_features = ctx.gen_features
+        if query_features is None:
+            _, query_features = ctx.run_D(ctx.gen_img, ctx.gen_c)
+        with torch.no_grad():
+            _, key_features = ctx.run_D(ctx.gen_img.detach(), ctx.gen_c, D=self.D_ema)
+        query, key = branch.head(query_features, key_features, frozen=True)
+        mode = o.forgetting_mode if o.g_cl_forgetting else "off"
+        loss = self._nce(query, key, branch.queue, mode)
+        training_stats.report("Loss/CL/fake_G", loss)
+        return loss.mean() * o.lambda_G
+
+
+class FakeCLRHook(InstanceContrastHook):
+    """FakeCLR: fake-only head, perturbed positives, time-stamped (diversity-aware) queue."""
+
+    def __init__(self, D: torch.nn.Module, options: "MethodOptions", **kwargs: Any):
+        if options.real_head or not options.fake_head:
+            raise ValueError("FakeCLRHook: FakeCLR uses the fake head only (real_head=False, fake_head=True)")
+        super().__init__(D, options, **kwargs)
+
+
+class InsGenHook(InstanceContrastHook):
+    """InsGen: real and fake instance heads with their own queues, fixed latent noise."""
+
+    def __init__(self, D: torch.nn.Module, options: "MethodOptions", **kwargs: Any):
+        if not (options.real_head or options.fake_head):
+            raise ValueError("InsGenHook: at least one of the real/fake heads must be enabled")
+        super().__init__(D, options, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# ContraGAN 2C.
+
+class ConditionalEmbedding(torch.nn.Module):
+    """e = Linear(GAP(D features)) and the class proxy p = Linear(label) (no bias), both d_embed_dim."""
+
+    def __init__(self, feature_channels: int, c_dim: int, d_embed_dim: int = 512):
+        super().__init__()
+        self.embed = torch.nn.Linear(feature_channels, d_embed_dim)
+        self.proxy = torch.nn.Linear(c_dim, d_embed_dim, bias=False)
+
+    def forward(self, features: torch.Tensor, c: torch.Tensor, frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        w_e, b_e, w_p = self.embed.weight, self.embed.bias, self.proxy.weight
+        if frozen:
+            w_e, b_e, w_p = w_e.detach(), b_e.detach(), w_p.detach()
+        e = torch.nn.functional.linear(pool_features(features).to(torch.float32), w_e, b_e)
+        p = torch.nn.functional.linear(c.to(torch.float32), w_p)
+        return e, p
+
+
+class ContraGAN2CHook(LossHook):
+    """2C on D (real embeddings, real labels) and on G (fake embeddings, sampled labels)."""
+
+    def __init__(self, D: torch.nn.Module, options: "MethodOptions", *, device: torch.device, c_dim: int,
+                 D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None):
+        if c_dim <= 0:
+            raise ValueError("--method=contragan: the 2C loss needs class labels; use --cond=True with a "
+                             "dataset whose dataset.json has labels")
+        self.opts = options
+        channels = feature_channels or infer_feature_channels(D)
+        self.head = _build_without_touching_rng(
+            lambda: ConditionalEmbedding(channels, c_dim, options.d_embed_dim)).to(device)
+        self.optimizer = make_head_optimizer(self.head.parameters(), D_opt_kwargs, D_reg_interval)
+
+    def needs_features(self, phase: str) -> bool:
+        return self.opts.lambda_2c > 0 and phase in D_PHASES + G_PHASES
+
+    def needs_real_logits(self, phase: str) -> bool:
+        return self.needs_features(phase) and phase in D_PHASES
+
+    def loss_terms(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
+        if self.opts.lambda_2c <= 0:
+            return None
+        if ctx.phase in D_PHASES and ctx.real_img is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            features = ctx.real_features
+            if features is None:
+                _, features = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
+            return self._term(features, ctx.real_c, frozen=False, stat="Loss/2C/D")
+        if ctx.phase in G_PHASES and ctx.gen_img is not None:
+            features = ctx.gen_features
+            if features is None:
+                _, features = ctx.run_D(ctx.gen_img, ctx.gen_c)
+            return self._term(features, ctx.gen_c, frozen=True, stat="Loss/2C/G")
+        return None
+
+    def _term(self, features, c, frozen: bool, stat: str) -> torch.Tensor:
+        e, p = self.head(features, c, frozen=frozen)
+        e, p = contrastive_dist.all_gather_with_grad(e), contrastive_dist.all_gather_with_grad(p)
+        labels = contrastive_dist.all_gather_cat(c)
+        loss = contrastive_2c_loss(e, p, labels, self.opts.tau_2c)
+        training_stats.report(stat, loss)
+        # Each rank sees the gathered batch but owns only its slice's gradient; x world size
+        # makes the DDP-averaged gradient equal that of the global mean.
+        return loss.mean() * (self.opts.lambda_2c * contrastive_dist.world_size())
+
+    def after_backward(self, ctx: PhaseContext) -> None:
+        if ctx.phase in D_PHASES and self.opts.lambda_2c > 0:
+            params = list(self.head.parameters())
+            misc.sanitize_gradients(params)
+            contrastive_dist.all_reduce_mean_grads(params)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"cond_embedding": self.head}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": {"cond_embedding": self.head.state_dict()}, "optimizers": {"cond_embedding": self.optimizer.state_dict()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "cond_embedding" not in state.get("modules", {}):
+            raise ValueError("resume: the snapshot has no 2C embedding state; resume with --method=contragan")
+        self.head.load_state_dict(state["modules"]["cond_embedding"])
+        self.optimizer.load_state_dict(state["optimizers"]["cond_embedding"])

@@ -104,7 +104,7 @@ class Dataset(torch.utils.data.Dataset):
         image = self._load_raw_image(int(self._raw_idx[idx]))
         if self._xflip[idx]:
             image = image[:, :, ::-1]
-        return np.ascontiguousarray(image).copy(), self.get_label(idx)
+        return np.array(image, order="C", copy=True), self.get_label(idx)  # one copy: never expose the RAM cache
 
     # -- properties ----------------------------------------------------------------------------------------------
 

@@ -462,7 +462,7 @@ def open_lmdb(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
     except lmdb.Error as err:
         raise ToolError(f"--source {path}: cannot open LMDB ({err})") from None
     with env, env.begin(write=False) as txn:
-        total = txn.stat()["entries"]
+        total = env.stat()["entries"]  # entries of the main (unnamed) database
 
         def items() -> Iterator[SourceImage]:
             for key, value in txn.cursor():

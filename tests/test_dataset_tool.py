@@ -426,3 +426,56 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch, emoji_folder, des
     with pytest.raises(KeyboardInterrupt):
         dataset_tool.convert_dataset(source=str(src), dest=str(out_root / dest_name))
     assert calls["n"] == 3 and list(out_root.iterdir()) == []
+
+
+class _FakeLmdb:
+    """The few py-lmdb calls the tool makes (open / stat / begin / cursor), backed by a dict."""
+
+    Error = RuntimeError
+
+    def __init__(self, records: dict[bytes, bytes]):
+        self.records = records
+
+    def open(self, path, **kwargs):
+        assert kwargs.get("readonly") is True and kwargs.get("lock") is False
+        return self
+
+    def stat(self):
+        return {"entries": len(self.records)}
+
+    def begin(self, write=False):
+        assert write is False
+        return self
+
+    def cursor(self):
+        return iter(sorted(self.records.items()))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_lmdb_source_with_the_package_installed(tmp_path, monkeypatch):
+    rng = np.random.default_rng(9)
+    images = [random_image(rng, 12, 16) for _ in range(3)]
+    records = {}
+    for i, image in enumerate(images):
+        buf = io.BytesIO()
+        PIL.Image.fromarray(image).save(buf, format="webp", lossless=True)
+        records[f"key{i}".encode()] = buf.getvalue()
+    records[b"key9"] = b"not an image"  # undecodable record: reported and skipped
+    monkeypatch.setitem(sys.modules, "lmdb", _FakeLmdb(records))
+    src = tmp_path / "church_outdoor_train_lmdb"
+    src.mkdir()
+    dest = tmp_path / "lsun.zip"
+    result = run_tool("--source", src, "--dest", dest, "--transform", "center-crop-wide", "--resolution", "8x4",
+                      "--resize-filter", "box")
+    assert result.exit_code == 0, result.output
+    assert "skipping" in result.output and "key9" in result.output
+    out = zip_contents(dest)
+    assert len(out) == 4
+    band = read_png(out["00000/img00000002.png"]).astype(np.float64)
+    assert band.shape == (8, 8, 3) and band[:2].sum() == 0 and band[6:].sum() == 0
+    assert np.abs(band[2:6] - block_mean(images[2][2:10], 2)).max() <= 1.0  # rows 2..10 of 12: the 16x8 band

@@ -81,6 +81,7 @@ def test_ram_cache_threshold(small_set, monkeypatch):
     folder, _ = small_set
     monkeypatch.setattr(dataset_module, "RAM_CACHE_MAX_IMAGES", 9)
     assert not ImageFolderDataset(str(folder)).in_ram
+    assert ImageFolderDataset(str(folder), max_size=9).in_ram  # the subset is what has to fit
     monkeypatch.setattr(dataset_module, "RAM_CACHE_MAX_IMAGES", 10)
     monkeypatch.setattr(dataset_module, "RAM_CACHE_MAX_RESOLUTION", 4)
     assert not ImageFolderDataset(str(folder)).in_ram

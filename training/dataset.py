@@ -203,7 +203,8 @@ class ImageFolderDataset(Dataset):
         super().__init__(name=name, raw_shape=raw_shape, max_size=max_size, use_labels=use_labels,
                          xflip=xflip, random_seed=random_seed)
         if cache_in_ram is None:
-            cache_in_ram = len(self._image_fnames) <= RAM_CACHE_MAX_IMAGES and self.resolution <= RAM_CACHE_MAX_RESOLUTION
+            num_used = np.unique(self._raw_idx).size  # a small --subset of a big set fits too
+            cache_in_ram = num_used <= RAM_CACHE_MAX_IMAGES and self.resolution <= RAM_CACHE_MAX_RESOLUTION
         if cache_in_ram:
             self._fill_ram_cache()
         if use_labels:

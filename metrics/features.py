@@ -1,0 +1,183 @@
+"""Run a detector over the real dataset (cached) or over generated images, sharded across processes.
+
+Sharding: with `num_gpus` processes, rank r handles items r, r + num_gpus, ...; each batch's features are
+all-gathered (when torch.distributed is initialised), so every rank ends with the full statistics.
+Real statistics are cached as .npz under <dnnlib cache>/gan-metrics/, keyed by the dataset options, the dataset's
+path, size and modification time, the detector and the statistics options.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dnnlib import util
+from metrics.feature_stats import FeatureStats
+from metrics.progress import ProgressMonitor
+
+DEFAULT_DATASET_CLASS = "training.dataset.ImageFolderDataset"
+
+
+@dataclass
+class Detector:
+    """A feature extractor: uint8-range images [N, 3, H, W] on the device -> [N, D] tensor."""
+
+    name: str  # identifies the weights and output in cache keys, e.g. "inception-2015-12-05-features"
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class MetricOptions:
+    G: Any = None
+    G_kwargs: dict = field(default_factory=dict)
+    dataset_kwargs: dict = field(default_factory=dict)
+    num_gpus: int = 1
+    rank: int = 0
+    device: torch.device = torch.device("cpu")
+    batch_size: int = 64
+    progress: bool | None = None  # None: print on rank 0
+    cache: bool = True
+    inception: str | None = None  # user weight file/URL for the Inception detector
+    vgg16: str | None = None
+
+    @property
+    def verbose(self) -> bool:
+        return self.rank == 0 if self.progress is None else bool(self.progress) and self.rank == 0
+
+
+def open_dataset(dataset_kwargs: dict) -> Any:
+    kwargs = dict(dataset_kwargs)
+    kwargs.setdefault("class_name", DEFAULT_DATASET_CLASS)
+    return util.construct_class_by_name(**kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Shared helpers.
+
+def _gather(x: torch.Tensor, num_gpus: int) -> torch.Tensor:
+    """Concatenate a batch from all ranks (rank-major), or return it unchanged in a single process."""
+    if num_gpus <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return x
+    parts = [torch.empty_like(x) for _ in range(num_gpus)]
+    torch.distributed.all_gather(parts, x)
+    return torch.stack(parts, dim=1).flatten(0, 1)  # interleave back into item order
+
+
+def _to_rgb(img: torch.Tensor) -> torch.Tensor:
+    return img.repeat(1, 3, 1, 1) if img.shape[1] == 1 else img
+
+
+def _dataset_fingerprint(dataset_kwargs: dict, dataset: Any) -> dict:
+    path = dataset_kwargs.get("path")
+    stamp = None
+    if isinstance(path, str) and os.path.exists(path):
+        stamp = _latest_mtime(path)
+        path = os.path.abspath(path)
+    return {"path": path, "size": len(dataset), "mtime": stamp}
+
+
+def _latest_mtime(path: str) -> float:
+    if os.path.isfile(path):
+        return os.stat(path).st_mtime
+    latest = os.stat(path).st_mtime
+    for root, _, files in os.walk(path):
+        for name in files:
+            latest = max(latest, os.stat(os.path.join(root, name)).st_mtime)
+    return latest
+
+
+def stats_cache_path(dataset_kwargs: dict, dataset: Any, detector: Detector, stats_kwargs: dict) -> str:
+    key = {
+        "dataset_kwargs": dict(sorted(dataset_kwargs.items())),
+        "dataset": _dataset_fingerprint(dataset_kwargs, dataset),
+        "detector": detector.name,
+        "stats_kwargs": dict(sorted(stats_kwargs.items())),
+    }
+    digest = hashlib.md5(repr(sorted(key.items())).encode("utf-8")).hexdigest()
+    name = getattr(dataset, "name", None) or os.path.basename(str(dataset_kwargs.get("path", "dataset")))
+    return util.make_cache_dir_path("gan-metrics", f"{name}-{detector.name}-{digest}.npz")
+
+
+def _cache_exists(path: str, opts: MetricOptions) -> bool:
+    flag = torch.tensor(float(os.path.isfile(path)), device=opts.device)
+    if opts.num_gpus > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.broadcast(flag, src=0)  # rank 0 decides, so all ranks take the same path
+    return bool(flag.item())
+
+
+# ----------------------------------------------------------------------------
+# Real images.
+
+def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float = 0, rel_hi: float = 1,
+                          max_items: int | None = None, **stats_kwargs: Any) -> FeatureStats:
+    dataset = open_dataset(opts.dataset_kwargs)
+    num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
+    cache_file = None
+    if opts.cache:
+        cache_file = stats_cache_path(opts.dataset_kwargs, dataset, detector, dict(stats_kwargs, max_items=max_items))
+        if _cache_exists(cache_file, opts):
+            return FeatureStats.load(cache_file)
+
+    stats = FeatureStats(max_items=num_items, **stats_kwargs)
+    progress = ProgressMonitor("dataset features", num_items, verbose=opts.verbose)
+    indices = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
+    for start in range(0, len(indices), opts.batch_size):
+        batch = [dataset[i][0] for i in indices[start: start + opts.batch_size]]
+        images = _to_rgb(torch.from_numpy(np.stack(batch)).to(opts.device))
+        with torch.no_grad():
+            features = detector.fn(images)
+        stats.append(_gather(features, opts.num_gpus).float().cpu().numpy())
+        progress.update(stats.num_items)
+
+    if cache_file is not None and opts.rank == 0:
+        stats.save(cache_file)
+    return stats
+
+
+# ----------------------------------------------------------------------------
+# Generated images.
+
+class LabelSampler:
+    """Conditioning labels drawn from random dataset items (empty vectors for unconditional data)."""
+
+    def __init__(self, dataset: Any, device: torch.device, seed: int):
+        self.dataset = dataset
+        self.device = device
+        self.rng = np.random.RandomState(seed)
+
+    def sample(self, n: int) -> torch.Tensor:
+        labels = [self.dataset.get_label(self.rng.randint(len(self.dataset))) for _ in range(n)]
+        return torch.from_numpy(np.stack(labels).astype(np.float32).reshape(n, -1)).to(self.device)
+
+
+def generate_images(G: Any, z: torch.Tensor, c: torch.Tensor, G_kwargs: dict) -> torch.Tensor:
+    """G output in [-1, 1] -> uint8 [N, 3, H, W] as the detectors expect (x * 127.5 + 128, clamped)."""
+    img = G(z=z, c=c, **G_kwargs)
+    img = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return _to_rgb(img)
+
+
+def compute_generator_stats(opts: MetricOptions, detector: Detector, num_items: int, seed: int | None = None,
+                            **stats_kwargs: Any) -> FeatureStats:
+    G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
+    dataset = open_dataset(opts.dataset_kwargs)
+    seed = int(np.random.randint(1 << 31)) if seed is None else seed  # fresh draw per evaluation, as upstream
+    generator = torch.Generator(device=opts.device).manual_seed(seed * opts.num_gpus + opts.rank)
+    labels = LabelSampler(dataset, opts.device, seed * opts.num_gpus + opts.rank)
+
+    stats = FeatureStats(max_items=num_items, **stats_kwargs)
+    progress = ProgressMonitor("generator features", num_items, verbose=opts.verbose)
+    per_rank = max(1, opts.batch_size // max(opts.num_gpus, 1))
+    while not stats.is_full():
+        z = torch.randn([per_rank, G.z_dim], device=opts.device, generator=generator)
+        with torch.no_grad():
+            features = detector.fn(generate_images(G, z, labels.sample(per_rank), opts.G_kwargs))
+        stats.append(_gather(features, opts.num_gpus).float().cpu().numpy())
+        progress.update(stats.num_items)
+    return stats

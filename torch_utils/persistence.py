@@ -204,7 +204,7 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
     if our_name is None:
         raise pickle.UnpicklingError(f"{source}: upstream class {record.class_name!r} has no equivalent here "
                                      f"(known: {', '.join(sorted(UPSTREAM_CLASS_NAMES))})")
-    cls = resolve_persistent_class(our_name)
+    cls = _resolve_known_class(our_name, source)
     init_args = tuple(record.state.get("_init_args", ()))
     init_kwargs = dict(record.state.get("_init_kwargs", {}))
     try:
@@ -215,6 +215,15 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
     _copy_upstream_tensors(record, module, source, lenient=(record.class_name == "AugmentPipe"))
     module.train(bool(record.state.get("training", False)))
     return module
+
+
+def _resolve_known_class(our_name: str, source: str) -> type:
+    """Classes from the fixed upstream-name table (ours by construction; need not be persistent)."""
+    from dnnlib import util
+    try:
+        return util.get_obj_by_name(our_name)
+    except (ValueError, ImportError) as error:
+        raise pickle.UnpicklingError(f"{source}: cannot import {our_name} ({error})") from None
 
 
 @torch.no_grad()

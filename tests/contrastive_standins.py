@@ -102,15 +102,19 @@ class StandInLoss:
 
 
 def train_steps(G, D, hook, num_steps: int, batch: int = 4, c_dim: int = 0, seed: int = 0,
-                start_nimg: int = 0, mixing_prob: float = 0.0) -> list[float]:
-    """A tiny seeded loop: Gmain then Dmain per iteration with plain SGD on G and D; returns losses."""
+                start_nimg: int = 0, mixing_prob: float = 0.0, global_batch: Optional[int] = None) -> list[float]:
+    """A tiny seeded loop: Gmain then Dmain per iteration with plain SGD on G and D; returns losses.
+
+    `batch` is this rank's batch; `global_batch` (default `batch`) advances cur_nimg, as across ranks.
+    """
+    global_batch = global_batch or batch
     torch.manual_seed(seed)
     loss = StandInLoss(G, D, hook, mixing_prob)
     opt_G = torch.optim.SGD(G.parameters(), lr=0.01)
     opt_D = torch.optim.SGD(D.parameters(), lr=0.01)
     losses = []
     for step in range(num_steps):
-        cur_nimg = start_nimg + step * batch
+        cur_nimg = start_nimg + step * global_batch
         if hook is not None:
             hook.begin_iteration(cur_nimg, step)
         real = torch.rand(batch, 3, G.res, G.res) * 2 - 1
@@ -124,5 +128,5 @@ def train_steps(G, D, hook, num_steps: int, batch: int = 4, c_dim: int = 0, seed
         G.requires_grad_(True)
         D.requires_grad_(True)
         if hook is not None:
-            hook.end_iteration(cur_nimg + batch, step)
+            hook.end_iteration(cur_nimg + global_batch, step)
     return losses

@@ -100,11 +100,12 @@ class InstanceContrastHook(LossHook):
 
     def needs_features(self, phase: str) -> bool:
         if phase in D_PHASES:
-            return self.fake is not None or self.real is not None
+            fake_used = self.fake is not None and (self.opts.lambda_D > 0 or self._g_term_enabled())
+            return fake_used or (self.real is not None and self.opts.lambda_real > 0)
         return phase in G_PHASES and self._g_term_enabled()
 
     def needs_real_logits(self, phase: str) -> bool:
-        return phase in D_PHASES and self.real is not None
+        return phase in D_PHASES and self.real is not None and self.opts.lambda_real > 0
 
     def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
         ema_update_(self.D_ema, self.D, self.opts.d_ema_momentum)
@@ -176,8 +177,8 @@ class InstanceContrastHook(LossHook):
 
     def _fake_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
         branch, o = self.fake, self.opts
-        if branch is None or ctx.gen_z is None:
-            return None
+        if branch is None or ctx.gen_z is None or not (o.lambda_D > 0 or self._g_term_enabled()):
+            return None  # nothing would use the term or the queue: draw no noise, run nothing
         branch.optimizer.zero_grad(set_to_none=True)
         query_features = ctx.gen_features
         if query_features is None:
@@ -199,7 +200,7 @@ class InstanceContrastHook(LossHook):
 
     def _real_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
         branch, o = self.real, self.opts
-        if branch is None or ctx.real_img is None:
+        if branch is None or ctx.real_img is None or o.lambda_real <= 0:
             return None
         branch.optimizer.zero_grad(set_to_none=True)
         query_features = ctx.real_features
@@ -209,8 +210,6 @@ class InstanceContrastHook(LossHook):
             _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features)
         branch.pending_keys = key
-        if o.lambda_real <= 0:
-            return None
         loss = self._nce(query, key, branch.queue, "off")
         training_stats.report("Loss/CL/real_D", loss)
         return loss.mean() * o.lambda_real

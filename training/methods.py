@@ -102,7 +102,11 @@ FAKECLR_CODE_COMPAT: dict[str, Any] = {"forgetting_mode": "code_constant", "g_cl
 def resolve_method(method: str, overrides: Optional[dict[str, Any]] = None, *, dataset_size: int,
                    mirror: bool, batch: int, code_compat: bool = False,
                    warn: Callable[[str], None] = lambda msg: warnings.warn(msg, stacklevel=3)) -> MethodOptions:
-    """Options for `method` after presets, upstream flags and `overrides` (None values are ignored)."""
+    """Options for `method` after presets, upstream flags and `overrides`.
+
+    None values in `overrides` mean "not given" (so click defaults of None pass through);
+    `noise_clamp='none'` selects the paper-literal unclamped noise.
+    """
     if method not in METHODS:
         raise ValueError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
     if code_compat and method != "fakeclr":
@@ -126,6 +130,8 @@ def _translate_upstream_flags(overrides: dict[str, Any]) -> dict[str, Any]:
                 values.update(fake_head=False, real_head=False)
         elif name == "no_cl_on_g":
             values["cl_on_g"] = not value
+        elif name == "noise_clamp" and str(value).lower() in ("none", "off"):
+            values[name] = None  # paper-literal: no clamp (a plain None means "option not given")
         elif name in known:
             values[name] = value
         else:

@@ -20,7 +20,7 @@ import torch
 
 from torch_utils import misc, training_stats
 from training import contrastive_dist
-from training.contrastive_head import (MomentumProjectionHead, ProjectionMLP, ema_update_, infer_feature_channels,
+from training.contrastive_head import (MomentumProjectionHead, ema_update_, infer_feature_channels,
                                        make_head_optimizer, make_momentum_copy, pool_features)
 from training.contrastive_losses import contrastive_2c_loss, forgetting_margin, info_nce
 from training.contrastive_queue import TimestampedQueue

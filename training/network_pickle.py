@@ -89,8 +89,6 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
         value = getattr(torch, name, None)
         if isinstance(value, torch.dtype):
             names[("torch", name)] = value
-        if name.endswith("Storage") and isinstance(value, type):
-            names[("torch", name)] = value
     return names
 
 

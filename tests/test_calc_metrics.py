@@ -1,0 +1,82 @@
+"""calc_metrics.py: dataset options from the pickle or --data/--mirror, JSON lines beside the pickle, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+import calc_metrics
+from metrics import runners
+from metrics.features import Detector
+from training.network_pickle import save_network_pkl
+from training.networks import Generator
+
+
+def _save(path, training_set_kwargs=None, res=64):
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=res, img_channels=3,
+                  mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    save_network_pkl(str(path), dict(G_ema=G, training_set_kwargs=training_set_kwargs))
+    return str(path)
+
+
+@pytest.fixture
+def toy_detector(monkeypatch):
+    seen = []
+
+    def colour(img):
+        seen.append(img.shape[0])
+        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
+
+    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", colour))
+    return seen
+
+
+def _invoke(*args):
+    return CliRunner().invoke(calc_metrics.main, list(args))
+
+
+def test_appends_result_lines_beside_the_pickle(tmp_path, embedded_dataset_dir, toy_detector):
+    pkl = _save(tmp_path / "network-snapshot-000000.pkl")
+    for mirror in ("0", "1"):
+        result = _invoke(f"--network={pkl}", "--metrics=fid10_full,kid10", f"--data={embedded_dataset_dir}",
+                         f"--mirror={mirror}", "--batch=32", "--verbose=false")
+        assert result.exit_code == 0, result.output
+    fid_lines = (tmp_path / "metric-fid10_full.jsonl").read_text().splitlines()
+    kid_lines = (tmp_path / "metric-kid10.jsonl").read_text().splitlines()
+    assert len(fid_lines) == 2 and len(kid_lines) == 2
+    row = json.loads(fid_lines[0])
+    assert row["metric"] == "fid10_full" and row["snapshot_pkl"] == "network-snapshot-000000.pkl"
+    assert row["num_gpus"] == 1 and set(row["results"]) == {"fid10_full"} and row["results"]["fid10_full"] > 0
+    assert sum(toy_detector) >= 169 + 338  # the mirrored run reads the x-flipped set (a separate cache entry)
+
+
+def test_dataset_options_come_from_the_pickle(tmp_path, embedded_dataset_dir, toy_detector):
+    kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=str(embedded_dataset_dir), xflip=False)
+    pkl = _save(tmp_path / "snap.pkl", training_set_kwargs=kwargs)
+    result = _invoke(f"--network={pkl}", "--metrics=kid10", "--verbose=false")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metric-kid10.jsonl").read_text())["results"]["kid10"] == pytest.approx(
+        json.loads(result.output.strip().splitlines()[-1])["results"]["kid10"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metrics=fid50x"], "unknown metric 'fid50x'"),
+    (["--metrics=none"], "give at least one metric"),
+    ([], "give the real images with --data"),
+    (["--data=/no/such/dir"], "/no/such/dir: no such dataset"),
+])
+def test_bad_inputs_give_clear_errors(tmp_path, args, message):
+    pkl = _save(tmp_path / "snap.pkl")
+    result = _invoke(f"--network={pkl}", *args)
+    assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_resolution_mismatch_is_rejected(tmp_path, embedded_dataset_dir):
+    pkl = _save(tmp_path / "snap16.pkl", res=16)
+    result = _invoke(f"--network={pkl}", f"--data={embedded_dataset_dir}", "--metrics=kid10")
+    assert result.exit_code == 2 and "is 64 px but the network makes 16 px" in result.output

@@ -226,14 +226,14 @@ class InceptionV3(nn.Module):
 
     def forward(self, img: torch.Tensor, return_features: bool = True, no_output_bias: bool = False) -> torch.Tensor:
         """uint8-range images -> [N, 2048] features, or [N, 1008] softmax probabilities."""
-        features = self.features_from_normalized(self.preprocess(img))
-        if return_features:
-            return features
-        if self.output is None:
+        if not return_features and self.output is None:  # fail before spending time on the features
             raise RuntimeError(
                 "these Inception weights have no classifier (fid-helper's file ships features only); "
-                "IS needs upstream's inception-2015-12-05.pkl: pass its path with --detector-inception / "
+                "IS needs upstream's inception-2015-12-05.pkl: pass its path with --inception / "
                 "the FAKECLR_INCEPTION environment variable"
             )
+        features = self.features_from_normalized(self.preprocess(img))
+        if return_features or self.output is None:
+            return features
         logits = F.linear(features, self.output.weight, None if no_output_bias else self.output.bias)
         return F.softmax(logits, dim=1)

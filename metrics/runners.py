@@ -31,6 +31,8 @@ def inception_features(opts: MetricOptions) -> Detector:
 
 def inception_probs(opts: MetricOptions) -> Detector:
     net = detectors.get_inception(opts.device, opts.inception)
+    if net.output is None:  # say so before generating 50k images
+        net(torch.zeros(1, 3, 1, 1), return_features=False)
     name = f"inception-{_stem(detectors.inception_source(opts.inception))}-probs"
     return Detector(name, lambda img: net(img, return_features=False, no_output_bias=True))
 

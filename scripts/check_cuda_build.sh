@@ -17,7 +17,19 @@ if [ -z "$nvcc_path" ]; then
     echo "check_cuda_build: nvcc not found on PATH; install the CUDA toolkit or add its bin/ to PATH" >&2
     exit 2
 fi
-export CUDA_HOME=${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$nvcc_path")")")}
+# The toolkit root: nvcc may be a wrapper script outside it (e.g. /usr/local/bin/nvcc), so look
+# for the directory that really has include/cuda_runtime.h.
+find_cuda_home() {
+    local candidate
+    for candidate in "$(dirname "$(dirname "$(readlink -f "$nvcc_path")")")" /usr/local/cuda /usr/local/cuda-*; do
+        if [ -f "$candidate/include/cuda_runtime.h" ]; then echo "$candidate"; return; fi
+    done
+}
+export CUDA_HOME=${CUDA_HOME:-$(find_cuda_home)}
+if [ -z "$CUDA_HOME" ] || [ ! -f "$CUDA_HOME/include/cuda_runtime.h" ]; then
+    echo "check_cuda_build: no CUDA toolkit with include/cuda_runtime.h found; set CUDA_HOME" >&2
+    exit 2
+fi
 
 venv=${VENV_DIR:-$(mktemp -d /tmp/fakeclr-cuda-build.XXXXXX)}
 cleanup() {

@@ -37,7 +37,7 @@ OP_PLUGINS: dict[str, dict[str, list[str]]] = {
     "bias_act": {"sources": ["bias_act.cpp", "bias_act.cu"], "headers": ["bias_act.h"]},
     "upfirdn2d": {"sources": ["upfirdn2d.cpp", "upfirdn2d.cu"], "headers": ["upfirdn2d.h"]},
 }
-NVCC_FLAGS = ["-O3", "--use_fast_math", "-std=c++17"]
+NVCC_FLAGS = ["-O3", "--use_fast_math"]  # the C++ standard is left to torch (C++17 or 20)
 
 _loaded: dict[str, ModuleType] = {}  # one import per process; unavoidable module-level cache
 
@@ -175,5 +175,44 @@ def _compile_and_import(module_name: str, sources: Sequence[str], build_dir: str
                         build_kwargs: dict) -> ModuleType:
     from torch.utils import cpp_extension  # local: heavy import, only needed on a GPU machine
 
-    return cpp_extension.load(name=module_name, sources=list(sources), build_directory=build_dir,
-                              verbose=(verbosity == "full"), with_cuda=True, **build_kwargs)
+    if cpp_extension.CUDA_HOME is None:
+        raise RuntimeError("no CUDA toolkit found (nvcc); install one or set CUDA_HOME")
+    with _fallback_cuda_headers(cpp_extension.CUDA_HOME):
+        return cpp_extension.load(name=module_name, sources=list(sources), build_directory=build_dir,
+                                  verbose=(verbosity == "full"), with_cuda=True, **build_kwargs)
+
+
+@contextlib.contextmanager
+def _fallback_cuda_headers(cuda_home: str) -> Iterator[None]:
+    """Let the compilers find library headers that a minimal toolkit lacks (torch's ATen/cuda
+    headers include cusparse.h, cublas_v2.h...) in the nvidia-* wheels installed with torch.
+
+    They go on CPATH, which compilers search after every -I path, so the toolkit's own headers
+    still win; only headers missing from the toolkit come from the wheels.
+    """
+    if os.path.isfile(os.path.join(cuda_home, "include", "cusparse.h")):
+        yield
+        return
+    extra = [d for d in _pip_cuda_include_dirs() if os.path.isfile(os.path.join(d, "cusparse.h"))]
+    previous = os.environ.get("CPATH")
+    os.environ["CPATH"] = os.pathsep.join([*([previous] if previous else []), *extra])
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CPATH", None)
+        else:
+            os.environ["CPATH"] = previous
+
+
+def _pip_cuda_include_dirs() -> list[str]:
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found = []
+    for root in spec.submodule_search_locations:
+        for name in sorted(os.listdir(root)):
+            include = os.path.join(root, name, "include")
+            if os.path.isdir(include):
+                found.append(include)
+    return found

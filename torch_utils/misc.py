@@ -121,7 +121,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
     """Yield dataset indices forever; rank r takes items r, r+N, ... of a seeded, slowly reshuffled order."""
 
     def __init__(self, dataset: Any, rank: int = 0, num_replicas: int = 1, shuffle: bool = True,
-                 seed: int = 0, window_size: float = 0.5):
+                 seed: int = 0, window_size: float = 0.5, start: int = 0):
         if len(dataset) <= 0:
             raise ValueError("InfiniteSampler: the dataset is empty")
         if not (num_replicas > 0 and 0 <= rank < num_replicas and 0 <= window_size <= 1):
@@ -132,6 +132,7 @@ class InfiniteSampler(torch.utils.data.Sampler):
         self.shuffle = shuffle
         self.seed = seed
         self.window_size = window_size
+        self.start = start  # indices this rank already consumed (exact resume): replayed, not yielded
 
     def __iter__(self) -> Iterator[int]:
         order = np.arange(self.dataset_size)
@@ -142,10 +143,14 @@ class InfiniteSampler(torch.utils.data.Sampler):
             rnd.shuffle(order)
             window = int(np.rint(order.size * self.window_size))
         idx = 0
+        skipped = 0
         while True:
             i = idx % order.size
             if idx % self.num_replicas == self.rank:
-                yield int(order[i])
+                if skipped >= self.start:
+                    yield int(order[i])
+                else:
+                    skipped += 1
             if window >= 2:
                 j = (i - rnd.randint(window)) % order.size
                 order[i], order[j] = order[j], order[i]

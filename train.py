@@ -1,0 +1,281 @@
+"""Train a GAN: StyleGAN2-ADA with FakeCLR, InsGen, ADA-Linear or ContraGAN 2C.
+
+Same command line as NVlabs stylegan2-ada-pytorch, plus the FakeCLR / InsGen flags and --method.
+Examples:
+    python train.py --outdir=runs --data=datasets/emoji-smileys --cfg=tiny --kimg=2 --metrics=none
+    python train.py --outdir=runs --data=ffhq2k.zip --method=fakeclr --cfg=paper256 --mirror=True --batch=64 --gpus=1
+See docs/training.md for every option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+from typing import Any, Optional
+
+import click
+
+import dnnlib
+from dnnlib.util import atomic_write
+from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, RESUME_SPECS, build_training_options,
+                             next_run_dir, validate_basic, with_defaults)
+
+# Method options exposed on the command line: option name -> (MethodOptions field, click type, help).
+METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--lambda-d", "lambda_D", float, "Fake contrastive weight on D (lambda^f) [default: 1]"),
+    ("--lambda-real", "lambda_real", float, "Real contrastive weight on D (InsGen lambda^r) [default: 1]"),
+    ("--lambda-g", "lambda_G", float, "Fake contrastive weight on G [default: 0.1]"),
+    ("--cl-tau", "tau", float, "InfoNCE temperature [default: 0.2]"),
+    ("--tau-m", "tau_m", float, "Forgetting-factor temperature [default: 0.01]"),
+    ("--forgetting", "forgetting_mode", click.Choice(["paper", "code_constant", "off"]), "Forgetting factor of the queue"),
+    ("--fqs-schedule", "fqs_schedule", click.Choice(["fixed", "linear"]), "Fake-queue length schedule (linear = diversity-aware)"),
+    ("--fqs-min", "fqs_min", int, "Floor of the linear queue schedule"),
+    ("--noise-mode", "noise_mode", click.Choice(["relative", "fixed"]), "Latent perturbation: relative (FakeCLR) or fixed (InsGen)"),
+    ("--noise-scale", "noise_scale", float, "l1 for relative noise [0.1] or std for fixed noise [0.15]"),
+    ("--noise-clamp", "noise_clamp", float, "Clamp on |z_j| for relative noise [default: 3]"),
+    ("--cl-independent-mixing", "cl_independent_mixing", bool, "Fresh style-mixing draw for the perturbed key (code behaviour)"),
+    ("--head-momentum", "head_momentum", float, "Key-head EMA momentum [default: 0.999]"),
+    ("--lambda-2c", "lambda_2c", float, "ContraGAN 2C loss weight [default: 1]"),
+    ("--tau-2c", "tau_2c", float, "ContraGAN 2C temperature [default: 1]"),
+    ("--d-embed-dim", "d_embed_dim", int, "ContraGAN embedding size [default: 512]"),
+]
+
+
+def _method_options(func):
+    for flag, field, kind, help_text in reversed(METHOD_FLAGS):
+        func = click.option(flag, field, type=kind, default=None, help=help_text)(func)
+    return func
+
+
+@click.command(context_settings=dict(max_content_width=120))
+@click.pass_context
+# General options.
+@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
+@click.option("--gpus", help="Number of GPUs (processes on a CPU-only machine) [default: 1]", type=int, default=1, metavar="INT")
+@click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
+@click.option("--metrics", help='Comma-separated metrics or "none" [default: fid50k_full]', type=str, default=None)
+@click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
+@click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
+# Dataset.
+@click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True)
+@click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool, default=False, metavar="BOOL")
+@click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
+@click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")
+# Base config.
+@click.option("--cfg", help="Base config [default: auto]", type=click.Choice(CFG_NAMES), default="auto")
+@click.option("--gamma", help="Override R1 gamma", type=float)
+@click.option("--kimg", help="Override training duration", type=int, metavar="INT")
+@click.option("--batch", help="Override batch size", type=int, metavar="INT")
+# Discriminator augmentation.
+@click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))
+@click.option("--p", help="Augmentation probability for --aug=fixed", type=float)
+@click.option("--target", help="ADA target value for --aug=ada [default: 0.6]", type=float)
+@click.option("--augpipe", help="Augmentation pipeline [default: bgc]", type=click.Choice(AUGPIPE_NAMES))
+# Transfer learning and resume.
+@click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL")
+@click.option("--freezed", help="Freeze-D: number of D layers to freeze [default: 0]", type=int, metavar="INT")
+# Performance options.
+@click.option("--fp32", help="Disable mixed-precision training", type=bool, metavar="BOOL")
+@click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, metavar="BOOL")
+@click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, metavar="BOOL")
+@click.option("--allow-tf32", "allow_tf32", help="Allow PyTorch to use TF32 internally", type=bool, metavar="BOOL")
+@click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+# Methods (FakeCLR / InsGen / ContraGAN).
+@click.option("--method", help="Training method preset [default: ada]",
+              type=click.Choice(["ada", "adalinear", "insgen", "fakeclr", "contragan"]))
+@click.option("--ada_linear", "--ada-linear", "ada_linear", help="Linear p ramp to --target over --kimg (ADA-Linear)", type=bool)
+@click.option("--no_insgen", "--no-insgen", "no_insgen", help="Disable InsGen's contrastive heads", type=bool)
+@click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
+@click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
+@click.option("--rqs", help="Real queue length (InsGen) [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fqs", help="Fake queue length [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
+@_method_options
+def main(ctx: click.Context, **kwargs: Any) -> None:
+    """Train a GAN (StyleGAN2-ADA backbone) with the method of your choice."""
+    dry_run = kwargs.pop("dry_run")
+    try:
+        opts, run_dir_or_desc = resolve_options(kwargs)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        raise click.ClickException(str(err).splitlines()[0]) from None
+
+    if dry_run:
+        print_options(opts, run_dir_or_desc)
+        print("Dry run; exiting.")
+        return
+    run_dir = run_dir_or_desc
+    launch(opts, run_dir)
+
+
+# ----------------------------------------------------------------------------
+# Resolving options.
+
+
+def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
+    """Validate every option and build training_options.json content plus the run directory path."""
+    method_overrides = {field: kwargs.pop(field) for _, field, _, _ in METHOD_FLAGS}
+    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
+        method_overrides[flag] = kwargs.pop(flag)
+    code_compat = kwargs.pop("code_compat")
+    o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
+    o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else 3
+    validate_basic(o)
+
+    metrics = parse_metrics(kwargs.get("metrics"))
+    info = inspect_dataset(o.data)
+    opts, desc = build_training_options(o, info, metrics)
+    if o.resume is not None and o.resume != "noresume":
+        opts.resume_pkl = resolve_resume(o.resume, o.outdir, desc)
+
+    method = o.method or "ada"
+    dataset_size = o.subset if o.subset is not None else info.size
+    from training.methods import resolve_method  # torch import deferred until the options are valid
+
+    method_opts = resolve_method(method, method_overrides, dataset_size=dataset_size,
+                                 mirror=bool(o.mirror), batch=opts.batch_size, code_compat=code_compat,
+                                 warn=lambda msg: print(f"Warning: {msg}", file=sys.stderr))
+    if method_opts.ada_linear and opts.get("ada_target") is None:
+        raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
+    if method_opts.cond_loss == "2c" and not o.cond:
+        raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
+    opts.method_kwargs = method_opts.to_dict()
+    if o.method is None and method_opts.ada_linear:
+        desc += "-adalinear"
+    run_dir = next_run_dir(o.outdir, desc)
+    opts.run_dir = run_dir
+    return opts, run_dir
+
+
+def parse_metrics(value: Optional[str]) -> list[str]:
+    if value is None:
+        value = "fid50k_full"
+    value = value.strip()
+    if value.lower() in ("", "none"):
+        return []
+    from metrics import metric_main
+
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    for name in names:
+        if not metric_main.is_valid_metric(name):
+            raise ConfigError(metric_main.invalid_metric_message(name, option="--metrics"))
+    return names
+
+
+def inspect_dataset(path: str) -> DatasetInfo:
+    if not path or not os.path.exists(path):
+        raise ConfigError(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
+    from training.dataset import ImageFolderDataset
+
+    try:
+        dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"--data={path}: {str(err).splitlines()[0]}") from None
+    try:
+        label_dim = ImageFolderDataset(path=path, use_labels=True, cache_in_ram=False).label_dim
+    except ValueError:  # no dataset.json labels
+        label_dim = 0
+    info = DatasetInfo(name=dataset.name, resolution=dataset.resolution, num_channels=dataset.num_channels,
+                       label_dim=label_dim, size=len(dataset))
+    dataset.close()
+    return info
+
+
+def resolve_resume(resume: str, outdir: str, desc: str) -> str:
+    """Map a preset, run directory or 'latest' to the pickle that --resume should read."""
+    if resume in RESUME_SPECS:
+        return RESUME_SPECS[resume]
+    if resume == "latest":
+        runs = sorted(glob.glob(os.path.join(outdir, f"[0-9]*-{desc}")), key=_run_number)
+        for run in reversed(runs):
+            snapshot = newest_snapshot(run)
+            if snapshot is not None:
+                return snapshot
+        raise ConfigError(f"--resume=latest: no run '*-{desc}' with a snapshot in {outdir}; start a run first")
+    if os.path.isdir(resume):
+        snapshot = newest_snapshot(resume)
+        if snapshot is None:
+            raise ConfigError(f"--resume={resume}: the directory holds no network-snapshot-*.pkl")
+        return snapshot
+    return resume
+
+
+def newest_snapshot(run_dir: str) -> Optional[str]:
+    snapshots = sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")))
+    return snapshots[-1] if snapshots else None
+
+
+def _run_number(path: str) -> int:
+    match = re.match(r"^\d+", os.path.basename(path))
+    return int(match.group()) if match else -1
+
+
+def print_options(opts: dict, run_dir: str) -> None:
+    print()
+    print("Training options:")
+    print(json.dumps(opts, indent=2))
+    print()
+    print(f"Output directory:    {run_dir}")
+    print(f"Number of GPUs:      {opts['num_gpus']}")
+    print(f"Batch size:          {opts['batch_size']} images")
+    print(f"Training duration:   {opts['total_kimg']} kimg")
+    print(f"Dataset path:        {opts['training_set_kwargs']['path']}")
+    print(f"Dataset size:        {opts['training_set_kwargs']['max_size']} images")
+    print(f"Dataset resolution:  {opts['training_set_kwargs']['resolution']}")
+    print(f"Dataset labels:      {opts['training_set_kwargs']['use_labels']}")
+    print(f"Dataset x-flips:     {opts['training_set_kwargs']['xflip']}")
+    print(f"Method:              {opts['method_kwargs']['method']}")
+    print()
+
+
+# ----------------------------------------------------------------------------
+# Launching: in-process, spawned processes, or under torchrun.
+
+
+def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
+    print_options(opts, run_dir)
+    print("Creating output directory...")
+    os.makedirs(run_dir, exist_ok=False)
+    with atomic_write(os.path.join(run_dir, "training_options.json"), "w") as f:
+        json.dump(opts, f, indent=2)
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        subprocess_fn(int(os.environ["RANK"]), opts, None)
+        return
+    if opts.num_gpus == 1:
+        subprocess_fn(0, opts, None)
+        return
+    import torch
+
+    print(f"Launching {opts.num_gpus} processes...")
+    with tempfile.TemporaryDirectory() as temp_dir:
+        torch.multiprocessing.spawn(fn=subprocess_fn, args=(opts, os.path.join(temp_dir, ".torch_distributed_init")),
+                                    nprocs=opts.num_gpus)
+
+
+def subprocess_fn(rank: int, opts: dict, init_file: Optional[str]) -> None:
+    import torch
+
+    from training import distributed
+    from training.training_loop import default_device, training_loop
+
+    logger = dnnlib.util.Logger(file_name=os.path.join(opts["run_dir"], "log.txt"), file_mode="a", should_flush=True)
+    try:
+        device = default_device(rank)
+        distributed.init_process_group(rank, opts["num_gpus"], init_file, device)
+        if rank != 0:
+            logger.close()
+            logger = None
+        training_loop(opts, rank=rank, device=device)
+    finally:
+        if logger is not None:
+            logger.close()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,602 @@
+"""The training loop: G, D, G_ema (and a method's momentum copies) through the loss phases.
+
+Read top-down: `training_loop()` builds a `Trainer`, whose `run()` alternates `train_step()`
+with per-tick `maintenance()` (status line, grids, snapshot, metrics, stats). Everything a
+resumed run needs to continue bit-for-bit (optimiser states, counters, ADA p, queues, RNG
+streams) travels in the snapshot under `resume_state`.
+
+Randomness: the latents and conditioning labels of every iteration are drawn for the whole
+global batch from streams seeded identically on all ranks, and each rank takes its own rows,
+so a 2-process run sees the same samples as a 1-process run. Augmentation, style mixing and
+the path-length noise use the per-rank global RNG (seed x num_gpus + rank), as upstream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import random
+import signal
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+import psutil
+import torch
+
+import dnnlib
+from dnnlib.util import atomic_append_line
+from torch_utils import misc, training_stats
+from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: F401  (imported for their side-effect-free API)
+from training import distributed, image_grid, network_pickle
+from training.ada import make_ada_controller
+from training.methods import MethodOptions, build_hook
+from training.phases import build_phases
+
+SNAPSHOT_VERSION = 1
+
+
+def training_loop(opts: dict, rank: int = 0, device: Optional[torch.device] = None,
+                  abort_fn: Optional[Callable[[], bool]] = None) -> dict:
+    """Train with the options of training_options.json; returns a small summary (for tests/tools)."""
+    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn)
+    return trainer.run()
+
+
+def default_device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop finishes the step, writes a snapshot and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
+                pass
+
+    def uninstall(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested:  # second signal: give up immediately
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
+
+
+class Trainer:
+    def __init__(self, opts: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
+                 abort_fn: Optional[Callable[[], bool]]):
+        self.o = _with_loop_defaults(opts)
+        self.rank = rank
+        self.num_gpus = int(self.o.num_gpus)
+        self.device = device or default_device(rank)
+        self.abort_fn = abort_fn
+        self.stop = StopRequest()
+        self.run_dir = self.o.get("run_dir")
+        self.cur_nimg = 0
+        self.cur_tick = 0
+        self.batch_idx = 0
+        self.tick_start_nimg = 0
+        self.tb_writer = None
+        self.stats_jsonl = None
+
+    # ------------------------------------------------------------------ top level
+
+    def run(self) -> dict:
+        self.setup()
+        self.stop.install()
+        try:
+            return self.loop()
+        finally:
+            self.stop.uninstall()
+            if self.tb_writer is not None:
+                self.tb_writer.close()
+
+    def setup(self) -> None:
+        o = self.o
+        self.start_time = time.time()
+        self.seed_everything()
+        self.configure_torch()
+        self.load_dataset()
+        self.build_networks()
+        resume = self.load_resume_data()
+        self.build_augmentation()
+        self.hook = self.build_method_hook()
+        self.restore(resume)
+        for module in (self.G, self.D, self.G_ema, self.augment_pipe, *self.hook_modules().values()):
+            distributed.broadcast_module(module)
+        self.build_loss_and_phases()
+        if resume is not None and resume.get("exact"):
+            self.restore_optimizers_and_rng(resume["state"])
+        self.open_data_iterator()
+        if self.rank == 0:
+            self.write_initial_grids()
+            self.open_stats_writers()
+        self.ada_stats = training_stats.Collector(regex="Loss/signs/real")
+        self.collector = training_stats.Collector(regex=".*")
+        self.tick_start_nimg = self.cur_nimg
+        self.tick_start_time = time.time()
+        self.maintenance_time = 0.0
+        self.printed_tick0 = False
+        if self.rank == 0:
+            print(f"Training for {o.total_kimg} kimg from {self.cur_nimg / 1000:.1f} kimg...", flush=True)
+
+    def loop(self) -> dict:
+        o = self.o
+        while True:
+            self.train_step()
+            done = self.cur_nimg >= o.total_kimg * 1000
+            stop = self.stop_requested()
+            tick_due = self.cur_nimg >= self.tick_start_nimg + o.kimg_per_tick * 1000
+            if not (done or stop or tick_due or not self.printed_tick0):
+                continue
+            self.printed_tick0 = True
+            self.maintenance(done=done or stop)
+            if done or stop:
+                break
+        if self.rank == 0:
+            print("Exiting...", flush=True)
+        return dict(cur_nimg=self.cur_nimg, cur_tick=self.cur_tick, batch_idx=self.batch_idx,
+                    stopped_early=bool(self.stop.requested and not self.cur_nimg >= o.total_kimg * 1000),
+                    last_snapshot=getattr(self, "last_snapshot", None))
+
+    # ------------------------------------------------------------------ setup steps
+
+    def seed_everything(self) -> None:
+        seed = int(self.o.random_seed)
+        rank_seed = seed * self.num_gpus + self.rank
+        random.seed(rank_seed)
+        np.random.seed(rank_seed)
+        torch.manual_seed(rank_seed)
+        # Shared streams: identical on every rank (each rank slices its own rows).
+        self.latent_gen = torch.Generator(device=self.device)
+        self.latent_gen.manual_seed(seed)
+        self.label_rng = np.random.RandomState(seed)
+
+    def configure_torch(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = bool(self.o.cudnn_benchmark)
+            torch.backends.cuda.matmul.allow_tf32 = bool(self.o.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = bool(self.o.allow_tf32)
+
+    def load_dataset(self) -> None:
+        self.training_set = dnnlib.util.construct_class_by_name(**self.o.training_set_kwargs)
+        if self.rank == 0:
+            print(f"Dataset: {len(self.training_set)} images, shape {list(self.training_set.image_shape)}, "
+                  f"label shape {list(self.training_set.label_shape)}", flush=True)
+
+    def build_networks(self) -> None:
+        ts = self.training_set
+        common = dict(c_dim=ts.label_dim, img_resolution=ts.resolution, img_channels=ts.num_channels)
+        self.G = dnnlib.util.construct_class_by_name(**self.o.G_kwargs, **common).train().requires_grad_(False).to(self.device)
+        self.D = dnnlib.util.construct_class_by_name(**self.o.D_kwargs, **common).train().requires_grad_(False).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+
+    def load_resume_data(self) -> Optional[dict]:
+        """Read the resume pickle (rank 0 copies weights; the broadcast reaches the other ranks)."""
+        if not self.o.get("resume_pkl"):
+            return None
+        if self.rank == 0:
+            print(f'Resuming from "{self.o.resume_pkl}"', flush=True)
+        data = network_pickle.load_network_pkl(self.o.resume_pkl)
+        state = data.get("resume_state")
+        exact = state is not None and state.get("options_key") == options_key(self.o)
+        if self.rank == 0 and state is not None and not exact:
+            print("Resume: the snapshot's training options differ; copying weights only (counters restart).", flush=True)
+        return dict(data=data, state=state, exact=exact)
+
+    def build_augmentation(self) -> None:
+        o = self.o
+        self.augment_pipe = None
+        if o.get("augment_kwargs") and (o.augment_p > 0 or o.ada_target is not None):
+            self.augment_pipe = dnnlib.util.construct_class_by_name(**o.augment_kwargs)
+            self.augment_pipe = self.augment_pipe.train().requires_grad_(False).to(self.device)
+            self.augment_pipe.p.copy_(torch.as_tensor(o.augment_p))
+        aug = "ada" if o.ada_target is not None else ("fixed" if self.augment_pipe is not None else "noaug")
+        self.ada = make_ada_controller(aug, target=o.ada_target, ada_linear=self.method_options().ada_linear,
+                                       total_kimg=o.total_kimg, ada_kimg=o.ada_kimg, interval=o.ada_interval)
+
+    def method_options(self) -> MethodOptions:
+        return MethodOptions.from_dict(self.o.method_kwargs) if self.o.get("method_kwargs") else MethodOptions()
+
+    def build_method_hook(self):
+        o = self.o
+        return build_hook(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=o.G_opt_kwargs,
+                          D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
+                          D_reg_interval=o.D_reg_interval, total_kimg=o.total_kimg, batch_size=o.batch_size,
+                          rank=self.rank, num_gpus=self.num_gpus)
+
+    def hook_modules(self) -> dict[str, torch.nn.Module]:
+        return self.hook.modules() if self.hook is not None else {}
+
+    def restore(self, resume: Optional[dict]) -> None:
+        if resume is None or self.rank != 0:
+            return
+        data = resume["data"]
+        for name in ("G", "D", "G_ema"):
+            if data.get(name) is not None:
+                misc.copy_params_and_buffers(data[name], getattr(self, name), require_all=False)
+        if resume["exact"]:
+            if self.augment_pipe is not None and data.get("augment_pipe") is not None:
+                self.augment_pipe.p.copy_(data["augment_pipe"].p)
+            if self.hook is not None and "hook" in resume["state"]:
+                self.hook.load_state_dict(resume["state"]["hook"])
+
+    def build_loss_and_phases(self) -> None:
+        o = self.o
+        hooks = [self.hook] if self.hook is not None else []
+        loss_kwargs = {k: v for k, v in o.loss_kwargs.items() if k != "class_name"}
+        self.loss = dnnlib.util.construct_class_by_name(
+            class_name=o.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
+            G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, hooks=hooks, **loss_kwargs)
+        self.phases = (build_phases("G", self.G, o.G_opt_kwargs, o.G_reg_interval)
+                       + build_phases("D", self.D, o.D_opt_kwargs, o.D_reg_interval))
+        self.phase_timers = {phase.name: 0.0 for phase in self.phases}
+
+    def restore_optimizers_and_rng(self, state: dict) -> None:
+        """Continue exactly where the snapshot stopped (rank 0 state is authoritative for counters)."""
+        self.cur_nimg = int(state["cur_nimg"])
+        self.cur_tick = int(state["cur_tick"])
+        self.batch_idx = int(state["batch_idx"])
+        for phase in self.phases:
+            if phase.name in state["optimizers"]:
+                phase.opt.load_state_dict(state["optimizers"][phase.name])
+        self.loss.pl_mean.copy_(state["pl_mean"])
+        if self.hook is not None and self.rank != 0 and "hook" in state:
+            self.hook.load_state_dict(state["hook"])
+        if hasattr(self.ada, "load_state_dict") and "ada" in state:
+            self.ada.load_state_dict(state["ada"])
+        rng = state["rng"].get(str(self.rank))
+        if rng is not None:
+            _set_rng_state(rng, self.latent_gen, self.label_rng, self.device)
+
+    def open_data_iterator(self) -> None:
+        o = self.o
+        per_rank = o.batch_size // self.num_gpus
+        consumed = self.batch_idx * per_rank
+        sampler = misc.InfiniteSampler(self.training_set, rank=self.rank, num_replicas=self.num_gpus,
+                                       seed=o.random_seed, start=consumed)
+        loader_kwargs = dict(o.data_loader_kwargs)
+        loader_kwargs["pin_memory"] = bool(loader_kwargs.get("pin_memory")) and self.device.type == "cuda"
+        if int(loader_kwargs.get("num_workers", 0)) == 0:
+            loader_kwargs.pop("prefetch_factor", None)
+        else:
+            loader_kwargs["persistent_workers"] = True
+        loader = torch.utils.data.DataLoader(self.training_set, sampler=sampler, batch_size=per_rank, **loader_kwargs)
+        self.data_iter = iter(loader)
+
+    def write_initial_grids(self) -> None:
+        if self.run_dir is None:
+            self.grid_size = None
+            return
+        self.grid_size, images, labels = image_grid.setup_snapshot_image_grid(self.training_set)
+        image_grid.save_image_grid(images, os.path.join(self.run_dir, "reals.png"), drange=[0, 255], grid=self.grid_size)
+        gen = torch.Generator().manual_seed(0)
+        self.grid_z = torch.randn([labels.shape[0], self.G.z_dim], generator=gen).to(self.device)
+        self.grid_c = torch.from_numpy(labels).to(self.device)
+        self.write_fakes_grid("fakes_init.png")
+
+    def open_stats_writers(self) -> None:
+        if self.run_dir is None:
+            return
+        self.stats_jsonl = os.path.join(self.run_dir, "stats.jsonl")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb_writer = SummaryWriter(self.run_dir)
+        except ImportError as err:
+            print(f"Skipping tensorboard export ({err})", flush=True)
+
+    # ------------------------------------------------------------------ one iteration
+
+    def train_step(self) -> None:
+        o = self.o
+        real_img, real_c = self.next_real_batch()
+        all_z, all_c = self.draw_latents_and_labels()
+        if self.hook is not None:
+            self.hook.begin_iteration(self.cur_nimg, self.batch_idx)
+        rounds = real_img.shape[0] // o.batch_gpu
+        for phase, phase_z, phase_c in zip(self.phases, all_z, all_c):
+            if self.batch_idx % phase.interval != 0:
+                continue
+            self.run_phase(phase, real_img, real_c, phase_z, phase_c, rounds)
+        if self.hook is not None:
+            self.hook.end_iteration(self.cur_nimg, self.batch_idx)
+        self.update_G_ema()
+        self.cur_nimg += o.batch_size
+        self.batch_idx += 1
+        self.ada.update(self.augment_pipe, batch_idx=self.batch_idx, cur_nimg=self.cur_nimg, batch_size=o.batch_size)
+
+    def next_real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = next(self.data_iter)
+        images = images.to(self.device, non_blocking=True).to(torch.float32) / 127.5 - 1
+        return images, labels.to(self.device, non_blocking=True)
+
+    def draw_latents_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """[num_phases, per-rank batch, ...] latents and labels; this rank's rows of the global draw."""
+        o = self.o
+        shape = [len(self.phases), o.batch_size, self.G.z_dim]
+        z = torch.randn(shape, generator=self.latent_gen, device=self.device)[:, self.rank::self.num_gpus]
+        idx = self.label_rng.randint(len(self.training_set), size=len(self.phases) * o.batch_size)
+        labels = np.stack([self.training_set.get_label(int(i)) for i in idx]).reshape(len(self.phases), o.batch_size, -1)
+        c = torch.from_numpy(labels[:, self.rank::self.num_gpus]).to(self.device)
+        return z, c
+
+    def run_phase(self, phase, real_img, real_c, phase_z, phase_c, rounds: int) -> None:
+        o = self.o
+        start = time.perf_counter()
+        phase.opt.zero_grad(set_to_none=True)
+        phase.module.requires_grad_(True)
+        gain = phase.interval / rounds  # gradient = mean over the whole global batch
+        for real, c, z, gc in zip(real_img.split(o.batch_gpu), real_c.split(o.batch_gpu),
+                                  phase_z.split(o.batch_gpu), phase_c.split(o.batch_gpu)):
+            self.loss.accumulate_gradients(phase=phase.name, real_img=real, real_c=c, gen_z=z, gen_c=gc,
+                                           gain=gain, sync=True)
+        phase.module.requires_grad_(False)
+        distributed.average_and_sanitize_gradients(phase.module.parameters(), stat_name=f"Debug/nonfinite_grad/{phase.name}")
+        phase.opt.step()
+        self.phase_timers[phase.name] += time.perf_counter() - start
+
+    @torch.no_grad()
+    def update_G_ema(self) -> None:
+        o = self.o
+        ema_nimg = o.ema_kimg * 1000
+        if o.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * o.ema_rampup)
+        beta = 0.5 ** (o.batch_size / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    def stop_requested(self) -> bool:
+        flag = self.stop.requested or (self.abort_fn is not None and self.abort_fn())
+        if distributed.is_distributed():
+            if self.batch_idx % self.o.ada_interval != 0:  # agree on a step without a sync every iteration
+                return False
+            return distributed.any_rank(flag, self.device)
+        return flag
+
+    # ------------------------------------------------------------------ per-tick maintenance
+
+    def maintenance(self, done: bool) -> None:
+        o = self.o
+        tick_end_time = time.time()
+        self.print_status_line(tick_end_time)
+        start = time.time()
+        snapshot_due = done or (self.cur_tick % o.network_snapshot_ticks == 0)
+        image_due = o.image_snapshot_ticks is not None and (done or self.cur_tick % o.image_snapshot_ticks == 0)
+        # Maintenance draws random numbers (metrics); keep them out of the training streams.
+        with _isolated_rng(self.device):
+            if image_due and self.rank == 0 and self.run_dir is not None:
+                self.write_fakes_grid(f"fakes{self.cur_nimg // 1000:06d}.png")
+            snapshot_pkl = None
+            if o.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
+                snapshot_pkl, snapshot_G_ema = self.save_snapshot()
+                self.evaluate_metrics(snapshot_pkl, snapshot_G_ema)
+        self.write_stats(tick_end_time)
+        self.cur_tick += 1
+        self.tick_start_nimg = self.cur_nimg
+        self.tick_start_time = time.time()
+        self.maintenance_time = self.tick_start_time - tick_end_time
+        del start
+
+    def print_status_line(self, tick_end_time: float) -> None:
+        o = self.o
+        tick_time = tick_end_time - self.tick_start_time
+        kimg_done = max(self.cur_nimg - self.tick_start_nimg, 1) / 1000
+        total = tick_end_time - self.start_time
+        gpu_mem = torch.cuda.max_memory_allocated(self.device) / 2 ** 30 if self.device.type == "cuda" else 0.0
+        cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2 ** 30
+        p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
+        fields = [
+            f"tick {training_stats.report0('Progress/tick', self.cur_tick):<5d}",
+            f"kimg {training_stats.report0('Progress/kimg', self.cur_nimg / 1000):<8.1f}",
+            f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', total)):<12s}",
+            f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_time):<7.1f}",
+            f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', tick_time / kimg_done):<7.2f}",
+            f"maintenance {training_stats.report0('Timing/maintenance_sec', self.maintenance_time):<6.1f}",
+            f"cpumem {training_stats.report0('Resources/cpu_mem_gb', cpu_mem):<6.2f}",
+            f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', gpu_mem):<6.2f}",
+            f"augment {training_stats.report0('Progress/augment', p):.3f}",
+        ]
+        training_stats.report0("Timing/total_hours", total / 3600)
+        training_stats.report0("Timing/total_days", total / 86400)
+        for name, seconds in self.phase_timers.items():
+            training_stats.report0(f"Timing/{name}", seconds * 1000)
+            self.phase_timers[name] = 0.0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        if self.rank == 0:
+            print(" ".join(fields), flush=True)
+
+    @torch.no_grad()
+    def write_fakes_grid(self, file_name: str) -> None:
+        if self.grid_size is None:
+            return
+        images = [self.G_ema(z=z, c=c, noise_mode="const").cpu()
+                  for z, c in zip(self.grid_z.split(self.o.batch_gpu), self.grid_c.split(self.o.batch_gpu))]
+        image_grid.save_image_grid(torch.cat(images).numpy(), os.path.join(self.run_dir, file_name),
+                                   drange=[-1, 1], grid=self.grid_size)
+
+    def save_snapshot(self) -> tuple[str, torch.nn.Module]:
+        """network-snapshot-<kimg>.pkl with the networks and everything an exact resume needs."""
+        o = self.o
+        if self.num_gpus > 1:
+            for module in (self.G, self.D, self.G_ema, *self.hook_modules().values()):
+                misc.check_ddp_consistency(module, ignore_regex=r".*\.[^.]+_(avg|ema)")
+        snapshot = dict(training_set_kwargs=dict(o.training_set_kwargs))
+        for name in ("G", "D", "G_ema", "augment_pipe"):
+            module = getattr(self, name)
+            snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
+        state = self.resume_state()  # every rank's RNG is gathered into it
+        path = os.path.join(self.run_dir, f"network-snapshot-{self.cur_nimg // 1000:06d}.pkl")
+        if self.rank == 0:
+            snapshot["resume_state"] = state
+            network_pickle.save_network_pkl(path, snapshot)
+            self.last_snapshot = path
+        distributed.barrier()
+        return path, snapshot["G_ema"]
+
+    def resume_state(self) -> dict:
+        rng = _get_rng_state(self.latent_gen, self.label_rng, self.device)
+        all_rng = _gather_objects(rng)
+        return dict(
+            version=SNAPSHOT_VERSION, options_key=options_key(self.o), cur_nimg=self.cur_nimg,
+            cur_tick=self.cur_tick + 1, batch_idx=self.batch_idx,
+            optimizers={phase.name: _to_cpu(phase.opt.state_dict()) for phase in self.phases if phase.name.endswith(("main", "both"))},
+            pl_mean=self.loss.pl_mean.detach().cpu(),
+            hook=_to_cpu(self.hook.state_dict()) if self.hook is not None else {},
+            ada=self.ada.state_dict() if hasattr(self.ada, "state_dict") else {},
+            rng={str(rank): value for rank, value in enumerate(all_rng)},
+        )
+
+    def evaluate_metrics(self, snapshot_pkl: str, G_ema: torch.nn.Module) -> None:
+        if not self.o.metrics:
+            return
+        from metrics import metric_main  # imported lazily: detectors are only needed when metrics run
+
+        if self.rank == 0:
+            print("Evaluating metrics...", flush=True)
+        G = copy.deepcopy(G_ema).to(self.device)
+        for metric in self.o.metrics:
+            result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=self.o.training_set_kwargs,
+                                             num_gpus=self.num_gpus, rank=self.rank, device=self.device)
+            if self.rank == 0:
+                metric_main.report_metric(result, run_dir=self.run_dir, snapshot_pkl=snapshot_pkl)
+                if self.tb_writer is not None:
+                    for key, value in result.results.items():
+                        self.tb_writer.add_scalar(f"Metrics/{key}", value, global_step=int(self.cur_nimg / 1e3))
+
+    def write_stats(self, tick_end_time: float) -> None:
+        self.collector.update()
+        stats = self.collector.as_dict()
+        self.warn_nonfinite(stats)
+        if self.rank != 0:
+            return
+        if self.stats_jsonl is not None:
+            atomic_append_line(self.stats_jsonl, json.dumps(dict(stats, timestamp=time.time())))
+        if self.tb_writer is not None:
+            global_step = int(self.cur_nimg / 1e3)
+            walltime = tick_end_time - self.start_time
+            for name, value in stats.items():
+                self.tb_writer.add_scalar(name, value["mean"], global_step=global_step, walltime=walltime)
+            self.tb_writer.flush()
+
+    def warn_nonfinite(self, stats: dict) -> None:
+        for name, value in stats.items():
+            if name.startswith("Debug/nonfinite_grad/") and value["mean"] > 0 and self.rank == 0:
+                phase = name.rsplit("/", 1)[-1]
+                print(f"Warning: non-finite gradients in phase {phase} during this tick "
+                      f"({value['mean'] * value['num']:.0f} elements, replaced by 0 / +-1e5)", flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Defaults, resume keys and RNG plumbing.
+
+_LOOP_DEFAULTS = dict(
+    G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
+    total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50, resume_pkl=None,
+    cudnn_benchmark=True, allow_tf32=False, metrics=[], method_kwargs=None, ema_rampup=None, ema_kimg=10,
+    batch_size=4, batch_gpu=4, random_seed=0, num_gpus=1,
+)
+
+
+def _with_loop_defaults(opts: dnnlib.EasyDict) -> dnnlib.EasyDict:
+    merged = dnnlib.EasyDict(_LOOP_DEFAULTS)
+    merged.update(opts)
+    for key in ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs"):
+        if key not in merged:
+            raise ValueError(f"training options: missing {key!r}")
+    if merged.batch_size % (merged.batch_gpu * merged.num_gpus) != 0:
+        raise ValueError(f"training options: batch_size {merged.batch_size} must be a multiple of "
+                         f"batch_gpu x num_gpus = {merged.batch_gpu * merged.num_gpus}")
+    return merged
+
+
+def options_key(o: dict) -> str:
+    """What must match between a snapshot and the current run for an exact continuation."""
+    keys = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
+            "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
+            "G_reg_interval", "D_reg_interval", "ema_kimg", "ema_rampup")
+    return json.dumps({k: o.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _get_rng_state(latent_gen: torch.Generator, label_rng: np.random.RandomState, device: torch.device) -> dict:
+    state = dict(torch=torch.get_rng_state(), numpy=_np_state(np.random.get_state()), python=random.getstate(),
+                 latent=latent_gen.get_state().cpu(), label=_np_state(label_rng.get_state()))
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, latent_gen: torch.Generator, label_rng: np.random.RandomState, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_np_unstate(state["numpy"]))
+    random.setstate(_to_tuple(state["python"]))
+    latent_gen.set_state(state["latent"])
+    label_rng.set_state(_np_unstate(state["label"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _np_state(state: tuple) -> dict:
+    return dict(name=state[0], keys=torch.from_numpy(state[1].astype(np.int64)), pos=int(state[2]),
+                has_gauss=int(state[3]), cached_gaussian=float(state[4]))
+
+
+def _np_unstate(state: dict) -> tuple:
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached_gaussian"])
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _gather_objects(obj: Any) -> list:
+    if not distributed.is_distributed():
+        return [obj]
+    gathered: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
+@contextlib.contextmanager
+def _isolated_rng(device: torch.device):
+    """Run a block without disturbing the training RNG streams (torch, CUDA, numpy, python)."""
+    devices = [device] if device.type == "cuda" else []
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)

@@ -23,9 +23,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache_dir(tmp_path_factory, monkeypatch):
-    """Keep every test's downloads and metric caches out of the user's ~/.cache."""
-    cache = tmp_path_factory.getbasetemp() / "dnnlib-cache"
+def _isolated_cache_dir(tmp_path, monkeypatch):
+    """Give every test its own cache dir: no downloads or metric caches leak between tests or into ~/.cache."""
+    cache = tmp_path / "dnnlib-cache"
     monkeypatch.setenv("DNNLIB_CACHE_DIR", str(cache))
 
 

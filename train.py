@@ -25,30 +25,52 @@ from dnnlib.util import atomic_write
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, RESUME_SPECS, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
 
-# Method options exposed on the command line: option name -> (MethodOptions field, click type, help).
-METHOD_FLAGS: list[tuple[str, str, Any, str]] = [
-    ("--lambda-d", "lambda_D", float, "Fake contrastive weight on D (lambda^f) [default: 1]"),
-    ("--lambda-real", "lambda_real", float, "Real contrastive weight on D (InsGen lambda^r) [default: 1]"),
-    ("--lambda-g", "lambda_G", float, "Fake contrastive weight on G [default: 0.1]"),
-    ("--cl-tau", "tau", float, "InfoNCE temperature [default: 0.2]"),
-    ("--tau-m", "tau_m", float, "Forgetting-factor temperature [default: 0.01]"),
-    ("--forgetting", "forgetting_mode", click.Choice(["paper", "code_constant", "off"]), "Forgetting factor of the queue"),
-    ("--fqs-schedule", "fqs_schedule", click.Choice(["fixed", "linear"]), "Fake-queue length schedule (linear = diversity-aware)"),
-    ("--fqs-min", "fqs_min", int, "Floor of the linear queue schedule"),
-    ("--noise-mode", "noise_mode", click.Choice(["relative", "fixed"]), "Latent perturbation: relative (FakeCLR) or fixed (InsGen)"),
-    ("--noise-scale", "noise_scale", float, "l1 for relative noise [0.1] or std for fixed noise [0.15]"),
-    ("--noise-clamp", "noise_clamp", float, "Clamp on |z_j| for relative noise [default: 3]"),
-    ("--cl-independent-mixing", "cl_independent_mixing", bool, "Fresh style-mixing draw for the perturbed key (code behaviour)"),
-    ("--head-momentum", "head_momentum", float, "Key-head EMA momentum [default: 0.999]"),
-    ("--lambda-2c", "lambda_2c", float, "ContraGAN 2C loss weight [default: 1]"),
-    ("--tau-2c", "tau_2c", float, "ContraGAN 2C temperature [default: 1]"),
-    ("--d-embed-dim", "d_embed_dim", int, "ContraGAN embedding size [default: 512]"),
-]
+# Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
+# the preset-level ones (--method, --ada_linear, --fqs/--rqs, --fakeclr-code-compat) are declared below.
+_EXPLICIT_METHOD_FIELDS = {"method", "code_compat", "ada_linear", "fqs", "rqs"}
+
+
+class _OptionalNumber(click.ParamType):
+    """A number, or 'none' for None (e.g. --noise_clamp=none: paper-literal, no clamp)."""
+
+    def __init__(self, kind: type):
+        self.kind = kind
+        self.name = kind.__name__
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return "none"
+        try:
+            return self.kind(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a valid {self.name} (or 'none')", param, ctx)
+
+
+def _method_field_options() -> list[tuple[list[str], str, Any, str]]:
+    from training.methods import MethodOptions  # noqa: WPS433 (cheap: no torch work at import)
+
+    options = []
+    for field in dataclasses.fields(MethodOptions):
+        if field.name in _EXPLICIT_METHOD_FIELDS:
+            continue
+        default = field.default
+        if isinstance(default, bool):
+            kind = bool
+        elif isinstance(default, str):
+            kind = str
+        else:  # numbers and Optional numbers accept 'none' too
+            is_float = isinstance(default, float) or "clamp" in field.name or "scale" in field.name
+            kind = _OptionalNumber(float if is_float else int)
+        names = [f"--{field.name}"]
+        if "_" in field.name:
+            names.append(f"--{field.name.replace('_', '-')}")
+        options.append((names, field.name, kind, f"Method option (see docs/methods.md) [default: {default}, or the --method preset's]"))
+    return options
 
 
 def _method_options(func):
-    for flag, field, kind, help_text in reversed(METHOD_FLAGS):
-        func = click.option(flag, field, type=kind, default=None, help=help_text)(func)
+    for names, field, kind, help_text in reversed(_method_field_options()):
+        func = click.option(*names, field, type=kind, default=None, help=help_text)(func)
     return func
 
 
@@ -118,7 +140,10 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
 
 def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     """Validate every option and build training_options.json content plus the run directory path."""
-    method_overrides = {field: kwargs.pop(field) for _, field, _, _ in METHOD_FLAGS}
+    method_overrides = {field: kwargs.pop(field) for _, field, _, _ in _method_field_options()}
+    for field, value in list(method_overrides.items()):
+        if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
+            method_overrides[field] = None
     for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")

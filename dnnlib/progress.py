@@ -17,8 +17,9 @@ class ProgressBar:
     """
 
     def __init__(self, total: int | None, label: str = "images", stream: TextIO | None = None,
-                 min_interval: float = 0.2, log_interval: float = 10.0):
+                 min_interval: float = 0.2, log_interval: float = 10.0, enabled: bool = True):
         self.total = total
+        self.enabled = enabled
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.count = 0
@@ -34,7 +35,16 @@ class ProgressBar:
             self._last_draw = now
             self._draw(final=False)
 
+    def set(self, count: int) -> None:
+        """Absolute progress; the line for the last item is always printed."""
+        self.update(count - self.count)
+        if self.total is not None and self.count >= self.total and self._last_draw != float("inf"):
+            self.close()
+
     def close(self) -> None:
+        if self._last_draw == float("inf"):
+            return
+        self._last_draw = float("inf")
         self._draw(final=True)
 
     def text(self) -> str:
@@ -48,6 +58,8 @@ class ProgressBar:
         return f"{self.count} {self.label}  {rate:.1f}/s  elapsed {format_time(elapsed)}"
 
     def _draw(self, final: bool) -> None:
+        if not self.enabled:
+            return
         if self._interactive:
             self.stream.write("\r" + self.text() + ("\n" if final else ""))
         else:

@@ -8,6 +8,8 @@ path, size and modification time, the detector and the statistics options.
 
 from __future__ import annotations
 
+import sys
+
 import copy
 import hashlib
 import os
@@ -19,7 +21,7 @@ import torch
 
 from dnnlib import util
 from metrics.feature_stats import FeatureStats
-from metrics.progress import ProgressMonitor
+from dnnlib.progress import ProgressBar
 
 DEFAULT_DATASET_CLASS = "training.dataset.ImageFolderDataset"
 
@@ -125,7 +127,7 @@ def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float
             return FeatureStats.load(cache_file)
 
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
-    progress = ProgressMonitor("dataset features", num_items, verbose=opts.verbose)
+    progress = ProgressBar(num_items, label="dataset features", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)
     indices = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
     for start in range(0, len(indices), opts.batch_size):
         batch = [dataset[i][0] for i in indices[start: start + opts.batch_size]]
@@ -133,7 +135,7 @@ def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float
         with torch.no_grad():
             features = detector.fn(images)
         stats.append(_gather(features, opts.num_gpus).float().cpu().numpy())
-        progress.update(stats.num_items)
+        progress.set(stats.num_items)
 
     if cache_file is not None and opts.rank == 0:
         stats.save(cache_file)
@@ -172,12 +174,12 @@ def compute_generator_stats(opts: MetricOptions, detector: Detector, num_items: 
     labels = LabelSampler(dataset, opts.device, seed * opts.num_gpus + opts.rank)
 
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
-    progress = ProgressMonitor("generator features", num_items, verbose=opts.verbose)
+    progress = ProgressBar(num_items, label="generator features", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)
     per_rank = max(1, opts.batch_size // max(opts.num_gpus, 1))
     while not stats.is_full():
         z = torch.randn([per_rank, G.z_dim], device=opts.device, generator=generator)
         with torch.no_grad():
             features = detector.fn(generate_images(G, z, labels.sample(per_rank), opts.G_kwargs))
         stats.append(_gather(features, opts.num_gpus).float().cpu().numpy())
-        progress.update(stats.num_items)
+        progress.set(stats.num_items)
     return stats

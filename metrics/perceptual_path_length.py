@@ -8,6 +8,8 @@ trimming of the per-sample distances before averaging.
 
 from __future__ import annotations
 
+import sys
+
 import copy
 from typing import Any, Callable
 
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from metrics.features import LabelSampler, MetricOptions, _gather, open_dataset
-from metrics.progress import ProgressMonitor
+from dnnlib.progress import ProgressBar
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # two uint8-range batches -> [N]
 
@@ -88,7 +90,7 @@ def compute_ppl(opts: MetricOptions, distance: Distance, num_samples: int, epsil
     seed = int(np.random.randint(1 << 31)) if seed is None else seed
     generator = torch.Generator(device=opts.device).manual_seed(seed * opts.num_gpus + opts.rank)
     labels = LabelSampler(open_dataset(opts.dataset_kwargs), opts.device, seed * opts.num_gpus + opts.rank)
-    progress = ProgressMonitor("ppl samples", num_samples, verbose=opts.verbose)
+    progress = ProgressBar(num_samples, label="ppl samples", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)
     dists: list[np.ndarray] = []
     done = 0
     while done < num_samples:
@@ -96,5 +98,5 @@ def compute_ppl(opts: MetricOptions, distance: Distance, num_samples: int, epsil
             d = _gather(sampler(labels.sample(batch_size), generator), opts.num_gpus)
         dists.append(d.double().cpu().numpy())
         done += d.shape[0]
-        progress.update(done)
+        progress.set(done)
     return trimmed_mean(np.concatenate(dists)[:num_samples])

@@ -262,26 +262,72 @@ def print_options(opts: dict, run_dir: str) -> None:
 
 
 def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        launch_torchrun(opts, run_dir)
+        return
     print_options(opts, run_dir)
+    create_run_dir(opts, run_dir)
+    if opts.num_gpus == 1:
+        subprocess_fn(0, opts, None)
+        return
+    spawn_processes(opts)
+
+
+def create_run_dir(opts: dict, run_dir: str) -> None:
     print("Creating output directory...")
     os.makedirs(run_dir, exist_ok=False)
     with atomic_write(os.path.join(run_dir, "training_options.json"), "w") as f:
         json.dump(opts, f, indent=2)
-    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        subprocess_fn(int(os.environ["RANK"]), opts, None)
-        return
-    if opts.num_gpus == 1:
-        subprocess_fn(0, opts, None)
-        return
+
+
+def spawn_processes(opts: dict) -> None:
+    """One process per GPU; SIGTERM to this parent is forwarded so every rank snapshots and exits."""
+    import signal
+
     import torch
 
-    print(f"Launching {opts.num_gpus} processes...")
+    print(f"Launching {opts['num_gpus']} processes...")
     with tempfile.TemporaryDirectory() as temp_dir:
-        torch.multiprocessing.spawn(fn=subprocess_fn, args=(opts, os.path.join(temp_dir, ".torch_distributed_init")),
-                                    nprocs=opts.num_gpus)
+        init_file = os.path.join(temp_dir, ".torch_distributed_init")
+        context = torch.multiprocessing.start_processes(subprocess_fn, args=(opts, init_file), nprocs=opts["num_gpus"],
+                                                        join=False, start_method="spawn")
+
+        def forward(signum, _frame):
+            for process in context.processes:
+                if process.is_alive():
+                    os.kill(process.pid, signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not context.join():
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
-def subprocess_fn(rank: int, opts: dict, init_file: Optional[str]) -> None:
+def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
+    """Under torchrun every rank parses the options; rank 0 creates the run directory for all."""
+    import torch
+
+    from training import distributed
+    from training.training_loop import default_device
+
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if world_size != opts.num_gpus:
+        raise click.ClickException(f"--gpus={opts.num_gpus} differs from torchrun's WORLD_SIZE={world_size}")
+    device = default_device(int(os.environ.get("LOCAL_RANK", rank)))
+    distributed.init_process_group(rank, world_size, None, device)
+    if rank == 0:
+        print_options(opts, run_dir)
+        create_run_dir(opts, run_dir)
+    shared = [run_dir]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    opts.run_dir = shared[0]
+    subprocess_fn(rank, opts, None, device=device)
+
+
+def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None) -> None:
     import torch
 
     from training import distributed
@@ -289,8 +335,11 @@ def subprocess_fn(rank: int, opts: dict, init_file: Optional[str]) -> None:
 
     logger = dnnlib.util.Logger(file_name=os.path.join(opts["run_dir"], "log.txt"), file_mode="a", should_flush=True)
     try:
-        device = default_device(rank)
-        distributed.init_process_group(rank, opts["num_gpus"], init_file, device)
+        if device is None:  # not yet in a process group (single process or spawned rank)
+            device = default_device(rank)
+            distributed.init_process_group(rank, opts["num_gpus"], init_file, device)
+        if device.type == "cpu" and opts["num_gpus"] > 1:  # share the cores instead of oversubscribing them
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // opts["num_gpus"]))
         if rank != 0:
             logger.close()
             logger = None

@@ -255,6 +255,7 @@ def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -
     if o.batch is not None:
         t.batch_size = o.batch
         t.batch_gpu = o.batch // o.gpus
+    t.batch_gpu = max(min(t.batch_gpu, t.batch_size // o.gpus), 1)  # more GPUs than the preset's reference
     _check_batch(t, o)
 
     _set_augmentation(t, o)

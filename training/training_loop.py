@@ -29,7 +29,6 @@ import torch
 import dnnlib
 from dnnlib.util import atomic_append_line
 from torch_utils import misc, training_stats
-from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: F401  (imported for their side-effect-free API)
 from training import distributed, image_grid, network_pickle
 from training.ada import make_ada_controller
 from training.methods import MethodOptions, build_hook
@@ -125,11 +124,13 @@ class Trainer:
         self.build_loss_and_phases()
         if resume is not None and resume.get("exact"):
             self.restore_optimizers_and_rng(resume["state"])
-        self.open_data_iterator()
-        if self.rank == 0:
-            self.write_initial_grids()
-            self.open_stats_writers()
-        self.ada_stats = training_stats.Collector(regex="Loss/signs/real")
+        # Neither the loader's worker seeding nor the grids may consume the training RNG streams
+        # (an exact resume restores those streams before reaching this point).
+        with _isolated_rng(self.device):
+            self.open_data_iterator()
+            if self.rank == 0:
+                self.write_initial_grids()
+                self.open_stats_writers()
         self.collector = training_stats.Collector(regex=".*")
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
@@ -380,7 +381,6 @@ class Trainer:
         o = self.o
         tick_end_time = time.time()
         self.print_status_line(tick_end_time)
-        start = time.time()
         snapshot_due = done or (self.cur_tick % o.network_snapshot_ticks == 0)
         image_due = o.image_snapshot_ticks is not None and (done or self.cur_tick % o.image_snapshot_ticks == 0)
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
@@ -396,7 +396,6 @@ class Trainer:
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
         self.maintenance_time = self.tick_start_time - tick_end_time
-        del start
 
     def print_status_line(self, tick_end_time: float) -> None:
         o = self.o

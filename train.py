@@ -149,13 +149,16 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     code_compat = kwargs.pop("code_compat")
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
     o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else 3
+    o.ada_linear = bool(method_overrides.get("ada_linear"))
     validate_basic(o)
 
     metrics = parse_metrics(kwargs.get("metrics"))
     info = inspect_dataset(o.data)
     opts, desc = build_training_options(o, info, metrics)
     if o.resume is not None and o.resume != "noresume":
-        opts.resume_pkl = resolve_resume(o.resume, o.outdir, desc)
+        # 'latest' looks for runs made with the same options, whether or not they were resumes themselves.
+        same_run_descs = [build_training_options(dnnlib.EasyDict(o, resume=r), info, metrics)[1] for r in (None, "latest")]
+        opts.resume_pkl = resolve_resume(o.resume, o.outdir, same_run_descs)
 
     method = o.method or "ada"
     dataset_size = o.subset if o.subset is not None else info.size
@@ -169,8 +172,6 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     if method_opts.cond_loss == "2c" and not o.cond:
         raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
     opts.method_kwargs = method_opts.to_dict()
-    if o.method is None and method_opts.ada_linear:
-        desc += "-adalinear"
     run_dir = next_run_dir(o.outdir, desc)
     opts.run_dir = run_dir
     return opts, run_dir
@@ -210,17 +211,17 @@ def inspect_dataset(path: str) -> DatasetInfo:
     return info
 
 
-def resolve_resume(resume: str, outdir: str, desc: str) -> str:
+def resolve_resume(resume: str, outdir: str, descs: list[str]) -> str:
     """Map a preset, run directory or 'latest' to the pickle that --resume should read."""
     if resume in RESUME_SPECS:
         return RESUME_SPECS[resume]
     if resume == "latest":
-        runs = sorted(glob.glob(os.path.join(outdir, f"[0-9]*-{desc}")), key=_run_number)
+        runs = sorted({run for desc in descs for run in glob.glob(os.path.join(outdir, f"[0-9]*-{desc}"))}, key=_run_number)
         for run in reversed(runs):
             snapshot = newest_snapshot(run)
             if snapshot is not None:
                 return snapshot
-        raise ConfigError(f"--resume=latest: no run '*-{desc}' with a snapshot in {outdir}; start a run first")
+        raise ConfigError(f"--resume=latest: no run '*-{descs[0]}' with a snapshot in {outdir}; start one without --resume")
     if os.path.isdir(resume):
         snapshot = newest_snapshot(resume)
         if snapshot is None:

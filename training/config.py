@@ -123,6 +123,8 @@ def run_description(o: EasyDict, dataset_name: str, spec_name: str) -> str:
         parts.append(f"freezed{o.freezed}")
     if o.get("method") is not None:
         parts.append(o.method)
+    elif o.get("ada_linear"):
+        parts.append("adalinear")
     return "-".join(parts)
 
 

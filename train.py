@@ -91,7 +91,8 @@ def _method_options(func):
 # Base config.
 @click.option("--cfg", help="Base config [default: auto]", type=click.Choice(CFG_NAMES), default="auto")
 @click.option("--gamma", help="Override R1 gamma", type=float)
-@click.option("--kimg", help="Override training duration", type=int, metavar="INT")
+@click.option("--kimg", help="Override training duration (fractions allowed)", type=float, metavar="KIMG")
+@click.option("--tick", help="Progress tick interval in kimg [default: 4]", type=float, metavar="KIMG")
 @click.option("--batch", help="Override batch size", type=int, metavar="INT")
 # Discriminator augmentation.
 @click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))

@@ -101,7 +101,7 @@ def run_description(o: EasyDict, dataset_name: str, spec_name: str) -> str:
     if o.gamma is not None:
         parts.append(f"gamma{o.gamma:g}")
     if o.kimg is not None:
-        parts.append(f"kimg{o.kimg}")
+        parts.append(f"kimg{o.kimg:g}")
     if o.batch is not None:
         parts.append(f"batch{o.batch}")
     if o.aug is not None:
@@ -146,7 +146,7 @@ def next_run_dir(outdir: str, desc: str) -> str:
 _DEFAULTS = EasyDict(
     gpus=1, snap=50, metrics=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto",
     gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, augpipe=None, resume=None,
-    freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None,
+    freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None, tick=None,
 )
 
 
@@ -164,8 +164,10 @@ def validate_basic(o: EasyDict) -> None:
         raise ConfigError(f"--snap={o.snap}: must be at least 1")
     if o.gamma is not None and o.gamma < 0:
         raise ConfigError(f"--gamma={o.gamma}: must be >= 0")
-    if o.kimg is not None and o.kimg < 1:
-        raise ConfigError(f"--kimg={o.kimg}: must be at least 1")
+    if o.kimg is not None and o.kimg <= 0:
+        raise ConfigError(f"--kimg={o.kimg:g}: must be positive (fractions such as 0.5 are fine)")
+    if o.get("tick") is not None and o.tick <= 0:
+        raise ConfigError(f"--tick={o.tick:g}: must be positive (kimg per tick)")
     if o.batch is not None and (o.batch < 1 or o.batch % o.gpus != 0):
         raise ConfigError(f"--batch={o.batch}: must be a positive multiple of --gpus={o.gpus}")
     if o.workers < 1:
@@ -254,6 +256,8 @@ def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -
         t.loss_kwargs.r1_gamma = o.gamma
     if o.kimg is not None:
         t.total_kimg = o.kimg
+    if o.tick is not None:
+        t.kimg_per_tick = o.tick
     if o.batch is not None:
         t.batch_size = o.batch
         t.batch_gpu = o.batch // o.gpus

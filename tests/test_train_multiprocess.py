@@ -1,0 +1,141 @@
+"""SIGTERM in a train.py subprocess (1 and 2 spawned gloo ranks), and 2 ranks vs 1 process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import dnnlib
+from train_helpers import (FAST, SMALL_GRID_ENV, TESTS_DIR, load_snapshot, read_stats, resolve, run_dirs, snapshots,
+                           status_lines, trainer_rank)
+from train_helpers import emoji_zip, one_torch_thread, small_grid  # noqa: F401 (fixtures)
+
+START_TIMEOUT = 120  # seconds until the first tick line (process start, imports, spawn)
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen, "queue.Queue[str]"]:
+    """train.py's command line (with the small grid, via tests/train_helpers.py) in a subprocess."""
+    env = dict(os.environ, **{SMALL_GRID_ENV: "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "train_helpers.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    return proc, lines
+
+
+def _wait_for_tick(proc: subprocess.Popen, lines: "queue.Queue[str]") -> list[str]:
+    seen = []
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            assert proc.poll() is None, "".join(seen)
+            continue
+        seen.append(line)
+        if line.startswith("tick 0 "):
+            return seen
+    proc.kill()
+    pytest.fail("no tick line within the time limit:\n" + "".join(seen))
+
+
+def _drain(proc: subprocess.Popen, lines: "queue.Queue[str]", seen: list[str]) -> str:
+    try:
+        proc.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run did not stop after SIGTERM:\n" + "".join(seen))
+    time.sleep(0.2)  # let the reader thread reach the end of the pipe
+    while not lines.empty():
+        seen.append(lines.get())
+    return "".join(seen)
+
+
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
+    outdir = tmp_path / "runs"
+    proc, lines = _start([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008",
+                          "--snap=1000", f"--gpus={gpus}"])
+    seen = _wait_for_tick(proc, lines)
+    proc.send_signal(signal.SIGTERM)
+    output = _drain(proc, lines, seen)
+    assert proc.returncode == 0, output
+
+    run_dir = run_dirs(outdir)[0]
+    log = (run_dir / "log.txt").read_text()
+    assert "Received SIGTERM: finishing this step and writing a snapshot..." in log
+    assert log.rstrip().endswith("Exiting...") and "Traceback" not in output
+    state = load_snapshot(snapshots(run_dir)[-1])["resume_state"]
+    # The tick-0 snapshot (1 step) was overwritten by the one written on SIGTERM, at least one step later;
+    # with 2 ranks the stop is agreed at an ADA interval (every 4 steps).
+    assert 16 <= state["cur_nimg"] < 100_000 and state["cur_nimg"] % (32 if gpus == 2 else 8) == 0, state["cur_nimg"]
+    assert state["batch_idx"] * 8 == state["cur_nimg"]
+    assert len(state["rng"]) == gpus  # every rank's random streams
+    assert read_stats(run_dir)[-1]["Progress/kimg"]["mean"] == pytest.approx(state["cur_nimg"] / 1000)
+    assert len(status_lines(log)) >= 2
+
+
+def test_two_gloo_ranks_equal_one_process(tmp_path, emoji_zip, small_grid):
+    """2 spawned ranks (batch 4 each) vs 1 process (batch 8), same total batch and seed.
+
+    The latents and reals of both runs are the same global rows (rank r takes rows r::2, which are
+    exactly the rows of the 1-process minibatch-std group r, since group members are i mod N/G).
+    What stays per rank is neutralised: augmentation (--aug=noaug), style mixing and path-length
+    noise (style_mixing_prob=0, pl_weight=0) and the synthesis noise inputs (use_noise=False).
+    The runs are then mathematically equal; they differ only in float32 summation order (a mean over
+    8 samples vs an all-reduced mean of two means over 4). Adam normalises the gradients, so such
+    last-bit differences can grow in tiny gradients: measured max |diff| about 1e-5 after 4 steps;
+    tolerance 1e-4, 1/25 of one Adam step (lr 0.0025) -- a real mismatch (e.g. per-rank noise) gives 1e-2.
+    mapping.w_avg is excluded: it tracks each rank's own batch mean and is never synchronised (unused
+    in training; the snapshot consistency check skips it too).
+    """
+    from training.training_loop import Trainer
+
+    runs = {}
+    for gpus in (2, 1):
+        opts, run_dir = resolve(f"--outdir={tmp_path / 'runs'}", f"--data={emoji_zip}", *FAST, "--kimg=0.032",
+                                "--aug=noaug", f"--gpus={gpus}")
+        opts.loss_kwargs.update(style_mixing_prob=0, pl_weight=0)
+        opts.G_kwargs.synthesis_kwargs.use_noise = False
+        assert opts.batch_gpu == 8 // gpus and opts.D_kwargs.epilogue_kwargs.mbstd_group_size == 4
+        os.makedirs(run_dir)
+        if gpus == 2:
+            out = tmp_path / "ranks"
+            out.mkdir()
+            mp.spawn(trainer_rank, args=(dict(opts), str(tmp_path / "init"), str(out)), nprocs=2, join=True)
+            r0, r1 = (torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+            assert r0["summary"]["cur_nimg"] == r1["summary"]["cur_nimg"] == 32
+            for name in ("G", "D", "G_ema"):  # identical across ranks (the snapshot's check passed too)
+                for key in r0[name]:
+                    if not key.endswith("w_avg"):
+                        assert torch.equal(r0[name][key], r1[name][key]), (name, key)
+            runs[2] = r0
+            assert snapshots(tmp_path / "runs" / run_dir.split("/")[-1])  # rank 0 wrote the snapshot
+        else:
+            trainer = Trainer(dnnlib.EasyDict(opts), rank=0, device=torch.device("cpu"), abort_fn=None)
+            trainer.setup()  # what run() does, keeping the initial weights for comparison
+            initial = {key: value.clone() for key, value in trainer.D.state_dict().items()}
+            assert trainer.loop()["cur_nimg"] == 32
+            trainer.tb_writer.close()
+            runs[1] = {name: getattr(trainer, name).state_dict() for name in ("G", "D", "G_ema")}
+
+    moved = max((runs[1]["D"][key] - initial[key]).abs().max().item() for key in initial)
+    assert moved > 5e-3, moved  # 4 Adam steps of lr 0.0025: the tolerance below is far smaller
+    worst = 0.0
+    for name in ("G", "D", "G_ema"):
+        for key, one in runs[1][name].items():
+            if key.endswith("w_avg"):
+                continue
+            two = runs[2][name][key]
+            assert one.shape == two.shape
+            worst = max(worst, (one - two).abs().max().item())
+    assert worst < 1e-4, worst

@@ -108,6 +108,15 @@ def _method_options(func):
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, metavar="BOOL")
 @click.option("--allow-tf32", "allow_tf32", help="Allow PyTorch to use TF32 internally", type=bool, metavar="BOOL")
 @click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+@click.option("--bf16", help="bfloat16 autocast for G/D in Gmain and Dmain [default: false]", type=bool, metavar="BOOL")
+@click.option("--channels-last", "--channels_last", "channels_last", help="NHWC memory format in every G/D block [default: false]",
+              type=bool, metavar="BOOL")
+@click.option("--compile", "compile", help="torch.compile G and D for Gmain and Dmain; eager if it fails [default: false]",
+              type=bool, metavar="BOOL")
+@click.option("--compile-backend", "--compile_backend", "compile_backend", help="torch.compile backend [default: inductor]",
+              type=str, metavar="NAME")
+@click.option("--fused-adam", "--fused_adam", "fused_adam", help="torch.optim.Adam(fused=True) for G and D [default: false]",
+              type=bool, metavar="BOOL")
 # Methods (FakeCLR / InsGen / ContraGAN).
 @click.option("--method", help="Training method preset [default: ada]",
               type=click.Choice(["ada", "adalinear", "insgen", "fakeclr", "contragan"]))
@@ -228,6 +237,13 @@ def resolve_resume(resume: str, outdir: str, descs: list[str]) -> str:
         if snapshot is None:
             raise ConfigError(f"--resume={resume}: the directory holds no network-snapshot-*.pkl")
         return snapshot
+    if os.path.isfile(resume):  # refuse a file that is no pickle at all before a run directory exists
+        with open(resume, "rb") as f:
+            magic = f.read(4)
+        if not (magic.startswith(b"\x80") or magic == b"PK\x03\x04"):  # pickle protocol >= 2, or a torch.save zip
+            raise ConfigError(f"--resume={resume}: not a network pickle (neither a pickle nor a torch.save archive)")
+    elif "://" not in resume:
+        raise ConfigError(f"--resume={resume}: no such pickle or run directory")
     return resume
 
 

@@ -147,6 +147,7 @@ _DEFAULTS = EasyDict(
     gpus=1, snap=50, metrics=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto",
     gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, augpipe=None, resume=None,
     freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None, tick=None,
+    bf16=False, channels_last=False, compile=False, compile_backend=None, fused_adam=False,
 )
 
 
@@ -277,9 +278,21 @@ def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -
         t.cudnn_benchmark = False
     if o.allow_tf32:
         t.allow_tf32 = True
+    _set_speed_switches(t, o)
 
     desc = run_description(o, data.name, spec_name)
     return t, desc
+
+
+def _set_speed_switches(t: EasyDict, o: EasyDict) -> None:
+    """training/speed.py switches; written only when on, so default runs keep their options unchanged."""
+    for name in ("bf16", "channels_last", "compile", "fused_adam"):
+        if o.get(name):
+            t[name] = True
+    if o.get("compile_backend") is not None:
+        if not o.get("compile"):
+            raise ConfigError("--compile-backend needs --compile=True")
+        t.compile_backend = o.compile_backend
 
 
 def _check_batch(t: EasyDict, o: EasyDict) -> None:

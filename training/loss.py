@@ -11,6 +11,7 @@ together with the terms the plug-in hooks (`training.loss_hooks.LossHook`) add.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional, Sequence
 
@@ -52,6 +53,8 @@ class StyleGAN2Loss:
         self.pl_weight = float(pl_weight)
         self.hooks = tuple(hooks)
         self.pl_mean = torch.zeros([], device=self.device)
+        # Wraps the synthesis and D forward passes of run_G/run_D (training.speed sets a bf16 autocast here).
+        self.forward_context = contextlib.nullcontext
 
     # ------------------------------------------------------------------ forward passes
 
@@ -63,8 +66,9 @@ class StyleGAN2Loss:
         draw exactly (cutoff == num_ws, z2 None: no mixing); None draws a fresh one.
         """
         ws, mixing = self._mapping(z, c, update_emas, mixing, sync)
-        with misc.ddp_sync(self.G_synthesis, sync):
+        with misc.ddp_sync(self.G_synthesis, sync), self.forward_context():
             img = self.G_synthesis(ws)
+        img = img.float()  # a no-op without autocast
         return (img, ws, mixing) if return_mixing else (img, ws)
 
     def _mapping(self, z, c, update_emas, mixing, sync):
@@ -91,9 +95,11 @@ class StyleGAN2Loss:
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
         D = self.D if D is None else D
-        with misc.ddp_sync(D, sync):
+        with misc.ddp_sync(D, sync), self.forward_context():
             out = D(img, c, update_emas=update_emas, return_features=return_features)
-        return out if return_features else (out, None)
+        if not return_features:
+            return out.float(), None
+        return out[0].float(), (out[1].float() if out[1] is not None else None)
 
     # ------------------------------------------------------------------ one round of one phase
 

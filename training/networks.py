@@ -47,8 +47,9 @@ def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch
     return torch.float16 if (use_fp16 and not force_fp32 and device.type == "cuda") else torch.float32
 
 
-def memory_format_for(channels_last: bool, dtype: torch.dtype) -> torch.memory_format:
-    return torch.channels_last if (channels_last and dtype == torch.float16) else torch.contiguous_format
+def memory_format_for(channels_last: bool, dtype: torch.dtype, all_layers: bool = False) -> torch.memory_format:
+    """NHWC for FP16 blocks with --nhwc, or for every block with --channels-last (training/speed.py)."""
+    return torch.channels_last if (all_layers or (channels_last and dtype == torch.float16)) else torch.contiguous_format
 
 
 def filter_buffer(taps: list) -> torch.Tensor:
@@ -165,7 +166,8 @@ class FullyConnectedLayer(torch.nn.Module):
                 b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+        x = x.matmul(w.t())
+        return bias_act.bias_act(x, b.to(x.dtype) if b is not None else None, act=self.activation)  # dtype: autocast
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
@@ -205,9 +207,9 @@ class Conv2dLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
         w = self.weight * self.weight_gain
-        b = self.bias.to(x.dtype) if self.bias is not None else None
         x = conv2d_resample.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
                                             padding=self.padding, flip_weight=(self.up == 1))
+        b = self.bias.to(x.dtype) if self.bias is not None else None  # after the conv: autocast may change the dtype
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
@@ -374,6 +376,8 @@ class ToRGBLayer(torch.nn.Module):
 class SynthesisBlock(torch.nn.Module):
     """One resolution of the generator: (const | 2x-up conv0) + conv1 (+ ToRGB, + resnet skip)."""
 
+    all_channels_last = False  # set by training.speed.apply_channels_last (NHWC in FP32 blocks too)
+
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  is_last: bool, architecture: str = "skip", resample_filter: list = [1, 3, 3, 1],
                  conv_clamp: float | None = None, use_fp16: bool = False, fp16_channels_last: bool = False,
@@ -415,13 +419,14 @@ class SynthesisBlock(torch.nn.Module):
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
         dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
-        memory_format = memory_format_for(self.channels_last, dtype)
+        memory_format = memory_format_for(self.channels_last, dtype, self.all_channels_last)
         if fused_modconv is None:
             # Grouped conv is fastest at inference in FP32; training prefers the unfused form.
             fused_modconv = (not self.training) and (dtype == torch.float32 or int(ws.shape[0]) == 1)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)  # const is 3-D: set the layout after the repeat
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         else:
             misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
@@ -524,6 +529,8 @@ class Generator(torch.nn.Module):
 class DiscriminatorBlock(torch.nn.Module):
     """One resolution of D: (fromrgb) + conv0 + 2x-down conv1 (+ resnet skip)."""
 
+    all_channels_last = False  # set by training.speed.apply_channels_last (NHWC in FP32 blocks too)
+
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
                  first_layer_idx: int, architecture: str = "resnet", activation: str = "lrelu",
                  resample_filter: list = [1, 3, 3, 1], conv_clamp: float | None = None, use_fp16: bool = False,
@@ -561,7 +568,7 @@ class DiscriminatorBlock(torch.nn.Module):
                 force_fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = (x if x is not None else img).device
         dtype = block_dtype(self.use_fp16, force_fp32, device)
-        memory_format = memory_format_for(self.channels_last, dtype)
+        memory_format = memory_format_for(self.channels_last, dtype, self.all_channels_last)
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
             x = x.to(dtype=dtype, memory_format=memory_format)

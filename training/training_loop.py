@@ -33,6 +33,7 @@ from training import distributed, image_grid, network_pickle
 from training.ada import make_ada_controller
 from training.methods import MethodOptions, build_hook
 from training.phases import build_phases
+from training import speed
 
 SNAPSHOT_VERSION = 1
 
@@ -132,6 +133,9 @@ class Trainer:
                 self.write_initial_grids()
                 self.open_stats_writers()
         self.collector = training_stats.Collector(regex=".*")
+        # The tick's own counts only: the main collector keeps a statistic's previous value through ticks
+        # that did not report it (e.g. Dreg runs every 16 steps), which would repeat an old warning.
+        self.nonfinite_collector = training_stats.Collector(regex="Debug/nonfinite_grad/.*", keep_previous=False)
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
         self.maintenance_time = 0.0
@@ -155,7 +159,7 @@ class Trainer:
         if self.rank == 0:
             print("Exiting...", flush=True)
         return dict(cur_nimg=self.cur_nimg, cur_tick=self.cur_tick, batch_idx=self.batch_idx,
-                    stopped_early=bool(self.stop.requested and not self.cur_nimg >= o.total_kimg * 1000),
+                    stopped_early=bool(self.cur_nimg < o.total_kimg * 1000),  # by a signal or abort_fn
                     last_snapshot=getattr(self, "last_snapshot", None))
 
     # ------------------------------------------------------------------ setup steps
@@ -174,9 +178,7 @@ class Trainer:
     def configure_torch(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-            torch.backends.cudnn.benchmark = bool(self.o.cudnn_benchmark)
-            torch.backends.cuda.matmul.allow_tf32 = bool(self.o.allow_tf32)
-            torch.backends.cudnn.allow_tf32 = bool(self.o.allow_tf32)
+        speed.configure_backends(self.device, self.o.cudnn_benchmark, self.o.allow_tf32)
 
     def load_dataset(self) -> None:
         self.training_set = dnnlib.util.construct_class_by_name(**self.o.training_set_kwargs)
@@ -190,6 +192,8 @@ class Trainer:
         self.G = dnnlib.util.construct_class_by_name(**self.o.G_kwargs, **common).train().requires_grad_(False).to(self.device)
         self.D = dnnlib.util.construct_class_by_name(**self.o.D_kwargs, **common).train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
+        if speed.speed_options(self.o).channels_last:  # before D_ema copies and optimiser states exist
+            speed.apply_channels_last(self.G, self.D, self.G_ema)
 
     def load_resume_data(self) -> Optional[dict]:
         """Read the resume pickle (rank 0 copies weights; the broadcast reaches the other ranks)."""
@@ -248,9 +252,14 @@ class Trainer:
         self.loss = dnnlib.util.construct_class_by_name(
             class_name=o.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
             G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, hooks=hooks, **loss_kwargs)
-        self.phases = (build_phases("G", self.G, o.G_opt_kwargs, o.G_reg_interval)
-                       + build_phases("D", self.D, o.D_opt_kwargs, o.D_reg_interval))
+        fast = speed.speed_options(o)
+        G_opt_kwargs = speed.optimizer_kwargs(o.G_opt_kwargs, fast.fused_adam, self.device)
+        D_opt_kwargs = speed.optimizer_kwargs(o.D_opt_kwargs, fast.fused_adam, self.device)
+        self.phases = (build_phases("G", self.G, G_opt_kwargs, o.G_reg_interval)
+                       + build_phases("D", self.D, D_opt_kwargs, o.D_reg_interval))
         self.phase_timers = {phase.name: 0.0 for phase in self.phases}
+        self.phase_speed = speed.PhaseSpeed(self.loss, self.device, bf16=fast.bf16, compile=fast.compile,
+                                            compile_backend=fast.compile_backend)
 
     def restore_optimizers_and_rng(self, state: dict) -> None:
         """Continue exactly where the snapshot stopped (rank 0 state is authoritative for counters)."""
@@ -337,7 +346,7 @@ class Trainer:
         z = torch.randn(shape, generator=self.latent_gen, device=self.device)[:, self.rank::self.num_gpus]
         idx = self.label_rng.randint(len(self.training_set), size=len(self.phases) * o.batch_size)
         labels = np.stack([self.training_set.get_label(int(i)) for i in idx]).reshape(len(self.phases), o.batch_size, -1)
-        c = torch.from_numpy(labels[:, self.rank::self.num_gpus]).to(self.device)
+        c = speed.to_device(torch.from_numpy(labels[:, self.rank::self.num_gpus]), self.device)  # no host sync
         return z, c
 
     def run_phase(self, phase, real_img, real_c, phase_z, phase_c, rounds: int) -> None:
@@ -346,6 +355,7 @@ class Trainer:
         phase.opt.zero_grad(set_to_none=True)
         phase.module.requires_grad_(True)
         gain = phase.interval / rounds  # gradient = mean over the whole global batch
+        self.phase_speed.enter(phase.name)  # compiled networks / bf16 autocast in Gmain and Dmain only
         for real, c, z, gc in zip(real_img.split(o.batch_gpu), real_c.split(o.batch_gpu),
                                   phase_z.split(o.batch_gpu), phase_c.split(o.batch_gpu)):
             self.loss.accumulate_gradients(phase=phase.name, real_img=real, real_c=c, gen_z=z, gen_c=gc,
@@ -487,7 +497,8 @@ class Trainer:
     def write_stats(self, tick_end_time: float) -> None:
         self.collector.update()
         stats = self.collector.as_dict()
-        self.warn_nonfinite(stats)
+        self.nonfinite_collector.update()
+        self.warn_nonfinite(self.nonfinite_collector.as_dict())
         if self.rank != 0:
             return
         if self.stats_jsonl is not None:

@@ -93,6 +93,9 @@ class _ConvSpec:
 
 
 def _conv(spec: _ConvSpec, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    if torch.is_autocast_enabled(x.device.type):  # aten.convolution has no autocast rule: cast as conv2d would
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, w, b = (t.to(dtype) if t is not None else None for t in (x, w, b))
     needs_graph = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, w, b))
     if not needs_graph:  # nothing to differentiate: the stock operator is the fastest
         return spec.run(x, w, b)

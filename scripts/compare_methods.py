@@ -461,6 +461,12 @@ def training_status(settings: Settings, method: str, record: dict) -> tuple[bool
     return nimg >= target - 1e-6, os.path.dirname(path), nimg
 
 
+def _train_time(record: dict) -> str:
+    """Wall time of train.py; unknown when the harness was killed after training finished."""
+    seconds = record.get("train_seconds", 0.0)
+    return format_time(seconds) if seconds > 0 else "unknown"
+
+
 def rel(settings: Settings, path: str) -> str:
     return os.path.relpath(path, settings.outdir)
 
@@ -674,7 +680,7 @@ def write_markdown(settings: Settings, state: dict, path: str) -> None:
             f"| {method} | {format_number(r.get('kimg', 0))} | {_fmt(final.get('fid'))} | {_fmt(best.get('fid'))} "
             f"({format_number(best.get('kimg', 0))}) | {_fmt(None if kid is None else kid * 1000)} "
             f"| {'—' if same else _improvement(base_final, final.get('fid'))} "
-            f"| {'—' if same else _improvement(base_best, best.get('fid'))} | {format_time(r.get('train_seconds', 0))} |")
+            f"| {'—' if same else _improvement(base_best, best.get('fid'))} | {_train_time(r)} |")
     lines += ["", f"Improvement vs {settings.baseline} = (FID_{settings.baseline} − FID_method) / FID_{settings.baseline}; "
               "positive = better (lower FID).", ""]
     kimgs = sorted({p["kimg"] for m in methods for p in state["methods"][m]["curve"]})

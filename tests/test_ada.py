@@ -67,6 +67,34 @@ def test_ada_mixed_signs_use_the_mean_over_the_interval():
     assert float(pipe.p) == pytest.approx(0.5 - 8 * 4 / 500_000)
 
 
+def test_ada_resume_between_adjustments_carries_the_signs():
+    """Stop after 2 of 4 iterations (signs +1, +1), resume, then two of -1: r_t must be 0, as uninterrupted."""
+    signs = [1.0, 1.0, -1.0, -1.0]
+
+    def feed(controller, pipe, iterations):
+        for it in iterations:
+            training_stats.report("Loss/signs/real", torch.full([8], signs[it]))
+            controller.update(pipe, batch_idx=it + 1, cur_nimg=(it + 1) * 8, batch_size=8)
+
+    whole_pipe, whole = _pipe(0.5), AdaptiveP(target=0.1, interval=4, kimg=500)
+    feed(whole, whole_pipe, range(4))
+    assert whole.last_signal == 0.0 and float(whole_pipe.p) < 0.5  # r_t = 0 < 0.1: p falls
+
+    first_pipe, first = _pipe(0.5), AdaptiveP(target=0.1, interval=4, kimg=500)
+    feed(first, first_pipe, range(2))
+    state = first.state_dict()
+    assert state["pending_signs"].tolist() == [16.0, 16.0, 16.0]  # [count, sum, sum of squares]
+    assert first.state_dict()["pending_signs"].tolist() == [16.0, 16.0, 16.0]  # reading does not consume
+    resumed_pipe, resumed = _pipe(0.5), AdaptiveP(target=0.1, interval=4, kimg=500)
+    resumed.load_state_dict(state)
+    feed(resumed, resumed_pipe, range(2, 4))
+    assert resumed.last_signal == 0.0 and float(resumed_pipe.p) == float(whole_pipe.p)
+
+    forgetful_pipe, forgetful = _pipe(0.5), AdaptiveP(target=0.1, interval=4, kimg=500)  # the old behaviour
+    feed(forgetful, forgetful_pipe, range(2, 4))
+    assert forgetful.last_signal == -1.0
+
+
 def test_ada_without_statistics_keeps_p():
     pipe, ada = _pipe(0.3), AdaptiveP()
     ada.update(pipe, batch_idx=4, cur_nimg=256, batch_size=64)

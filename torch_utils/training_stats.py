@@ -112,6 +112,18 @@ class Collector:
             if delta[0] != 0:
                 self._moments[name] = delta
 
+    def pending(self, name: str) -> torch.Tensor:
+        """Moments [count, sum, sum of squares] reported since the last update(), without consuming them.
+
+        A collective like update(): every rank calls it; the result is summed over ranks.
+        """
+        cumulative = dict(_sync([name]))[name]
+        return cumulative - self._cumulative.get(name, torch.zeros_like(cumulative))
+
+    def moments(self, name: str) -> torch.Tensor:
+        """Moments [count, sum, sum of squares] of the interval between the last two update() calls."""
+        return self._get(name).clone()
+
     def _get(self, name: str) -> torch.Tensor:
         return self._moments.get(name, torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE))
 

@@ -6,13 +6,14 @@ once per iteration, after advancing `cur_nimg` and `batch_idx`. Every controller
 
 - `AdaptiveP` (ADA): r_t = mean sign of D(real) over the last `interval` iterations; p moves by
   sign(r_t - target) * batch_size * interval / (kimg * 1000), floored at 0 (no upper clamp, as upstream).
+  Its state_dict carries the signs gathered since the last adjustment, so a resume between two
+  adjustments computes the same r_t as an uninterrupted run.
 - `AdaLinear` (FakeCLR / InsGen `--ada_linear`): p = target * cur_nimg / (1000 * total_kimg), in [0, 1].
 - `FixedP`: p stays where the loop put it (`--aug=fixed` and `--aug=noaug`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -65,17 +66,29 @@ class AdaptiveP(PController):
             raise ValueError(f"ADA: ada_kimg={kimg!r} must be > 0")
         self.kimg = float(kimg)
         self.collector = training_stats.Collector(REAL_SIGN_STAT)
+        self.carried = torch.zeros(3, dtype=torch.float64)  # signs gathered before a snapshot, for an exact resume
         self.last_signal = float("nan")  # r_t of the latest adjustment, for logging
 
     def next_p(self, p: float, *, cur_nimg: int, batch_size: int) -> Optional[float]:
         self.collector.update()
-        signal = self.collector.mean(REAL_SIGN_STAT)
-        if math.isnan(signal):  # no D(real) reported yet (e.g. before the first D phase)
+        count, total, _ = (self.collector.moments(REAL_SIGN_STAT) + self.carried).tolist()
+        self.carried.zero_()
+        if count == 0:  # no D(real) reported yet (e.g. before the first D phase)
             return None
+        signal = total / count
         self.last_signal = signal
         direction = (signal > self.target) - (signal < self.target)  # sign(r_t - target), 0 on a tie
         step = batch_size * self.interval / (self.kimg * 1000)
         return max(p + direction * step, 0.0)
+
+
+    def state_dict(self) -> dict:
+        """The sign statistic gathered since the last adjustment (a collective: every rank calls it)."""
+        return {"pending_signs": self.collector.pending(REAL_SIGN_STAT) + self.carried}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "pending_signs" in state:  # every rank adds the same all-rank total, so r_t stays identical
+            self.carried = torch.as_tensor(state["pending_signs"], dtype=torch.float64).clone()
 
 
 class AdaLinear(PController):

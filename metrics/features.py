@@ -177,9 +177,11 @@ def compute_generator_stats(opts: MetricOptions, detector: Detector, num_items: 
     progress = ProgressBar(num_items, label="generator features", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)
     per_rank = max(1, opts.batch_size // max(opts.num_gpus, 1))
     while not stats.is_full():
-        z = torch.randn([per_rank, G.z_dim], device=opts.device, generator=generator)
+        remaining = -(-(num_items - stats.num_items) // max(opts.num_gpus, 1))  # ceil: no wasted images at the end
+        batch = min(per_rank, remaining)
+        z = torch.randn([batch, G.z_dim], device=opts.device, generator=generator)
         with torch.no_grad():
-            features = detector.fn(generate_images(G, z, labels.sample(per_rank), opts.G_kwargs))
+            features = detector.fn(generate_images(G, z, labels.sample(batch), opts.G_kwargs))
         stats.append(_gather(features, opts.num_gpus).float().cpu().numpy())
         progress.set(stats.num_items)
     return stats

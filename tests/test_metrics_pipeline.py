@@ -53,7 +53,7 @@ def test_fid_pipeline_caches_real_statistics(embedded_dataset_dir, colour_detect
     first = metric_main.calc_metric("fid20_full", small_generator(), kwargs, batch_size=32, progress=False)
     assert list(first.results) == ["fid20_full"] and math.isfinite(first.results.fid20_full)
     assert first.results.fid20_full > 0 and first.num_gpus == 1 and first.total_time > 0
-    assert colour_detector.images_seen == 169 + 32  # whole dataset + one generated batch (trimmed to 20)
+    assert colour_detector.images_seen == 169 + 20  # whole dataset + exactly the 20 fakes (the last batch shrinks)
 
     caches = glob.glob(util.make_cache_dir_path("gan-metrics", "emoji-smileys-toy-colour-*.npz"))
     assert len(caches) == 1
@@ -64,10 +64,10 @@ def test_fid_pipeline_caches_real_statistics(embedded_dataset_dir, colour_detect
 
     colour_detector.images_seen = 0
     metric_main.calc_metric("fid20_full", small_generator(), kwargs, batch_size=32, progress=False)
-    assert colour_detector.images_seen == 32  # cache hit: only generated images are run
+    assert colour_detector.images_seen == 20  # cache hit: only the 20 generated images are run
 
     metric_main.calc_metric("fid20_full", small_generator(), dict(kwargs, xflip=True), batch_size=64, progress=False)
-    assert colour_detector.images_seen == 32 + 338 + 64  # other options, other cache entry (x-flips double the set)
+    assert colour_detector.images_seen == 20 + 338 + 20  # other options, other cache entry (x-flips double the set)
 
 
 def test_cache_disabled_writes_nothing(embedded_dataset_dir, colour_detector):

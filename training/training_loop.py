@@ -141,7 +141,7 @@ class Trainer:
         self.maintenance_time = 0.0
         self.printed_tick0 = False
         if self.rank == 0:
-            print(f"Training for {o.total_kimg} kimg from {self.cur_nimg / 1000:.1f} kimg...", flush=True)
+            print(f"Training for {o.total_kimg:g} kimg from {self.cur_nimg / 1000:g} kimg...", flush=True)
 
     def loop(self) -> dict:
         o = self.o

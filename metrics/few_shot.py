@@ -13,7 +13,6 @@ statistics, same KID subsets); only the real-statistics cache file differs (it h
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -86,11 +85,8 @@ def calc_fid_kid(
     opts = MetricOptions(G=G, G_kwargs=dict(G_kwargs or {}), dataset_kwargs=dict(dataset_kwargs), num_gpus=num_gpus,
                          rank=rank, device=torch.device(device), batch_size=batch_size, progress=progress, cache=cache,
                          inception=inception)
-    start = time.time()
-    values = fid_kid_full(opts, num_gen, seed=seed, detector=detector)
-    total_time = time.time() - start
-    if num_gpus > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    values, total_time = runners.timed_on_all_ranks(lambda: fid_kid_full(opts, num_gen, seed=seed, detector=detector),
+                                                    num_gpus)
     fid_name, kid_name = metric_names(num_gen)
     return util.EasyDict(results=util.EasyDict({fid_name: values["fid"], kid_name: values["kid"]}),
                          metric=f"{fid_name},{kid_name}", total_time=total_time,

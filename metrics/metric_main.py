@@ -107,11 +107,7 @@ def calc_metric(
     opts = MetricOptions(G=G, G_kwargs=dict(G_kwargs or {}), dataset_kwargs=dict(dataset_kwargs),
                          num_gpus=num_gpus, rank=rank, device=torch.device(device), batch_size=batch_size,
                          progress=progress, cache=cache, inception=inception, vgg16=vgg16)
-    start = time.time()
-    values = spec.run(opts)
-    total_time = time.time() - start
-    if num_gpus > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
+    values, total_time = runners.timed_on_all_ranks(lambda: spec.run(opts), num_gpus)
     results = util.EasyDict({metric + suffix: float(v) for suffix, v in values.items()})
     return util.EasyDict(results=results, metric=metric, total_time=total_time,
                          total_time_str=util.format_time(total_time), num_gpus=num_gpus)

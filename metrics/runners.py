@@ -7,6 +7,8 @@ Each returns {result-key suffix: value}; metric_main prefixes the metric name ("
 from __future__ import annotations
 
 import os
+import time
+from typing import Any, Callable
 
 import torch
 
@@ -17,6 +19,16 @@ from metrics.inception_score import inception_score
 from metrics.kernel_inception_distance import kernel_inception_distance
 from metrics.perceptual_path_length import compute_ppl
 from metrics.precision_recall import precision_recall
+
+
+def timed_on_all_ranks(compute: Callable[[], Any], num_gpus: int) -> tuple[Any, float]:
+    """compute()'s value and its wall time; with several processes, ranks wait for each other afterwards."""
+    start = time.time()
+    value = compute()
+    total_time = time.time() - start
+    if num_gpus > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return value, total_time
 
 
 def _stem(path: str) -> str:

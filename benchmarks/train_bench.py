@@ -82,18 +82,21 @@ def variant_flags(variant: str) -> list[str]:
 
 @contextlib.contextmanager
 def ops_mode(mode: str):
-    previous = os.environ.get("FAKECLR_OPS")
+    """Force the ops implementation (plugin_dispatch reads its environment variable at every call)."""
+    from torch_utils.ops.plugin_dispatch import ENV_VAR
+
+    previous = os.environ.get(ENV_VAR)
     if mode == "auto":
-        os.environ.pop("FAKECLR_OPS", None)
+        os.environ.pop(ENV_VAR, None)
     else:
-        os.environ["FAKECLR_OPS"] = mode
+        os.environ[ENV_VAR] = mode
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop("FAKECLR_OPS", None)
+            os.environ.pop(ENV_VAR, None)
         else:
-            os.environ["FAKECLR_OPS"] = previous
+            os.environ[ENV_VAR] = previous
 
 
 class Timers:

@@ -18,6 +18,7 @@ apply to the main phases only; Greg/Dreg (and the unsplit Gboth/Dboth) always ru
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from typing import Any, Callable, ContextManager, Optional
 
@@ -71,6 +72,7 @@ def apply_channels_last(*modules: Optional[torch.nn.Module]) -> None:
 # ----------------------------------------------------------------------------
 # (f) fused Adam.
 
+@functools.lru_cache(maxsize=None)  # a probe step per device is enough (G and D both ask)
 def fused_adam_supported(device: torch.device) -> bool:
     """Whether torch.optim.Adam(fused=True) works for float32 parameters on `device`."""
     try:
@@ -163,10 +165,6 @@ class PhaseSpeed:
         for name, module in (self.fast if fast else self.eager).items():
             setattr(self.loss, name, module)
         self.loss.forward_context = self.autocast if fast else contextlib.nullcontext
-
-    def exit(self) -> None:
-        """Back to the eager FP32 networks (e.g. before snapshots or tests read the loss)."""
-        self.enter("")
 
 
 # ----------------------------------------------------------------------------

@@ -29,11 +29,10 @@ import torch
 import dnnlib
 from dnnlib.util import atomic_append_line
 from torch_utils import misc, training_stats
-from training import distributed, image_grid, network_pickle
+from training import distributed, image_grid, network_pickle, speed
 from training.ada import make_ada_controller
 from training.methods import MethodOptions, build_hook
 from training.phases import build_phases
-from training import speed
 
 SNAPSHOT_VERSION = 1
 
@@ -84,6 +83,7 @@ class Trainer:
     def __init__(self, opts: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
                  abort_fn: Optional[Callable[[], bool]]):
         self.o = _with_loop_defaults(opts)
+        self.speed = speed.speed_options(self.o)
         self.rank = rank
         self.num_gpus = int(self.o.num_gpus)
         self.device = device or default_device(rank)
@@ -192,7 +192,7 @@ class Trainer:
         self.G = dnnlib.util.construct_class_by_name(**self.o.G_kwargs, **common).train().requires_grad_(False).to(self.device)
         self.D = dnnlib.util.construct_class_by_name(**self.o.D_kwargs, **common).train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
-        if speed.speed_options(self.o).channels_last:  # before D_ema copies and optimiser states exist
+        if self.speed.channels_last:  # before D_ema copies and optimiser states exist
             speed.apply_channels_last(self.G, self.D, self.G_ema)
 
     def load_resume_data(self) -> Optional[dict]:
@@ -252,14 +252,13 @@ class Trainer:
         self.loss = dnnlib.util.construct_class_by_name(
             class_name=o.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
             G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, hooks=hooks, **loss_kwargs)
-        fast = speed.speed_options(o)
-        G_opt_kwargs = speed.optimizer_kwargs(o.G_opt_kwargs, fast.fused_adam, self.device)
-        D_opt_kwargs = speed.optimizer_kwargs(o.D_opt_kwargs, fast.fused_adam, self.device)
+        G_opt_kwargs = speed.optimizer_kwargs(o.G_opt_kwargs, self.speed.fused_adam, self.device)
+        D_opt_kwargs = speed.optimizer_kwargs(o.D_opt_kwargs, self.speed.fused_adam, self.device)
         self.phases = (build_phases("G", self.G, G_opt_kwargs, o.G_reg_interval)
                        + build_phases("D", self.D, D_opt_kwargs, o.D_reg_interval))
         self.phase_timers = {phase.name: 0.0 for phase in self.phases}
-        self.phase_speed = speed.PhaseSpeed(self.loss, self.device, bf16=fast.bf16, compile=fast.compile,
-                                            compile_backend=fast.compile_backend)
+        self.phase_speed = speed.PhaseSpeed(self.loss, self.device, bf16=self.speed.bf16, compile=self.speed.compile,
+                                            compile_backend=self.speed.compile_backend)
 
     def restore_optimizers_and_rng(self, state: dict) -> None:
         """Continue exactly where the snapshot stopped (rank 0 state is authoritative for counters)."""

@@ -47,7 +47,7 @@ class _OptionalNumber(click.ParamType):
 
 
 def _method_field_options() -> list[tuple[list[str], str, Any, str]]:
-    from training.methods import MethodOptions  # noqa: WPS433 (cheap: no torch work at import)
+    from training.contrastive.presets import MethodOptions  # noqa: WPS433 (cheap: no torch work at import)
 
     options = []
     for field in dataclasses.fields(MethodOptions):
@@ -172,7 +172,7 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
 
     method = o.method or "ada"
     dataset_size = o.subset if o.subset is not None else info.size
-    from training.methods import resolve_method  # torch import deferred until the options are valid
+    from training.contrastive.presets import resolve_method  # torch import deferred until the options are valid
 
     method_opts = resolve_method(method, method_overrides, dataset_size=dataset_size,
                                  mirror=bool(o.mirror), batch=opts.batch_size, code_compat=code_compat,

@@ -14,7 +14,7 @@ REPO_DIR = os.path.dirname(TESTS_DIR)
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     sys.path[:0] = [TESTS_DIR, REPO_DIR]
     from contrastive_standins import TinyD, TinyG, train_steps
-    from training.methods import build_hook, resolve_method
+    from training.contrastive import build_hook, resolve_method
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:

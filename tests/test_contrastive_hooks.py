@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from contrastive_standins import StandInLoss, TinyD, TinyG, train_steps
-from training.contrastive import ContraGAN2CHook, FakeCLRHook, InsGenHook
-from training.contrastive_head import MomentumProjectionHead, ema_update_, make_head_optimizer, make_momentum_copy
-from training.methods import build_hook, resolve_method
+from training.contrastive.hooks import ContraGAN2CHook, FakeCLRHook, InsGenHook
+from training.contrastive.head import MomentumProjectionHead, ema_update_, make_head_optimizer, make_momentum_copy
+from training.contrastive import build_hook, resolve_method
 
 OPT = dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8)
 SMALL = dict(head_hidden_dim=16, head_out_dim=8, d_embed_dim=8)

@@ -3,7 +3,7 @@
 import torch
 
 from training.loss import StyleGAN2Loss
-from training.methods import build_hook, resolve_method
+from training.contrastive import build_hook, resolve_method
 from training.networks import Discriminator, Generator
 
 OPT = dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.contrastive_losses import (contrastive_2c_loss, forgetting_margin, forgetting_weights, info_nce,
+from training.contrastive.losses import (contrastive_2c_loss, forgetting_margin, forgetting_weights, info_nce,
                                          same_label_matrix)
 
 

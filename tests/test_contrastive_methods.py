@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.methods import (FAKECLR_CODE_COMPAT, METHODS, MethodOptions, contrastive_enabled,
+from training.contrastive.presets import (FAKECLR_CODE_COMPAT, METHODS, MethodOptions, contrastive_enabled,
                               default_queue_length, resolve_method)
 
 

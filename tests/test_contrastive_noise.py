@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.latent_noise import latent_noise_std, perturb_latents
+from training.contrastive.noise import latent_noise_std, perturb_latents
 
 HALF_NORMAL_MEAN = math.sqrt(2 / math.pi)  # E|eta| for eta ~ N(0, 1)
 

@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from training.contrastive_queue import TimestampedQueue
+from training.contrastive.queue import TimestampedQueue
 
 
 def _keys(start, count, dim=3):

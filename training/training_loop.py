@@ -31,7 +31,7 @@ from dnnlib.util import atomic_append_line
 from torch_utils import misc, training_stats
 from training import distributed, image_grid, network_pickle, speed
 from training.ada import make_ada_controller
-from training.methods import MethodOptions, build_hook
+from training.contrastive import MethodOptions, build_hook
 from training.phases import build_phases
 
 SNAPSHOT_VERSION = 1

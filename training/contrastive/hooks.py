@@ -14,21 +14,19 @@ Instance discrimination (one class for both FakeCLR and InsGen, configured by Me
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 
 from torch_utils import misc, training_stats
-from training import contrastive_dist
-from training.contrastive_head import (MomentumProjectionHead, ema_update_, infer_feature_channels,
+from training.contrastive import dist as contrastive_dist
+from training.contrastive.head import (MomentumProjectionHead, ema_update_, infer_feature_channels,
                                        make_head_optimizer, make_momentum_copy, pool_features)
-from training.contrastive_losses import contrastive_2c_loss, forgetting_margin, info_nce
-from training.contrastive_queue import TimestampedQueue
-from training.latent_noise import perturb_latents
+from training.contrastive.losses import contrastive_2c_loss, forgetting_margin, info_nce
+from training.contrastive.noise import perturb_latents
+from training.contrastive.presets import MethodOptions
+from training.contrastive.queue import TimestampedQueue
 from training.loss_hooks import LossHook, PhaseContext
-
-if TYPE_CHECKING:
-    from training.methods import MethodOptions
 
 D_PHASES = ("Dmain", "Dboth")
 G_PHASES = ("Gmain", "Gboth")
@@ -71,7 +69,7 @@ class _HeadBranch:
 class InstanceContrastHook(LossHook):
     """Fake-instance (and optionally real-instance) discrimination with momentum heads and queues."""
 
-    def __init__(self, D: torch.nn.Module, options: "MethodOptions", *, device: torch.device,
+    def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device,
                  G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
                  D_reg_interval: Optional[int], total_kimg: float, batch_size: int, num_ws: Optional[int] = None,
                  feature_channels: Optional[int] = None):
@@ -233,7 +231,7 @@ class InstanceContrastHook(LossHook):
 class FakeCLRHook(InstanceContrastHook):
     """FakeCLR: fake-only head, perturbed positives, time-stamped (diversity-aware) queue."""
 
-    def __init__(self, D: torch.nn.Module, options: "MethodOptions", **kwargs: Any):
+    def __init__(self, D: torch.nn.Module, options: MethodOptions, **kwargs: Any):
         if options.real_head or not options.fake_head:
             raise ValueError("FakeCLRHook: FakeCLR uses the fake head only (real_head=False, fake_head=True)")
         super().__init__(D, options, **kwargs)
@@ -242,7 +240,7 @@ class FakeCLRHook(InstanceContrastHook):
 class InsGenHook(InstanceContrastHook):
     """InsGen: real and fake instance heads with their own queues, fixed latent noise."""
 
-    def __init__(self, D: torch.nn.Module, options: "MethodOptions", **kwargs: Any):
+    def __init__(self, D: torch.nn.Module, options: MethodOptions, **kwargs: Any):
         if not (options.real_head or options.fake_head):
             raise ValueError("InsGenHook: at least one of the real/fake heads must be enabled")
         super().__init__(D, options, **kwargs)
@@ -271,7 +269,7 @@ class ConditionalEmbedding(torch.nn.Module):
 class ContraGAN2CHook(LossHook):
     """2C on D (real embeddings, real labels) and on G (fake embeddings, sampled labels)."""
 
-    def __init__(self, D: torch.nn.Module, options: "MethodOptions", *, device: torch.device, c_dim: int,
+    def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device, c_dim: int,
                  D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None):
         if c_dim <= 0:
             raise ValueError("--method=contragan: the 2C loss needs class labels; use --cond=True with a "

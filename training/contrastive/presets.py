@@ -10,7 +10,7 @@
 `resolve_method` applies, in order: the method preset, the FakeCLR code-compatibility preset,
 the upstream FakeCLR / InsGen flags (--no_insgen, --no_fakeclr, --rqs, --fqs, --no_cl_on_g,
 --ada_linear) and explicit option overrides; then fills dataset-dependent defaults and checks
-every value. `build_hook` turns the options into the loss hook (or None for plain ADA).
+every value. `training.contrastive.build.build_hook` turns them into the loss hook.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ import dataclasses
 import warnings
 from typing import Any, Callable, Optional
 
-import torch
-
-from training.contrastive_losses import FORGETTING_MODES
-from training.contrastive_queue import QUEUE_SCHEDULES
-from training.latent_noise import NOISE_MODES
-from training.loss_hooks import LossHook
+from training.contrastive.losses import FORGETTING_MODES
+from training.contrastive.noise import NOISE_MODES
+from training.contrastive.queue import QUEUE_SCHEDULES
 
 METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 ENQUEUE_MODES = ("key", "query_momentum")
@@ -198,29 +195,3 @@ def contrastive_enabled(opts: MethodOptions) -> bool:
     instance = (opts.fake_head and (opts.lambda_D > 0 or (opts.cl_on_g and opts.lambda_G > 0))) or \
                (opts.real_head and opts.lambda_real > 0)
     return instance or (opts.cond_loss == "2c" and opts.lambda_2c > 0)
-
-
-def build_hook(options: MethodOptions, G: torch.nn.Module, D: torch.nn.Module, device: torch.device,
-               G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
-               D_reg_interval: Optional[int], total_kimg: float, batch_size: int, rank: int = 0,
-               num_gpus: int = 1) -> Optional[LossHook]:
-    """The method's loss hook, or None when no contrastive term is active (plain ADA / ADA-Linear).
-
-    `G_opt_kwargs` / `D_opt_kwargs` are the uncorrected optimiser settings (lr, betas, eps);
-    the heads apply the lazy-regularisation correction themselves. `D` is the unwrapped
-    discriminator on `device` (D_ema is copied from it). `rank` / `num_gpus` are accepted for
-    symmetry with the training loop; the collectives use torch.distributed's own state.
-    """
-    from training import contrastive  # local import: contrastive imports MethodOptions for typing only
-
-    if not contrastive_enabled(options):
-        return None
-    if options.cond_loss == "2c":
-        if options.fake_head or options.real_head:
-            raise ValueError("--method: the 2C loss cannot be combined with instance heads in one run")
-        return contrastive.ContraGAN2CHook(D, options, device=device, c_dim=int(getattr(D, "c_dim", 0)),
-                                           D_opt_kwargs=D_opt_kwargs, D_reg_interval=D_reg_interval)
-    hook_class = contrastive.InsGenHook if options.real_head else contrastive.FakeCLRHook
-    return hook_class(D, options, device=device, G_opt_kwargs=G_opt_kwargs, D_opt_kwargs=D_opt_kwargs,
-                      G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval, total_kimg=total_kimg,
-                      batch_size=batch_size, num_ws=getattr(G, "num_ws", None))

@@ -9,11 +9,11 @@ See docs/training.md for every option.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import glob
 import json
 import os
-import re
+import signal
 import sys
 import tempfile
 from typing import Any, Optional
@@ -21,9 +21,12 @@ from typing import Any, Optional
 import click
 
 import dnnlib
-from dnnlib.util import atomic_write
-from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, RESUME_SPECS, build_training_options,
+from training import devices, preflight
+from training import run_dir as rundir
+from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
+from training.resume_plan import RESUME_MODES, inherit_transfer_settings, plan_resume
+from training.run_dir import RunWriteError
 
 # Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
 # the preset-level ones (--method, --ada_linear, --fqs/--rqs, --fakeclr-code-compat) are declared below.
@@ -78,9 +81,12 @@ def _method_options(func):
 @click.pass_context
 # General options.
 @click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
-@click.option("--gpus", help="Number of GPUs (processes on a CPU-only machine) [default: 1]", type=int, default=1, metavar="INT")
+@click.option("--gpus", help="Number of GPUs [default: 1]", type=int, default=1, metavar="INT")
+@click.option("--cpu-procs", "--cpu_procs", "cpu_procs", help="Run --gpus=N processes on the CPU (no GPUs needed) [default: false]",
+              type=bool, default=False, metavar="BOOL")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
-@click.option("--metrics", help='Comma-separated metrics or "none" [default: fid50k_full]', type=str, default=None)
+@click.option("--metrics", help='Comma-separated metrics or "none" [default: fid50k_full; none on a CPU]', type=str, default=None)
+@click.option("--grid", help="Images in the fakes/reals grids, WxH [default: upstream's layout, at most 8x8]", metavar="WxH")
 @click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 # Dataset.
@@ -101,13 +107,15 @@ def _method_options(func):
 @click.option("--augpipe", help="Augmentation pipeline [default: bgc]", type=click.Choice(AUGPIPE_NAMES))
 # Transfer learning and resume.
 @click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL")
+@click.option("--resume-mode", "--resume_mode", "resume_mode", type=click.Choice(RESUME_MODES), default="continue",
+              help="For a run directory or 'latest': continue in that directory, or start a new one [default: continue]")
 @click.option("--freezed", help="Freeze-D: number of D layers to freeze [default: 0]", type=int, metavar="INT")
 # Performance options.
 @click.option("--fp32", help="Disable mixed-precision training", type=bool, metavar="BOOL")
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, metavar="BOOL")
 @click.option("--allow-tf32", "allow_tf32", help="Allow PyTorch to use TF32 internally", type=bool, metavar="BOOL")
-@click.option("--workers", help="Override number of DataLoader workers [default: 3]", type=int, metavar="INT")
+@click.option("--workers", help="Override number of DataLoader workers [default: 3, at most the cores - 1]", type=int, metavar="INT")
 @click.option("--bf16", help="bfloat16 autocast for G/D in Gmain and Dmain [default: false]", type=bool, metavar="BOOL")
 @click.option("--channels-last", "--channels_last", "channels_last", help="NHWC memory format in every G/D block [default: false]",
               type=bool, metavar="BOOL")
@@ -131,17 +139,46 @@ def _method_options(func):
 def main(ctx: click.Context, **kwargs: Any) -> None:
     """Train a GAN (StyleGAN2-ADA backbone) with the method of your choice."""
     dry_run = kwargs.pop("dry_run")
-    try:
-        opts, run_dir_or_desc = resolve_options(kwargs)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        raise click.ClickException(str(err).splitlines()[0]) from None
+    with stop_on_signal_during_startup():
+        try:
+            opts, run_dir = resolve_options(kwargs)
+        except (ConfigError, ValueError, FileNotFoundError) as err:
+            raise click.ClickException(str(err).splitlines()[0]) from None
+        except RunComplete as done:
+            print(done)
+            return
+        if dry_run:
+            print_options(opts, run_dir)
+            print("Dry run; exiting.")
+            return
+        try:
+            launch(opts, run_dir)
+        except RunWriteError as err:
+            raise click.ClickException(str(err)) from None
 
-    if dry_run:
-        print_options(opts, run_dir_or_desc)
-        print("Dry run; exiting.")
-        return
-    run_dir = run_dir_or_desc
-    launch(opts, run_dir)
+
+class StartupInterrupted(Exception):
+    """SIGINT/SIGTERM before the training loop took over its signals: nothing to snapshot yet."""
+
+
+class RunComplete(Exception):
+    """The run to continue already reached --kimg: nothing to do."""
+
+
+@contextlib.contextmanager
+def stop_on_signal_during_startup():
+    """Until the training loop installs its own handlers (finish the step, snapshot), a signal stops at once."""
+    def interrupt(signum, _frame):
+        raise StartupInterrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except StartupInterrupted as err:
+        print(f"Stopped by {err} during start-up; nothing was trained.", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ----------------------------------------------------------------------------
@@ -149,7 +186,7 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
 
 
 def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
-    """Validate every option and build training_options.json content plus the run directory path."""
+    """Validate every option, check what can be checked before writing, and return the options and run dir."""
     method_overrides = {field: kwargs.pop(field) for _, field, _, _ in _method_field_options()}
     for field, value in list(method_overrides.items()):
         if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
@@ -157,19 +194,18 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")
+    resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
+    for name in ("data", "outdir", "resume"):  # `~` as a shell would expand it (click does not)
+        if kwargs.get(name):
+            kwargs[name] = os.path.expanduser(kwargs[name])
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
-    o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else 3
+    o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else devices.default_workers()
     o.ada_linear = bool(method_overrides.get("ada_linear"))
     validate_basic(o)
 
-    metrics = parse_metrics(kwargs.get("metrics"))
     info = inspect_dataset(o.data)
+    metrics = parse_metrics(kwargs.get("metrics"), info.size)
     opts, desc = build_training_options(o, info, metrics)
-    if o.resume is not None and o.resume != "noresume":
-        # 'latest' looks for runs made with the same options, whether or not they were resumes themselves.
-        same_run_descs = [build_training_options(dnnlib.EasyDict(o, resume=r), info, metrics)[1] for r in (None, "latest")]
-        opts.resume_pkl = resolve_resume(o.resume, o.outdir, same_run_descs)
-
     method = o.method or "ada"
     dataset_size = o.subset if o.subset is not None else info.size
     from training.contrastive.presets import resolve_method  # torch import deferred until the options are valid
@@ -182,13 +218,24 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     if method_opts.cond_loss == "2c" and not o.cond:
         raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
     opts.method_kwargs = method_opts.to_dict()
-    run_dir = next_run_dir(o.outdir, desc)
-    opts.run_dir = run_dir
-    return opts, run_dir
+    if grid is not None:
+        opts.image_grid = parse_grid(grid)
+    devices.check_process_count(o.gpus, cpu_procs)
+    if cpu_procs:
+        opts.cpu_procs = True
+    preflight.check_outdir(o.outdir)
+    run_dir = apply_resume(opts, o, info, resume_mode) if o.resume not in (None, "noresume") else None
+    opts.run_dir = run_dir or next_run_dir(o.outdir, desc)
+    return opts, opts.run_dir
 
 
-def parse_metrics(value: Optional[str]) -> list[str]:
+def parse_metrics(value: Optional[str], dataset_size: int = 0) -> list[str]:
+    """--metrics as a list; without the option, upstream's fid50k_full (none on a CPU, with a note)."""
     if value is None:
+        note = devices.cpu_metric_default_note(["fid50k_full"], dataset_size)
+        if note is not None:
+            print(note)
+            return []
         value = "fid50k_full"
     value = value.strip()
     if value.lower() in ("", "none"):
@@ -200,6 +247,13 @@ def parse_metrics(value: Optional[str]) -> list[str]:
         if not metric_main.is_valid_metric(name):
             raise ConfigError(metric_main.invalid_metric_message(name, option="--metrics"))
     return names
+
+
+def parse_grid(value: str) -> list[int]:
+    parts = value.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"--grid={value}: give the grid as WxH images, e.g. --grid=8x8")
+    return [int(parts[0]), int(parts[1])]
 
 
 def inspect_dataset(path: str) -> DatasetInfo:
@@ -218,43 +272,40 @@ def inspect_dataset(path: str) -> DatasetInfo:
     info = DatasetInfo(name=dataset.name, resolution=dataset.resolution, num_channels=dataset.num_channels,
                        label_dim=label_dim, size=len(dataset))
     dataset.close()
+    preflight.check_dataset_sample(path)
     return info
 
 
-def resolve_resume(resume: str, outdir: str, descs: list[str]) -> str:
-    """Map a preset, run directory or 'latest' to the pickle that --resume should read."""
-    if resume in RESUME_SPECS:
-        return RESUME_SPECS[resume]
-    if resume == "latest":
-        runs = sorted({run for desc in descs for run in glob.glob(os.path.join(outdir, f"[0-9]*-{desc}"))}, key=_run_number)
-        for run in reversed(runs):
-            snapshot = newest_snapshot(run)
-            if snapshot is not None:
-                return snapshot
-        raise ConfigError(f"--resume=latest: no run '*-{descs[0]}' with a snapshot in {outdir}; start one without --resume")
-    if os.path.isdir(resume):
-        snapshot = newest_snapshot(resume)
-        if snapshot is None:
-            raise ConfigError(f"--resume={resume}: the directory holds no network-snapshot-*.pkl")
-        return snapshot
-    if os.path.isfile(resume):  # refuse a file that is no pickle at all before a run directory exists
-        with open(resume, "rb") as f:
-            magic = f.read(4)
-        if not (magic.startswith(b"\x80") or magic == b"PK\x03\x04"):  # pickle protocol >= 2, or a torch.save zip
-            raise ConfigError(f"--resume={resume}: not a network pickle (neither a pickle nor a torch.save archive)")
-    elif "://" not in resume:
-        raise ConfigError(f"--resume={resume}: no such pickle or run directory")
-    return resume
+def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, mode: str) -> Optional[str]:
+    """Set resume_pkl / resume_kind from --resume; returns the run directory to continue in, if any."""
+    plan = plan_resume(o.resume, mode, o.outdir, opts)
+    if plan.continue_dir is not None:
+        inherit_transfer_settings(plan.previous_opts, opts)
+        opts.continued_run = True
+        if plan.previous_opts.get("total_kimg") != opts.total_kimg:
+            opts.previous_total_kimg = plan.previous_opts.get("total_kimg")
+    opts.resume_pkl = plan.resume_pkl
+    if plan.resume_pkl is None:  # a run killed before its first snapshot: from zero, in its own directory
+        opts.pop("resume_pkl")
+        return plan.continue_dir
+    if "://" in plan.resume_pkl:
+        opts.resume_kind = "transfer"  # published networks are read by the loop (no second download here)
+        return plan.continue_dir
+    data = preflight.check_resume_pickle(plan.resume_pkl, info, cond=bool(o.cond))
+    from training.training_loop import loop_options_key
 
-
-def newest_snapshot(run_dir: str) -> Optional[str]:
-    snapshots = sorted(glob.glob(os.path.join(run_dir, "network-snapshot-*.pkl")))
-    return snapshots[-1] if snapshots else None
-
-
-def _run_number(path: str) -> int:
-    match = re.match(r"^\d+", os.path.basename(path))
-    return int(match.group()) if match else -1
+    state = data.get("resume_state") or {}
+    opts.resume_kind = "exact" if state.get("options_key") == loop_options_key(opts) else "weights"
+    if plan.continue_dir is None:
+        return None
+    if opts.resume_kind != "exact":
+        raise ConfigError(f"{plan.resume_pkl}: its resume state does not match the run's options; start a new run "
+                          f"from its weights with --resume-mode=new")
+    done_nimg = int(state["cur_nimg"])
+    if done_nimg >= opts.total_kimg * 1000:
+        raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
+                          f"(--kimg={opts.total_kimg:g}); raise --kimg to train longer.")
+    return plan.continue_dir
 
 
 def print_options(opts: dict, run_dir: str) -> None:
@@ -264,6 +315,7 @@ def print_options(opts: dict, run_dir: str) -> None:
     print()
     print(f"Output directory:    {run_dir}")
     print(f"Number of GPUs:      {opts['num_gpus']}")
+    print(f"Device:              {devices.describe_device(opts['num_gpus'], bool(opts.get('cpu_procs')))}")
     print(f"Batch size:          {opts['batch_size']} images")
     print(f"Training duration:   {opts['total_kimg']} kimg")
     print(f"Dataset path:        {opts['training_set_kwargs']['path']}")
@@ -272,7 +324,26 @@ def print_options(opts: dict, run_dir: str) -> None:
     print(f"Dataset labels:      {opts['training_set_kwargs']['use_labels']}")
     print(f"Dataset x-flips:     {opts['training_set_kwargs']['xflip']}")
     print(f"Method:              {opts['method_kwargs']['method']}")
+    for line in resume_lines(opts):
+        print(line)
     print()
+
+
+def resume_lines(opts: dict) -> list[str]:
+    lines = []
+    if opts.get("continued_run"):
+        source = opts.get("resume_pkl")
+        lines.append(f"Resume:              continuing this run directory from "
+                     f"{os.path.basename(source) if source else 'zero (it has no snapshot yet)'}")
+    elif opts.get("resume_pkl"):
+        lines.append(f"Resume:              {opts['resume_pkl']} ({opts.get('resume_kind', 'weights')})")
+    if opts.get("previous_total_kimg") is not None:
+        retimed = [name for name, on in (("ADA-Linear's p ramp", opts["method_kwargs"].get("ada_linear")),
+                                         ("the diversity-aware fake queue",
+                                          opts["method_kwargs"].get("fqs_schedule") == "linear")) if on]
+        what = " and ".join(retimed) + " re-timed to the new total" if retimed else "no schedule depends on it"
+        lines.append(f"Duration changed:    {opts['previous_total_kimg']:g} -> {opts['total_kimg']:g} kimg ({what})")
+    return lines
 
 
 # ----------------------------------------------------------------------------
@@ -292,36 +363,52 @@ def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
 
 
 def create_run_dir(opts: dict, run_dir: str) -> None:
-    print("Creating output directory...")
-    os.makedirs(run_dir, exist_ok=False)
-    with atomic_write(os.path.join(run_dir, "training_options.json"), "w") as f:
-        json.dump(opts, f, indent=2)
+    """A new run directory, or the continued one (stale temp files of a killed run removed); options written."""
+    try:
+        if opts.get("continued_run"):
+            removed = rundir.remove_stale_temp_files(run_dir)
+            print(f"Continuing in the output directory{f' (removed {len(removed)} stale temp files)' if removed else ''}...")
+        else:
+            print("Creating output directory...")
+            os.makedirs(run_dir, exist_ok=False)
+        rundir.write_options(run_dir, opts)
+    except OSError as err:
+        raise RunWriteError(rundir.write_failure_message(err.filename or run_dir, err)) from None
 
 
 def spawn_processes(opts: dict) -> None:
-    """One process per GPU; SIGTERM to this parent is forwarded so every rank snapshots and exits."""
-    import signal
-
+    """One process per GPU. A signal to this parent reaches the ranks through a shared value that each polls,
+    so every rank finishes its step, snapshots and exits. The ranks start with SIGINT/SIGTERM blocked (the
+    mask is inherited) until their loop handles them, so no signal kills a rank half-started."""
     import torch
 
+    from training.training_loop import shared_stop_value
+
     print(f"Launching {opts['num_gpus']} processes...")
-    with tempfile.TemporaryDirectory() as temp_dir:
-        init_file = os.path.join(temp_dir, ".torch_distributed_init")
-        context = torch.multiprocessing.start_processes(subprocess_fn, args=(opts, init_file), nprocs=opts["num_gpus"],
-                                                        join=False, start_method="spawn")
+    stop_value = shared_stop_value(torch.multiprocessing.get_context("spawn"))
 
-        def forward(signum, _frame):
-            for process in context.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signum)
+    def request_stop(signum, _frame):
+        if stop_value.value == 0:
+            print(f"\nReceived {signal.Signals(signum).name}: asking every process to snapshot and exit...", flush=True)
+        stop_value.value = signum
 
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            while not context.join():
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, request_stop) for sig in signals}
+    try:
+        with tempfile.TemporaryDirectory() as temp_dir:
+            init_file = os.path.join(temp_dir, ".torch_distributed_init")
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+            try:
+                processes = torch.multiprocessing.start_processes(
+                    subprocess_fn, args=(opts, init_file, None, stop_value), nprocs=opts["num_gpus"], join=False,
+                    start_method="spawn")
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal that came meanwhile is handled now
+            while not processes.join():
                 pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
@@ -334,7 +421,7 @@ def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world_size != opts.num_gpus:
         raise click.ClickException(f"--gpus={opts.num_gpus} differs from torchrun's WORLD_SIZE={world_size}")
-    device = default_device(int(os.environ.get("LOCAL_RANK", rank)))
+    device = default_device(int(os.environ.get("LOCAL_RANK", rank)), cpu_only=bool(opts.get("cpu_procs")))
     distributed.init_process_group(rank, world_size, None, device)
     if rank == 0:
         print_options(opts, run_dir)
@@ -345,24 +432,27 @@ def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
     subprocess_fn(rank, opts, None, device=device)
 
 
-def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None) -> None:
+def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None) -> None:
     import torch
 
     from training import distributed
-    from training.training_loop import default_device, training_loop
+    from training.training_loop import StopRequest, default_device, training_loop
 
+    stop = StopRequest(shared=stop_value)
+    stop.install()  # from here on a signal means: finish the step, snapshot, exit
     logger = dnnlib.util.Logger(file_name=os.path.join(opts["run_dir"], "log.txt"), file_mode="a", should_flush=True)
     try:
         if device is None:  # not yet in a process group (single process or spawned rank)
-            device = default_device(rank)
+            device = default_device(rank, cpu_only=bool(opts.get("cpu_procs")))
             distributed.init_process_group(rank, opts["num_gpus"], init_file, device)
         if device.type == "cpu" and opts["num_gpus"] > 1:  # share the cores instead of oversubscribing them
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // opts["num_gpus"]))
+            torch.set_num_threads(devices.cpu_threads_per_process(opts["num_gpus"]))
         if rank != 0:
             logger.close()
             logger = None
-        training_loop(opts, rank=rank, device=device)
+        training_loop(opts, rank=rank, device=device, stop=stop)
     finally:
+        stop.uninstall()
         if logger is not None:
             logger.close()
         if torch.distributed.is_available() and torch.distributed.is_initialized():

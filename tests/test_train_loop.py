@@ -61,18 +61,19 @@ def test_tiny_run_writes_every_file_with_valid_contents(tmp_path, emoji_zip):
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
     assert list(run_dir.glob("events.out.tfevents.*"))[0].stat().st_size > 0
 
-    gw, gh = image_grid.grid_size(32, 32)
-    assert (gw, gh) == (32, 32)
-    for name in ("reals.png", "fakes_init.png", "fakes000000.png"):
+    gw, gh = image_grid.snapshot_grid_size(32, 32)
+    assert (gw, gh) == (8, 8) and image_grid.grid_size(32, 32) == (32, 32)  # upstream's 32x32, capped
+    for name in ("reals.png", "fakes_init.png", "fakes000000.008.png", "fakes000000.016.png"):
         with PIL.Image.open(run_dir / name) as img:
             assert img.size == (gw * 32, gh * 32) and img.mode == "RGB", name
             pixels = np.asarray(img)
         assert pixels.std() > 1, name  # not a blank image
     assert not np.array_equal(np.asarray(PIL.Image.open(run_dir / "fakes_init.png")),
-                              np.asarray(PIL.Image.open(run_dir / "fakes000000.png")))  # G_ema moved
+                              np.asarray(PIL.Image.open(run_dir / "fakes000000.016.png")))  # G_ema moved
 
-    assert [p.name for p in snapshots(run_dir)] == ["network-snapshot-000000.pkl"]
-    snap = load_snapshot(run_dir / "network-snapshot-000000.pkl")
+    # Sub-kimg ticks: one snapshot per tick, named by the exact kimg (upstream's name for whole kimg).
+    assert [p.name for p in snapshots(run_dir)] == ["network-snapshot-000000.008.pkl", "network-snapshot-000000.016.pkl"]
+    snap = load_snapshot(run_dir / "network-snapshot-000000.016.pkl")
     for key in ("G", "D", "G_ema", "augment_pipe", "training_set_kwargs", "resume_state"):
         assert snap.get(key) is not None, key
     assert snap["training_set_kwargs"] == opts["training_set_kwargs"]
@@ -106,7 +107,7 @@ def test_metrics_are_evaluated_at_each_snapshot(tmp_path, emoji_zip, small_grid,
     rows = [json.loads(line) for line in (run_dir / "metric-kid2.jsonl").read_text().splitlines()]
     assert len(rows) == 1
     row = rows[0]
-    assert row["metric"] == "kid2" and row["snapshot_pkl"] == "network-snapshot-000000.pkl" and row["num_gpus"] == 1
+    assert row["metric"] == "kid2" and row["snapshot_pkl"] == "network-snapshot-000000.008.pkl" and row["num_gpus"] == 1
     assert set(row["results"]) == {"kid2"} and math.isfinite(row["results"]["kid2"])
     assert "Evaluating metrics..." in (run_dir / "log.txt").read_text()
 

@@ -64,7 +64,7 @@ def _drain(proc: subprocess.Popen, lines: "queue.Queue[str]", seen: list[str]) -
 def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
     outdir = tmp_path / "runs"
     proc, lines = _start([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008",
-                          "--snap=1000", f"--gpus={gpus}"])
+                          "--snap=1000", f"--gpus={gpus}", *(["--cpu-procs=True"] if gpus > 1 else [])])
     seen = _wait_for_tick(proc, lines)
     proc.send_signal(signal.SIGTERM)
     output = _drain(proc, lines, seen)
@@ -75,8 +75,9 @@ def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
     assert "Received SIGTERM: finishing this step and writing a snapshot..." in log
     assert log.rstrip().endswith("Exiting...") and "Traceback" not in output
     state = load_snapshot(snapshots(run_dir)[-1])["resume_state"]
-    # The tick-0 snapshot (1 step) was overwritten by the one written on SIGTERM, at least one step later;
-    # with 2 ranks the stop is agreed at an ADA interval (every 4 steps).
+    # The tick-0 snapshot (1 step) stays; the one written on SIGTERM is at least one step later (with 2 ranks
+    # the stop is agreed at an ADA interval, every 4 steps).
+    assert snapshots(run_dir)[0].name == "network-snapshot-000000.008.pkl" and len(snapshots(run_dir)) == 2
     assert 16 <= state["cur_nimg"] < 100_000 and state["cur_nimg"] % (32 if gpus == 2 else 8) == 0, state["cur_nimg"]
     assert state["batch_idx"] * 8 == state["cur_nimg"]
     assert len(state["rng"]) == gpus  # every rank's random streams
@@ -103,7 +104,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, emoji_zip, small_grid):
     runs = {}
     for gpus in (2, 1):
         opts, run_dir = resolve(f"--outdir={tmp_path / 'runs'}", f"--data={emoji_zip}", *FAST, "--kimg=0.032",
-                                "--aug=noaug", f"--gpus={gpus}")
+                                "--aug=noaug", f"--gpus={gpus}", f"--cpu-procs={gpus > 1}")
         opts.loss_kwargs.update(style_mixing_prob=0, pl_weight=0)
         opts.G_kwargs.synthesis_kwargs.use_noise = False
         assert opts.batch_gpu == 8 // gpus and opts.D_kwargs.epilogue_kwargs.mbstd_group_size == 4

@@ -2,12 +2,14 @@
 
 Run A trains 8 steps uninterrupted. Run B (same options) is stopped after 6 steps through the
 loop's abort hook (as SIGTERM would: finish the step, write a snapshot); run C continues B with
---resume=latest to 8 steps. Everything that determines training (G, D, G_ema, optimiser states,
+--resume=latest to 8 steps, in B's run directory. Everything that determines training (G, D, G_ema, optimiser states,
 ADA p, path-length mean, RNG streams) must then be identical. B stops between two of ADA's
 4-iteration adjustments: the sign statistic gathered since the last one travels in the snapshot.
 """
 
 from __future__ import annotations
+
+import pathlib
 
 import pytest
 
@@ -26,16 +28,19 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, emoji
     opts, b_dir = resolve(*args)  # B: same options, stopped after 6 steps
     summary = run_loop(opts, abort_fn=stop_after(6))
     assert summary["stopped_early"] and summary["cur_nimg"] == 48
+    b_stats = read_stats(pathlib.Path(b_dir))
     result = invoke(*args, "--resume=latest")  # C: continue B (the newest run with these options)
     assert result.exit_code == 0, result.output
 
-    a_dir, b_dir_found, c_dir = run_dirs(outdir)
-    assert str(b_dir_found) == b_dir and c_dir.name == "00002-emoji32-tiny-kimg0.064-target0-resumecustom"
-    log = (c_dir / "log.txt").read_text()
-    assert f'Resuming from "{b_dir_found / "network-snapshot-000000.pkl"}"' in log
+    a_dir, b_dir_found = run_dirs(outdir)  # C continued B in B's own directory
+    assert str(b_dir_found) == b_dir and b_dir_found.name == "00001-emoji32-tiny-kimg0.064-target0"
+    log = (b_dir_found / "log.txt").read_text()
+    b_snapshot = b_dir_found / "network-snapshot-000000.048.pkl"
+    assert f'Resuming from "{b_snapshot}"' in log and "resumed at kimg 0.048 from network-snapshot-000000.048.pkl" in log
     assert "options differ" not in log
+    c_dir = b_dir_found
 
-    a, b, c = (load_snapshot(snapshots(d)[-1]) for d in (a_dir, b_dir_found, c_dir))
+    a, b, c = (load_snapshot(path) for path in (snapshots(a_dir)[-1], b_snapshot, snapshots(c_dir)[-1]))
     assert b["resume_state"]["cur_nimg"] == 48 and c["resume_state"]["cur_nimg"] == 64
     assert b["resume_state"]["ada"]["pending_signs"][0] == 2 * 8  # signs of steps 5 and 6, batch 8
     with pytest.raises(AssertionError):  # the comparison does see 2 steps of training
@@ -44,8 +49,10 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, emoji
     assert float(b["augment_pipe"].p) > 0 and float(a["augment_pipe"].p) > float(b["augment_pipe"].p)  # ADA moved p
     assert_modules_equal(a["augment_pipe"], c["augment_pipe"], "augment_pipe")
 
-    # The counters continue: C's first tick is B's next tick, at 7 steps = 0.056 kimg.
-    c_stats = read_stats(c_dir)
+    # The counters continue: C's first tick is B's next tick, at 7 steps = 0.056 kimg (after B's lines).
+    all_stats = read_stats(c_dir)
+    assert all_stats[:len(b_stats)] == b_stats  # appended: B's lines are kept as they were
+    c_stats = all_stats[len(b_stats):]
     assert c_stats[0]["Progress/kimg"]["mean"] == pytest.approx(0.056)
     assert c_stats[0]["Progress/tick"]["mean"] == b["resume_state"]["cur_tick"]
     assert c_stats[-1]["Progress/kimg"]["mean"] == pytest.approx(0.064)

@@ -3,9 +3,8 @@
 Speed notes (the whole train test set must run in about 100 s on 2 CPU cores):
 - the 32 px emoji zip (and a labelled copy) are built once per session;
 - `--cfg=tiny` with FRACTIONAL kimg: `--kimg=0.032` is 4 steps of batch 8;
-- the 32x32-image snapshot grid (1024 G_ema forwards per grid) costs more than the training
-  steps, so most tests use the `small_grid` fixture (a 7x4 grid); the file-contents test keeps
-  the real size;
+- even the default 8x8-image snapshot grid costs more than a few training steps, so most tests
+  use the `small_grid` fixture (a 7x4 grid); the file-contents test keeps the real size;
 - runs are made in-process (click's CliRunner, or `training_loop()` / `Trainer` directly); only
   the SIGTERM and multi-process tests start subprocesses.
 
@@ -32,7 +31,7 @@ SMALL_GRID_ENV = "TRAIN_HELPERS_SMALL_GRID"
 # Common options of a tiny CPU run: batch 8, one tick per 4 steps, snapshot every tick.
 FAST = ["--cfg=tiny", "--tick=0.032", "--snap=1", "--metrics=none", "--workers=1"]
 STEP_KIMG = 0.008  # one step of the tiny preset (batch 8)
-STATUS_FIELDS = ("tick", "kimg", "time", "sec/tick", "sec/kimg", "maintenance", "cpumem", "gpumem", "augment")
+STATUS_FIELDS = ("tick", "kimg", "time", "sec/tick", "sec/kimg", "maintenance", "cpumem", "gpumem", "augment", "eta")
 
 
 def _patch_small_grid() -> None:
@@ -173,7 +172,10 @@ def only_run_dir(outdir: pathlib.Path) -> pathlib.Path:
 
 
 def snapshots(run_dir: pathlib.Path) -> list[pathlib.Path]:
-    return sorted(run_dir.glob("network-snapshot-*.pkl"))
+    """The run's snapshots, oldest first (by the image count in the name)."""
+    from training.run_dir import list_snapshots
+
+    return [pathlib.Path(p) for p in list_snapshots(str(run_dir))]
 
 
 def load_snapshot(path: pathlib.Path) -> dict:

@@ -304,6 +304,13 @@ class ImageFolderDataset(Dataset):
             )
         return image
 
+    def check_images(self, sample: int = 16) -> None:
+        """Decode the last and `sample` images spread over the folder (the first is decoded on opening):
+        a corrupt file, another size or another mode is found before training, not in a loader worker."""
+        num = self._raw_shape[0]
+        for raw_idx in sorted({*np.linspace(0, num - 1, num=min(sample, num)).astype(int).tolist(), num - 1}):
+            self._load_from_file(raw_idx)
+
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:
         if self._cache is not None:
             return self._cache[self._cache_row[raw_idx]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image
@@ -10,21 +10,33 @@ from PIL import Image
 from dnnlib.util import atomic_write
 
 
+# The default cap: upstream's rule gives 32x32 = 1024 images at 32-64 px, whose G_ema pass and PNG
+# dominated a small run's maintenance (docs/performance.md); train.py --grid=WxH sets any size.
+MAX_AUTO_GRID = (8, 8)
+
+
 def grid_size(resolution_w: int, resolution_h: int) -> tuple[int, int]:
-    """Grid width/height in images: about 7680x4320 px, between 7x4 and 32x32 images."""
+    """Upstream's grid width/height in images: about 7680x4320 px, between 7x4 and 32x32 images."""
     gw = int(np.clip(7680 // resolution_w, 7, 32))
     gh = int(np.clip(4320 // resolution_h, 4, 32))
     return gw, gh
 
 
-def setup_snapshot_image_grid(dataset: Any, random_seed: int = 0) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
+def snapshot_grid_size(resolution_w: int, resolution_h: int, cap: tuple[int, int] = MAX_AUTO_GRID) -> tuple[int, int]:
+    """The default snapshot grid: upstream's layout, at most `cap` images wide and high."""
+    gw, gh = grid_size(resolution_w, resolution_h)
+    return min(gw, cap[0]), min(gh, cap[1])
+
+
+def setup_snapshot_image_grid(dataset: Any, random_seed: int = 0,
+                              grid: Optional[tuple[int, int]] = None) -> tuple[tuple[int, int], np.ndarray, np.ndarray]:
     """Pick the dataset images shown in reals.png and the labels used for the fakes grid.
 
     Unlabelled: a seeded permutation, repeated to fill the grid. Labelled: row y shows images of
     the (y mod #labels)-th label, rotating through that label's images so rows differ.
     """
     rnd = np.random.RandomState(random_seed)
-    gw, gh = grid_size(dataset.image_shape[2], dataset.image_shape[1])
+    gw, gh = grid if grid is not None else snapshot_grid_size(dataset.image_shape[2], dataset.image_shape[1])
     if not dataset.has_labels:
         order = rnd.permutation(len(dataset))
         indices = [int(order[i % len(order)]) for i in range(gw * gh)]

@@ -30,42 +30,71 @@ import dnnlib
 from dnnlib.util import atomic_append_line
 from torch_utils import misc, training_stats
 from training import distributed, image_grid, network_pickle, speed
+from training import run_dir as rundir
 from training.ada import make_ada_controller
 from training.contrastive import MethodOptions, build_hook
 from training.phases import build_phases
+from training.resume_plan import EXACT_RESUME_KEYS
+from training.run_dir import reporting_write_errors
 
 SNAPSHOT_VERSION = 1
 
 
 def training_loop(opts: dict, rank: int = 0, device: Optional[torch.device] = None,
-                  abort_fn: Optional[Callable[[], bool]] = None) -> dict:
-    """Train with the options of training_options.json; returns a small summary (for tests/tools)."""
-    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn)
+                  abort_fn: Optional[Callable[[], bool]] = None, stop: Optional["StopRequest"] = None) -> dict:
+    """Train with the options of training_options.json; returns a small summary (for tests/tools).
+
+    `stop`: an installed StopRequest (train.py installs one before start-up work); by default the
+    loop installs its own for the duration of the run."""
+    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn, stop=stop)
     return trainer.run()
 
 
-def default_device(rank: int) -> torch.device:
-    if torch.cuda.is_available():
+def default_device(rank: int, cpu_only: bool = False) -> torch.device:
+    if torch.cuda.is_available() and not cpu_only:
         return torch.device("cuda", rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def shared_stop_value(context: Any) -> Any:
+    """A process-shared int for StopRequest(shared=...): 0, or the number of the signal the parent received."""
+    return context.Value("i", 0)
 
 
 # ----------------------------------------------------------------------------
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes the step, writes a snapshot and exits cleanly."""
+    """SIGINT/SIGTERM set a flag; the loop finishes the step, writes a snapshot and exits cleanly.
 
-    def __init__(self) -> None:
-        self.requested = False
+    `shared`: a process-shared value (see shared_stop_value) that a launching parent sets instead of
+    signalling its ranks."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, shared: Any = None) -> None:
+        self._requested = False
+        self._shared = shared
         self._previous: dict[int, Any] = {}
 
+    @property
+    def requested(self) -> bool:
+        if not self._requested and self._shared is not None and self._shared.value != 0:
+            self._handle(self._shared.value, None)
+        return self._requested
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self._SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
                 pass
+        if self._previous:  # a launching parent may have blocked them while it started this process
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
@@ -73,22 +102,23 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum: int, _frame: Any) -> None:
-        if self.requested:  # second signal: give up immediately
+        if self._requested:  # second signal: give up immediately
             raise KeyboardInterrupt
-        self.requested = True
+        self._requested = True
         print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
 
 
 class Trainer:
     def __init__(self, opts: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
-                 abort_fn: Optional[Callable[[], bool]]):
+                 abort_fn: Optional[Callable[[], bool]], stop: Optional[StopRequest] = None):
         self.o = _with_loop_defaults(opts)
         self.speed = speed.speed_options(self.o)
         self.rank = rank
         self.num_gpus = int(self.o.num_gpus)
         self.device = device or default_device(rank)
         self.abort_fn = abort_fn
-        self.stop = StopRequest()
+        self.stop = stop if stop is not None else StopRequest()
+        self.owns_stop = stop is None
         self.run_dir = self.o.get("run_dir")
         self.cur_nimg = 0
         self.cur_tick = 0
@@ -100,12 +130,14 @@ class Trainer:
     # ------------------------------------------------------------------ top level
 
     def run(self) -> dict:
-        self.setup()
-        self.stop.install()
+        if self.owns_stop:
+            self.stop.install()  # before the start-up work: a signal then stops after the first step
         try:
+            self.setup()
             return self.loop()
         finally:
-            self.stop.uninstall()
+            if self.owns_stop:
+                self.stop.uninstall()
             if self.tb_writer is not None:
                 self.tb_writer.close()
 
@@ -138,9 +170,13 @@ class Trainer:
         self.nonfinite_collector = training_stats.Collector(regex="Debug/nonfinite_grad/.*", keep_previous=False)
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
+        self.last_output_time = self.tick_start_time
         self.maintenance_time = 0.0
         self.printed_tick0 = False
         if self.rank == 0:
+            if o.get("continued_run"):  # marks each restart in log.txt (stats and metric files simply go on)
+                source = os.path.basename(o.resume_pkl) if o.get("resume_pkl") else "zero (no snapshot yet)"
+                print(f"resumed at kimg {self.cur_nimg / 1000:g} from {source}", flush=True)
             print(f"Training for {o.total_kimg:g} kimg from {self.cur_nimg / 1000:g} kimg...", flush=True)
 
     def loop(self) -> dict:
@@ -151,6 +187,7 @@ class Trainer:
             stop = self.stop_requested()
             tick_due = self.cur_nimg >= self.tick_start_nimg + o.kimg_per_tick * 1000
             if not (done or stop or tick_due or not self.printed_tick0):
+                self.print_progress_if_quiet()
                 continue
             self.printed_tick0 = True
             self.maintenance(done=done or stop)
@@ -296,8 +333,11 @@ class Trainer:
         if self.run_dir is None:
             self.grid_size = None
             return
-        self.grid_size, images, labels = image_grid.setup_snapshot_image_grid(self.training_set)
-        image_grid.save_image_grid(images, os.path.join(self.run_dir, "reals.png"), drange=[0, 255], grid=self.grid_size)
+        grid = tuple(self.o.image_grid) if self.o.get("image_grid") else None
+        self.grid_size, images, labels = image_grid.setup_snapshot_image_grid(self.training_set, grid=grid)
+        reals = os.path.join(self.run_dir, "reals.png")
+        with reporting_write_errors(reals):
+            image_grid.save_image_grid(images, reals, drange=[0, 255], grid=self.grid_size)
         gen = torch.Generator().manual_seed(0)
         self.grid_z = torch.randn([labels.shape[0], self.G.z_dim], generator=gen).to(self.device)
         self.grid_c = torch.from_numpy(labels).to(self.device)
@@ -395,7 +435,7 @@ class Trainer:
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
         with _isolated_rng(self.device):
             if image_due and self.rank == 0 and self.run_dir is not None:
-                self.write_fakes_grid(f"fakes{self.cur_nimg // 1000:06d}.png")
+                self.write_fakes_grid(rundir.fakes_grid_name(self.cur_nimg))
             snapshot_pkl = None
             if o.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
                 snapshot_pkl, snapshot_G_ema = self.save_snapshot()
@@ -406,6 +446,17 @@ class Trainer:
         self.tick_start_time = time.time()
         self.maintenance_time = self.tick_start_time - tick_end_time
 
+    def print_progress_if_quiet(self) -> None:
+        """Within a long tick, a short line at least every `progress_sec` seconds (rank 0)."""
+        now = time.time()
+        if self.rank != 0 or now - self.last_output_time < self.o.progress_sec:
+            return
+        self.last_output_time = now
+        img_per_sec = (self.cur_nimg - self.tick_start_nimg) / max(now - self.tick_start_time, 1e-8)
+        tick_end = (self.tick_start_nimg + self.o.kimg_per_tick * 1000) / 1000
+        print(f"... kimg {self.cur_nimg / 1000:.3f} (tick {self.cur_tick} ends at {tick_end:.3f}), "
+              f"{img_per_sec:.1f} img/s", flush=True)
+
     def print_status_line(self, tick_end_time: float) -> None:
         o = self.o
         tick_time = tick_end_time - self.tick_start_time
@@ -414,9 +465,10 @@ class Trainer:
         gpu_mem = torch.cuda.max_memory_allocated(self.device) / 2 ** 30 if self.device.type == "cuda" else 0.0
         cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2 ** 30
         p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
+        eta = max(o.total_kimg * 1000 - self.cur_nimg, 0) / 1000 * (tick_time / kimg_done)
         fields = [
             f"tick {training_stats.report0('Progress/tick', self.cur_tick):<5d}",
-            f"kimg {training_stats.report0('Progress/kimg', self.cur_nimg / 1000):<8.1f}",
+            f"kimg {training_stats.report0('Progress/kimg', self.cur_nimg / 1000):<9.3f}",
             f"time {dnnlib.util.format_time(training_stats.report0('Timing/total_sec', total)):<12s}",
             f"sec/tick {training_stats.report0('Timing/sec_per_tick', tick_time):<7.1f}",
             f"sec/kimg {training_stats.report0('Timing/sec_per_kimg', tick_time / kimg_done):<7.2f}",
@@ -424,6 +476,7 @@ class Trainer:
             f"cpumem {training_stats.report0('Resources/cpu_mem_gb', cpu_mem):<6.2f}",
             f"gpumem {training_stats.report0('Resources/peak_gpu_mem_gb', gpu_mem):<6.2f}",
             f"augment {training_stats.report0('Progress/augment', p):.3f}",
+            f"eta {dnnlib.util.format_time(training_stats.report0('Timing/eta_sec', eta))}",
         ]
         training_stats.report0("Timing/total_hours", total / 3600)
         training_stats.report0("Timing/total_days", total / 86400)
@@ -434,6 +487,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         if self.rank == 0:
             print(" ".join(fields), flush=True)
+            self.last_output_time = time.time()
 
     @torch.no_grad()
     def write_fakes_grid(self, file_name: str) -> None:
@@ -441,8 +495,9 @@ class Trainer:
             return
         images = [self.G_ema(z=z, c=c, noise_mode="const").cpu()
                   for z, c in zip(self.grid_z.split(self.o.batch_gpu), self.grid_c.split(self.o.batch_gpu))]
-        image_grid.save_image_grid(torch.cat(images).numpy(), os.path.join(self.run_dir, file_name),
-                                   drange=[-1, 1], grid=self.grid_size)
+        path = os.path.join(self.run_dir, file_name)
+        with reporting_write_errors(path):
+            image_grid.save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid=self.grid_size)
 
     def save_snapshot(self) -> tuple[str, torch.nn.Module]:
         """network-snapshot-<kimg>.pkl with the networks and everything an exact resume needs."""
@@ -455,10 +510,11 @@ class Trainer:
             module = getattr(self, name)
             snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
         state = self.resume_state()  # every rank's RNG is gathered into it
-        path = os.path.join(self.run_dir, f"network-snapshot-{self.cur_nimg // 1000:06d}.pkl")
+        path = os.path.join(self.run_dir, rundir.snapshot_name(self.cur_nimg))
         if self.rank == 0:
             snapshot["resume_state"] = state
-            network_pickle.save_network_pkl(path, snapshot)
+            with reporting_write_errors(path):
+                network_pickle.save_network_pkl(path, snapshot)
             self.last_snapshot = path
         distributed.barrier()
         return path, snapshot["G_ema"]
@@ -488,7 +544,8 @@ class Trainer:
             result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=self.o.training_set_kwargs,
                                              num_gpus=self.num_gpus, rank=self.rank, device=self.device)
             if self.rank == 0:
-                metric_main.report_metric(result, run_dir=self.run_dir, snapshot_pkl=snapshot_pkl)
+                with reporting_write_errors(os.path.join(self.run_dir, f"metric-{metric}.jsonl")):
+                    metric_main.report_metric(result, run_dir=self.run_dir, snapshot_pkl=snapshot_pkl)
                 if self.tb_writer is not None:
                     for key, value in result.results.items():
                         self.tb_writer.add_scalar(f"Metrics/{key}", value, global_step=int(self.cur_nimg / 1e3))
@@ -501,7 +558,8 @@ class Trainer:
         if self.rank != 0:
             return
         if self.stats_jsonl is not None:
-            atomic_append_line(self.stats_jsonl, json.dumps(dict(stats, timestamp=time.time())))
+            with reporting_write_errors(self.stats_jsonl):
+                atomic_append_line(self.stats_jsonl, json.dumps(dict(stats, timestamp=time.time())))
         if self.tb_writer is not None:
             global_step = int(self.cur_nimg / 1e3)
             walltime = tick_end_time - self.start_time
@@ -524,7 +582,7 @@ _LOOP_DEFAULTS = dict(
     G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
     total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50, resume_pkl=None,
     cudnn_benchmark=True, allow_tf32=False, metrics=[], method_kwargs=None, ema_rampup=None, ema_kimg=10,
-    batch_size=4, batch_gpu=4, random_seed=0, num_gpus=1,
+    batch_size=4, batch_gpu=4, random_seed=0, num_gpus=1, image_grid=None, progress_sec=60,
 )
 
 
@@ -542,10 +600,12 @@ def _with_loop_defaults(opts: dnnlib.EasyDict) -> dnnlib.EasyDict:
 
 def options_key(o: dict) -> str:
     """What must match between a snapshot and the current run for an exact continuation."""
-    keys = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
-            "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
-            "G_reg_interval", "D_reg_interval", "ema_kimg", "ema_rampup")
-    return json.dumps({k: o.get(k) for k in keys}, sort_keys=True, default=str)
+    return json.dumps({k: o.get(k) for k in EXACT_RESUME_KEYS}, sort_keys=True, default=str)
+
+
+def loop_options_key(opts: dict) -> str:
+    """options_key of training_options.json content as the loop sees it (with the loop's defaults)."""
+    return options_key(_with_loop_defaults(dnnlib.EasyDict(opts)))
 
 
 def _to_cpu(obj: Any) -> Any:

@@ -1,0 +1,169 @@
+"""What `--resume` means for this command: which pickle to read, and whether to continue a run directory.
+
+`--resume=latest` and `--resume=<run dir>` continue that run in its own directory (the default
+`--resume-mode=continue`): the newest snapshot is read, or, for a run killed before its first
+snapshot, training restarts from zero there. `--resume-mode=new` keeps upstream's behaviour (a new
+run directory that starts from the snapshot). A pickle path, URL or preset name always starts a new
+run directory (transfer learning, or an exact continuation when the options match).
+
+A run is continued only with the options that decide what is trained; duration, tick, snapshot,
+metrics and performance options may change (the schedules that depend on `--kimg`, ADA-Linear's p
+ramp and the diversity-aware fake queue, follow the new total). Everything here is pure Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+from training import run_dir as rundir
+from training.config import RESUME_SPECS, ConfigError
+
+# The options an exact continuation depends on (the training loop's resume key uses the same list).
+EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
+                     "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
+                     "G_reg_interval", "D_reg_interval", "ema_kimg", "ema_rampup")
+# Transfer settings (spec 1.1) a continued transfer run keeps even though this command has no preset --resume.
+TRANSFER_KEYS = ("ada_kimg", "ema_rampup")
+RESUME_MODES = ("continue", "new")
+
+
+@dataclasses.dataclass
+class ResumePlan:
+    resume_pkl: Optional[str]  # the pickle the loop reads; None: train from zero
+    continue_dir: Optional[str] = None  # an existing run directory to continue in; None: a new one
+    previous_opts: Optional[dict] = None  # that run's training_options.json
+
+
+def plan_resume(resume: str, mode: str, outdir: str, opts: dict) -> ResumePlan:
+    """Map --resume (preset, pickle, URL, run directory or 'latest') and --resume-mode to a plan."""
+    if resume in RESUME_SPECS:
+        return ResumePlan(RESUME_SPECS[resume])
+    if resume == "latest":
+        return _plan_run(find_latest_run(outdir, opts, option=f"--resume={resume}"), mode, resume)
+    if os.path.isdir(resume):
+        if rundir.is_run_dir(resume):
+            _refuse_differences(resume, opts, option=f"--resume={resume}")
+            return _plan_run(resume, mode, resume)
+        snapshot = rundir.newest_snapshot(resume)  # a folder of snapshots that is no run of ours
+        if snapshot is None:
+            raise ConfigError(f"--resume={resume}: the directory holds no network-snapshot-*.pkl; "
+                              f"give a run directory, a snapshot or 'latest'")
+        return ResumePlan(snapshot)
+    if os.path.isfile(resume):
+        _check_pickle_magic(resume)
+        return ResumePlan(resume)
+    if "://" not in resume:
+        raise ConfigError(f"--resume={resume}: no such pickle or run directory; check the path")
+    return ResumePlan(resume)
+
+
+def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
+    snapshot = rundir.newest_snapshot(run)
+    if mode == "new":
+        if snapshot is None:
+            raise ConfigError(f"--resume={resume}: {run} holds no snapshot yet; continue it with "
+                              f"--resume-mode=continue (restarts from zero in that directory)")
+        return ResumePlan(snapshot)
+    return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run))
+
+
+def find_latest_run(outdir: str, opts: dict, option: str = "--resume=latest") -> str:
+    """The newest run in `outdir` trained with the same options (kimg and the like may differ)."""
+    runs = rundir.runs_newest_first(outdir)
+    for run in runs:
+        if first_difference(_read_options_or_none(run), opts) is None:
+            return run
+    if not runs:
+        raise ConfigError(f"{option}: no run in {outdir}; start one without --resume")
+    newest = runs[0]
+    diff = first_difference(_read_options_or_none(newest), opts)
+    raise ConfigError(f"{option}: no run in {outdir} made with these options (the newest, {os.path.basename(newest)}, "
+                      f"differs in {diff}); repeat its options or start a new run without --resume")
+
+
+def _refuse_differences(run: str, opts: dict, option: str) -> None:
+    diff = first_difference(_read_options_or_none(run), opts)
+    if diff is not None:
+        raise ConfigError(f"{option}: the run was made with another {diff}; repeat that run's options, or add "
+                          f"--resume-mode=new to start a new run from its weights")
+
+
+def _read_options_or_none(run: str) -> Optional[dict]:
+    try:
+        return rundir.read_options(run)
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------
+# Comparing a run's options with this command's.
+
+
+def inherit_transfer_settings(previous: dict, opts: dict) -> None:
+    """A continued transfer-learning run keeps its ADA speed and EMA ramp-up (this command names no preset)."""
+    if previous.get("resume_kind") == "transfer":
+        for key in TRANSFER_KEYS:
+            if key in previous:
+                opts[key] = previous[key]
+
+
+def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
+    """The option (as the user types it) in which `opts` differ from a run's options; None if none does."""
+    if previous is None:
+        return "training_options.json (missing or unreadable)"
+    previous = dict(previous)
+    current = json.loads(json.dumps(dict(opts), default=str))  # the form training_options.json has
+    inherit_transfer_settings(previous, current)
+    for key in EXACT_RESUME_KEYS:
+        path = _first_differing_path(previous.get(key), current.get(key), key)
+        if path is not None:
+            return _option_for(path, previous, current)
+    return None
+
+
+def _first_differing_path(a: Any, b: Any, path: str) -> Optional[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_differing_path(a.get(key), b.get(key), f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else path
+
+
+_OPTION_OF_PATH = {  # most specific first
+    "training_set_kwargs.path": "--data", "training_set_kwargs.resolution": "--data (resolution)",
+    "training_set_kwargs.use_labels": "--cond", "training_set_kwargs.max_size": "--subset",
+    "training_set_kwargs.xflip": "--mirror", "training_set_kwargs.random_seed": "--seed",
+    "loss_kwargs.r1_gamma": "--gamma", "method_kwargs.method": "--method", "augment_kwargs": "--aug/--augpipe",
+    "batch_size": "--batch", "batch_gpu": "--batch", "num_gpus": "--gpus", "random_seed": "--seed",
+    "freeze_layers": "--freezed", "num_fp16_res": "--fp32", "conv_clamp": "--fp32", "fp16_channels_last": "--nhwc",
+}
+
+
+def _option_for(path: str, previous: dict, current: dict) -> str:
+    option = next((opt for key, opt in _OPTION_OF_PATH.items() if path == key or path.startswith(key + ".")
+                   or path.endswith("." + key)), None)
+    if option is None and path.startswith("method_kwargs."):
+        option = "--" + path.split(".", 1)[1]
+    if option is None:
+        option = "--cfg"  # networks, optimisers, regularisation intervals, EMA: the base config
+    return f"{option} ({path}: {_lookup(previous, path)!r} there, {_lookup(current, path)!r} here)"
+
+
+def _lookup(tree: Any, path: str) -> Any:
+    for key in path.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def _check_pickle_magic(path: str) -> None:
+    """Refuse a file that is no pickle at all before anything else reads it."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if not (magic.startswith(b"\x80") or magic == b"PK\x03\x04"):  # pickle protocol >= 2, or a torch.save zip
+        raise ConfigError(f"--resume={path}: not a network pickle (neither a pickle nor a torch.save archive); "
+                          f"give a network-snapshot-*.pkl")

@@ -1,0 +1,122 @@
+"""The files of one run directory: snapshot and grid names, the newest snapshot, stale temp files.
+
+Snapshot names keep upstream's `network-snapshot-<kimg:06d>.pkl` whenever the image count is a
+whole kimg. Otherwise (ticks below 1 kimg) the three decimals of the kimg join the name,
+`network-snapshot-000000.064.pkl`, so two snapshots never share a name and the name still gives
+the exact image count. Everything here orders snapshots by that count, never by the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import glob
+import json
+import os
+import re
+from typing import Iterator, Optional
+
+from dnnlib.util import atomic_write
+
+OPTIONS_FILE = "training_options.json"
+_SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d{6,})(?:\.(\d{3}))?\.pkl$")
+_RUN_RE = re.compile(r"^(\d+)-")
+
+
+def kimg_label(nimg: int) -> str:
+    """`000004` for 4000 images, `000000.064` for 64: unique per image count, sortable within one width."""
+    kimg, rest = divmod(int(nimg), 1000)
+    return f"{kimg:06d}" if rest == 0 else f"{kimg:06d}.{rest:03d}"
+
+
+def snapshot_name(nimg: int) -> str:
+    return f"network-snapshot-{kimg_label(nimg)}.pkl"
+
+
+def fakes_grid_name(nimg: int) -> str:
+    return f"fakes{kimg_label(nimg)}.png"
+
+
+def snapshot_nimg(path: str) -> Optional[int]:
+    """The image count a snapshot name encodes (either form), or None for any other file."""
+    match = _SNAPSHOT_RE.match(os.path.basename(path))
+    if match is None:
+        return None
+    return int(match.group(1)) * 1000 + int(match.group(2) or 0)
+
+
+def list_snapshots(run_dir: str) -> list[str]:
+    """The run's snapshots, oldest first (temp files and other names never count)."""
+    paths = [p for p in glob.glob(os.path.join(glob.escape(run_dir), "network-snapshot-*.pkl"))
+             if snapshot_nimg(p) is not None and os.path.isfile(p)]
+    return sorted(paths, key=snapshot_nimg)
+
+
+def newest_snapshot(run_dir: str) -> Optional[str]:
+    snapshots = list_snapshots(run_dir)
+    return snapshots[-1] if snapshots else None
+
+
+def remove_stale_temp_files(run_dir: str) -> list[str]:
+    """Delete the `.<name>.<random>.tmp` files a killed run left behind (atomic_write's temp names)."""
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(run_dir), ".*.tmp")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+# ----------------------------------------------------------------------------
+# Run directories in --outdir.
+
+
+def run_number(path: str) -> int:
+    match = _RUN_RE.match(os.path.basename(path.rstrip("/")))
+    return int(match.group(1)) if match else -1
+
+
+def runs_newest_first(outdir: str) -> list[str]:
+    """Numbered run directories that hold a training_options.json, newest (highest number) first."""
+    if not os.path.isdir(outdir):
+        return []
+    runs = [os.path.join(outdir, name) for name in os.listdir(outdir) if run_number(name) >= 0]
+    runs = [run for run in runs if os.path.isfile(os.path.join(run, OPTIONS_FILE))]
+    return sorted(runs, key=run_number, reverse=True)
+
+
+def read_options(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, OPTIONS_FILE), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_options(run_dir: str, opts: dict) -> None:
+    with atomic_write(os.path.join(run_dir, OPTIONS_FILE), "w") as f:
+        json.dump(opts, f, indent=2)
+
+
+def is_run_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, OPTIONS_FILE))
+
+
+# ----------------------------------------------------------------------------
+# A write that fails (disk full, permissions) stops the run with one line; earlier files stay intact.
+
+
+class RunWriteError(RuntimeError):
+    """A run-directory file could not be written; the message is the one line to print."""
+
+
+def write_failure_message(path: str, err: OSError) -> str:
+    reason = err.strerror or str(err)
+    fix = "fix the permissions" if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "free space"
+    return f"{path}: cannot write ({reason}); {fix}, then --resume=latest"
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path: str) -> Iterator[None]:
+    """Turn an OSError while writing `path` into a RunWriteError naming it (atomic_write keeps the old file)."""
+    try:
+        yield
+    except OSError as err:
+        raise RunWriteError(write_failure_message(path, err)) from None

@@ -438,7 +438,7 @@ def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any =
     from training import distributed
     from training.training_loop import StopRequest, default_device, training_loop
 
-    stop = StopRequest(shared=stop_value)
+    stop = StopRequest(shared=stop_value, announce=rank == 0)
     stop.install()  # from here on a signal means: finish the step, snapshot, exit
     logger = dnnlib.util.Logger(file_name=os.path.join(opts["run_dir"], "log.txt"), file_mode="a", should_flush=True)
     try:

@@ -58,7 +58,15 @@ def _bad_cases(tmp_path):
         (["--workers=0"], "--workers=0"),
         (["--method=fakeclr", "--tau=-1"], "--tau"),
         (["--cfg=nonsense"], "--cfg"),
+        (["--grid=8"], "--grid=8"),
+        *([(["--gpus=2"], "--gpus=2")] if _cuda_count() < 2 else []),  # 2 processes need 2 GPUs or --cpu-procs
     ]
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def test_bad_option_combinations_give_one_line_errors_and_create_nothing(tmp_path, emoji_zip):
@@ -107,3 +115,30 @@ def test_run_directories_are_numbered_and_numbers_never_reused(tmp_path, emoji_z
     names = [d.name for d in run_dirs(outdir)]
     assert names[-1] == "00008-emoji32-tiny-kimg0.008", names
     assert not (outdir / "00000-emoji32-tiny-kimg0.008").exists()  # 00000 is not reused either
+
+
+def test_home_is_expanded_and_the_start_block_names_the_device(tmp_path, emoji_zip, monkeypatch):
+    import os
+    import re
+
+    from training import devices
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copy(emoji_zip, tmp_path / "emoji32.zip")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("--outdir=~/runs", "--data=~/emoji32.zip", "--cfg=tiny", "--grid=4x2", "-n")
+    assert result.exit_code == 0, result.output
+    assert f"Output directory:    {tmp_path / 'runs' / '00000-emoji32-tiny'}" in result.output
+    assert f'"path": "{tmp_path / "emoji32.zip"}"' in result.output and not (tmp_path / "~").exists()
+    if _cuda_count() == 0:
+        assert re.search(r"^Device: +CPU, 1 thread$", result.output, re.MULTILINE), result.output  # one_torch_thread
+        assert "Note: no metrics by default on a CPU (fid50k_full would take about" in result.output
+        assert '"metrics": []' in result.output
+    cores = len(os.sched_getaffinity(0))
+    assert f'"num_workers": {max(1, min(3, cores - 1))}' in result.output  # never more workers than spare cores
+    assert devices.default_workers() == max(1, min(3, cores - 1))
+    assert '"image_grid": [\n    4,\n    2\n  ]' in result.output
+
+    result = invoke("--outdir=~/runs", "--data=~/emoji32.zip", "--cfg=tiny", "--gpus=2", "--cpu-procs=True", "-n")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^Device: +CPU, 2 processes x \d+ threads?$", result.output, re.MULTILINE), result.output

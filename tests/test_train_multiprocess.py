@@ -3,71 +3,30 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 import dnnlib
-from train_helpers import (FAST, SMALL_GRID_ENV, TESTS_DIR, load_snapshot, read_stats, resolve, run_dirs, snapshots,
-                           status_lines, trainer_rank)
+from train_helpers import (FAST, finish, load_snapshot, read_stats, resolve, run_dirs, snapshots, start_train,
+                           status_lines, trainer_rank, wait_for_line)
 from train_helpers import emoji_zip, one_torch_thread, small_grid  # noqa: F401 (fixtures)
 
-START_TIMEOUT = 120  # seconds until the first tick line (process start, imports, spawn)
 
-
-def _start(args: list[str]) -> tuple[subprocess.Popen, "queue.Queue[str]"]:
-    """train.py's command line (with the small grid, via tests/train_helpers.py) in a subprocess."""
-    env = dict(os.environ, **{SMALL_GRID_ENV: "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})
-    proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "train_helpers.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-    lines: "queue.Queue[str]" = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    return proc, lines
-
-
-def _wait_for_tick(proc: subprocess.Popen, lines: "queue.Queue[str]") -> list[str]:
-    seen = []
-    deadline = time.time() + START_TIMEOUT
-    while time.time() < deadline:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            assert proc.poll() is None, "".join(seen)
-            continue
-        seen.append(line)
-        if line.startswith("tick 0 "):
-            return seen
-    proc.kill()
-    pytest.fail("no tick line within the time limit:\n" + "".join(seen))
-
-
-def _drain(proc: subprocess.Popen, lines: "queue.Queue[str]", seen: list[str]) -> str:
-    try:
-        proc.wait(timeout=START_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("the run did not stop after SIGTERM:\n" + "".join(seen))
-    time.sleep(0.2)  # let the reader thread reach the end of the pipe
-    while not lines.empty():
-        seen.append(lines.get())
-    return "".join(seen)
+def _wait_for_tick(proc, lines) -> list[str]:
+    return wait_for_line(proc, lines, lambda line: line.startswith("tick 0 "))
 
 
 @pytest.mark.parametrize("gpus", [1, 2])
 def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
     outdir = tmp_path / "runs"
-    proc, lines = _start([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008",
-                          "--snap=1000", f"--gpus={gpus}", *(["--cpu-procs=True"] if gpus > 1 else [])])
+    proc, lines = start_train([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008",
+                               "--snap=1000", f"--gpus={gpus}", *(["--cpu-procs=True"] if gpus > 1 else [])])
     seen = _wait_for_tick(proc, lines)
     proc.send_signal(signal.SIGTERM)
-    output = _drain(proc, lines, seen)
+    output = finish(proc, lines, seen)
     assert proc.returncode == 0, output
 
     run_dir = run_dirs(outdir)[0]
@@ -83,6 +42,23 @@ def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
     assert len(state["rng"]) == gpus  # every rank's random streams
     assert read_stats(run_dir)[-1]["Progress/kimg"]["mean"] == pytest.approx(state["cur_nimg"] / 1000)
     assert len(status_lines(log)) >= 2
+
+
+@pytest.mark.parametrize("gpus, moment", [(1, "Creating output directory..."), (2, "Launching 2 processes...")])
+def test_sigterm_during_start_up_exits_cleanly(tmp_path, emoji_zip, gpus, moment):
+    """A signal while the run starts (before the loop, or while the ranks are being spawned): exit 0, no traceback,
+    no leaked semaphores; either nothing was trained yet or the ranks snapshot after their first step."""
+    outdir = tmp_path / "runs"
+    proc, lines = start_train([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--snap=1000",
+                               f"--gpus={gpus}", f"--cpu-procs={gpus > 1}"])
+    seen = wait_for_line(proc, lines, lambda line: line.startswith(moment))
+    proc.send_signal(signal.SIGTERM)
+    output = finish(proc, lines, seen)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "leaked semaphore" not in output and "Error" not in output, output
+    if "during start-up; nothing was trained" not in output:  # the loop took over: one step, one snapshot
+        state = load_snapshot(snapshots(run_dirs(outdir)[0])[-1])["resume_state"]
+        assert 8 <= state["cur_nimg"] <= 64 and "Received SIGTERM" in output, output
 
 
 def test_two_gloo_ranks_equal_one_process(tmp_path, emoji_zip, small_grid):

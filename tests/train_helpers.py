@@ -34,14 +34,45 @@ STEP_KIMG = 0.008  # one step of the tiny preset (batch 8)
 STATUS_FIELDS = ("tick", "kimg", "time", "sec/tick", "sec/kimg", "maintenance", "cpumem", "gpumem", "augment", "eta")
 
 
+SLOW_SNAPSHOT_ENV = "TRAIN_HELPERS_SLOW_SNAPSHOT"  # N: the N-th snapshot write of the process hangs half-way
+SLOW_SNAPSHOT_MARK = "test hook: snapshot write in progress"
+
+
 def _patch_small_grid() -> None:
     from training import image_grid
 
     image_grid.grid_size = lambda resolution_w, resolution_h: SMALL_GRID
 
 
+def _patch_slow_snapshot(which: int) -> None:
+    """The `which`-th snapshot is written half-way into its temp file, then the writer hangs (to be killed)."""
+    import pickle
+    import time
+
+    from dnnlib.util import atomic_write
+    from training import network_pickle
+
+    original = network_pickle.save_network_pkl
+    calls = [0]
+
+    def slow_save(path: str, data: dict) -> None:
+        calls[0] += 1
+        if calls[0] != which:
+            return original(path, data)
+        payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+        with atomic_write(path, "wb") as f:
+            f.write(payload[:len(payload) // 2])
+            f.flush()
+            print(SLOW_SNAPSHOT_MARK, flush=True)
+            time.sleep(600)
+
+    network_pickle.save_network_pkl = slow_save
+
+
 if os.environ.get(SMALL_GRID_ENV) == "1":  # subprocesses started by the tests (and their spawned ranks)
     _patch_small_grid()
+if os.environ.get(SLOW_SNAPSHOT_ENV):
+    _patch_slow_snapshot(int(os.environ[SLOW_SNAPSHOT_ENV]))
 
 
 # ----------------------------------------------------------------------------
@@ -190,6 +221,62 @@ def read_stats(run_dir: pathlib.Path) -> list[dict]:
 
 def status_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.match(r"^tick \d+ ", line)]
+
+
+# ----------------------------------------------------------------------------
+# train.py in a subprocess (signals, kills).
+
+START_TIMEOUT = 120  # seconds until an awaited line (process start, imports, spawn) on a loaded machine
+
+
+def start_train(args: Iterable[Any], **env: str):
+    """train.py's command line (small grid, via this file) in a subprocess; returns (process, line queue)."""
+    import queue
+    import subprocess
+    import threading
+
+    env = dict(os.environ, **{SMALL_GRID_ENV: "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}, **env)
+    proc = subprocess.Popen([sys.executable, str(TESTS_DIR / "train_helpers.py"), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    return proc, lines
+
+
+def wait_for_line(proc, lines, predicate: Callable[[str], bool], seen: Optional[list] = None) -> list[str]:
+    """Collect output lines until one satisfies `predicate`; fails (killing the process) on exit or timeout."""
+    import queue
+    import time
+
+    seen = [] if seen is None else seen
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            assert proc.poll() is None, "".join(seen)
+            continue
+        seen.append(line)
+        if predicate(line):
+            return seen
+    proc.kill()
+    pytest.fail("the awaited line did not come within the time limit:\n" + "".join(seen))
+
+
+def finish(proc, lines, seen: list, timeout: float = START_TIMEOUT) -> str:
+    """Wait for the process to end; returns all of its output."""
+    import subprocess
+    import time
+
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run did not end in time:\n" + "".join(seen))
+    time.sleep(0.2)  # let the reader thread reach the end of the pipe
+    while not lines.empty():
+        seen.append(lines.get())
+    return "".join(seen)
 
 
 # ----------------------------------------------------------------------------

@@ -72,9 +72,10 @@ class StopRequest:
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, shared: Any = None) -> None:
+    def __init__(self, shared: Any = None, announce: bool = True) -> None:
         self._requested = False
         self._shared = shared
+        self._announce = announce
         self._previous: dict[int, Any] = {}
 
     @property
@@ -105,7 +106,8 @@ class StopRequest:
         if self._requested:  # second signal: give up immediately
             raise KeyboardInterrupt
         self._requested = True
-        print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
+        if self._announce:
+            print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
 
 
 class Trainer:

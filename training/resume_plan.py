@@ -42,7 +42,8 @@ def plan_resume(resume: str, mode: str, outdir: str, opts: dict) -> ResumePlan:
     if resume in RESUME_SPECS:
         return ResumePlan(RESUME_SPECS[resume])
     if resume == "latest":
-        return _plan_run(find_latest_run(outdir, opts, option=f"--resume={resume}"), mode, resume)
+        run = find_latest_run(outdir, opts, with_snapshot=mode == "new", option=f"--resume={resume}")
+        return _plan_run(run, mode, resume)
     if os.path.isdir(resume):
         if rundir.is_run_dir(resume):
             _refuse_differences(resume, opts, option=f"--resume={resume}")
@@ -70,16 +71,21 @@ def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
     return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run))
 
 
-def find_latest_run(outdir: str, opts: dict, option: str = "--resume=latest") -> str:
-    """The newest run in `outdir` trained with the same options (kimg and the like may differ)."""
+def find_latest_run(outdir: str, opts: dict, with_snapshot: bool = False, option: str = "--resume=latest") -> str:
+    """The newest run in `outdir` trained with the same options (kimg and the like may differ); for a new
+    run directory (`with_snapshot`), the newest such run that has a snapshot."""
     runs = rundir.runs_newest_first(outdir)
     for run in runs:
         if first_difference(_read_options_or_none(run), opts) is None:
-            return run
+            if not with_snapshot or rundir.newest_snapshot(run) is not None:
+                return run
     if not runs:
         raise ConfigError(f"{option}: no run in {outdir}; start one without --resume")
     newest = runs[0]
     diff = first_difference(_read_options_or_none(newest), opts)
+    if diff is None:  # it matches, but has no snapshot (and a new directory was asked for)
+        raise ConfigError(f"{option}: no run in {outdir} with these options has a snapshot yet; continue the newest "
+                          f"with --resume-mode=continue (restarts from zero in its directory)")
     raise ConfigError(f"{option}: no run in {outdir} made with these options (the newest, {os.path.basename(newest)}, "
                       f"differs in {diff}); repeat its options or start a new run without --resume")
 

@@ -1,9 +1,10 @@
 """The files of one run directory: snapshot and grid names, the newest snapshot, stale temp files.
 
-Snapshot names keep upstream's `network-snapshot-<kimg:06d>.pkl` whenever the image count is a
-whole kimg. Otherwise (ticks below 1 kimg) the three decimals of the kimg join the name,
-`network-snapshot-000000.064.pkl`, so two snapshots never share a name and the name still gives
-the exact image count. Everything here orders snapshots by that count, never by the text.
+Snapshot names keep upstream's `network-snapshot-<kimg:06d>.pkl` (the whole kimg, rounded down)
+when ticks are 1 kimg or longer: two snapshots are then at least 1 kimg apart and never share a
+name. With shorter ticks the kimg gets three decimals, `network-snapshot-000000.064.pkl` (the exact
+image count), in every name of the run, so the names still sort in training order. Everything here
+reads both forms and orders snapshots by the image count, never by the text.
 """
 
 from __future__ import annotations
@@ -23,22 +24,23 @@ _SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d{6,})(?:\.(\d{3}))?\.pkl$")
 _RUN_RE = re.compile(r"^(\d+)-")
 
 
-def kimg_label(nimg: int) -> str:
-    """`000004` for 4000 images, `000000.064` for 64: unique per image count, sortable within one width."""
+def kimg_label(nimg: int, kimg_per_tick: float) -> str:
+    """`000004` (upstream) for 4032 images with ticks of >= 1 kimg; `000004.032` with shorter ticks."""
     kimg, rest = divmod(int(nimg), 1000)
-    return f"{kimg:06d}" if rest == 0 else f"{kimg:06d}.{rest:03d}"
+    return f"{kimg:06d}" if kimg_per_tick >= 1 else f"{kimg:06d}.{rest:03d}"
 
 
-def snapshot_name(nimg: int) -> str:
-    return f"network-snapshot-{kimg_label(nimg)}.pkl"
+def snapshot_name(nimg: int, kimg_per_tick: float) -> str:
+    return f"network-snapshot-{kimg_label(nimg, kimg_per_tick)}.pkl"
 
 
-def fakes_grid_name(nimg: int) -> str:
-    return f"fakes{kimg_label(nimg)}.png"
+def fakes_grid_name(nimg: int, kimg_per_tick: float) -> str:
+    return f"fakes{kimg_label(nimg, kimg_per_tick)}.png"
 
 
 def snapshot_nimg(path: str) -> Optional[int]:
-    """The image count a snapshot name encodes (either form), or None for any other file."""
+    """The image count a snapshot name encodes (whole kimg rounded down in upstream's form), or None for
+    any other file."""
     match = _SNAPSHOT_RE.match(os.path.basename(path))
     if match is None:
         return None

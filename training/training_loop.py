@@ -437,7 +437,7 @@ class Trainer:
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
         with _isolated_rng(self.device):
             if image_due and self.rank == 0 and self.run_dir is not None:
-                self.write_fakes_grid(rundir.fakes_grid_name(self.cur_nimg))
+                self.write_fakes_grid(rundir.fakes_grid_name(self.cur_nimg, o.kimg_per_tick))
             snapshot_pkl = None
             if o.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
                 snapshot_pkl, snapshot_G_ema = self.save_snapshot()
@@ -512,7 +512,7 @@ class Trainer:
             module = getattr(self, name)
             snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
         state = self.resume_state()  # every rank's RNG is gathered into it
-        path = os.path.join(self.run_dir, rundir.snapshot_name(self.cur_nimg))
+        path = os.path.join(self.run_dir, rundir.snapshot_name(self.cur_nimg, o.kimg_per_tick))
         if self.rank == 0:
             snapshot["resume_state"] = state
             with reporting_write_errors(path):

@@ -1,0 +1,94 @@
+"""Run-directory files (snapshot names, newest snapshot, stale temp files) and --resume's option matching."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from training import run_dir as rundir
+from training.config import ConfigError
+from training.resume_plan import first_difference, plan_resume
+
+
+def test_snapshot_names_are_upstream_for_whole_kimg_ticks_and_exact_below():
+    assert rundir.snapshot_name(4032, kimg_per_tick=4) == "network-snapshot-000004.pkl"  # upstream
+    assert rundir.snapshot_name(64, kimg_per_tick=0.032) == "network-snapshot-000000.064.pkl"
+    assert rundir.snapshot_name(1000, kimg_per_tick=0.5) == "network-snapshot-000001.000.pkl"
+    assert rundir.fakes_grid_name(1500, kimg_per_tick=0.5) == "fakes000001.500.png"
+    sub_kimg = [rundir.snapshot_name(n, 0.008) for n in range(8, 3000, 8)]
+    assert len(set(sub_kimg)) == len(sub_kimg) and sorted(sub_kimg) == sub_kimg  # distinct, text order = training order
+    assert [rundir.snapshot_nimg(name) for name in sub_kimg[:2]] == [8, 16]
+    assert rundir.snapshot_nimg("network-snapshot-000004.pkl") == 4000
+    for other in (".network-snapshot-000004.pkl.x1y2.tmp", "network-snapshot-4.pkl", "network-snapshot-000004.5.pkl"):
+        assert rundir.snapshot_nimg(other) is None, other
+
+
+def test_newest_snapshot_and_stale_temp_files(tmp_path):
+    for name in ("network-snapshot-000000.064.pkl", "network-snapshot-000001.pkl", "network-snapshot-000000.512.pkl",
+                 ".network-snapshot-000002.pkl.abc123.tmp", ".stats.jsonl.q9.tmp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.split("/")[-1] for p in rundir.list_snapshots(str(tmp_path))] == [
+        "network-snapshot-000000.064.pkl", "network-snapshot-000000.512.pkl", "network-snapshot-000001.pkl"]
+    removed = rundir.remove_stale_temp_files(str(tmp_path))
+    assert sorted(p.split("/")[-1] for p in removed) == [".network-snapshot-000002.pkl.abc123.tmp", ".stats.jsonl.q9.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["network-snapshot-000000.064.pkl",
+                                                         "network-snapshot-000000.512.pkl",
+                                                         "network-snapshot-000001.pkl", "notes.txt"]
+
+
+def _opts(**changes) -> dict:
+    opts = {"training_set_kwargs": {"path": "/data/a.zip", "resolution": 32, "xflip": False, "random_seed": 0},
+            "G_kwargs": {"z_dim": 64}, "D_kwargs": {"block_kwargs": {}}, "loss_kwargs": {"r1_gamma": 0.025},
+            "batch_size": 8, "batch_gpu": 8, "num_gpus": 1, "random_seed": 0, "total_kimg": 2,
+            "method_kwargs": {"method": "ada", "tau": 0.1}}
+    for path, value in changes.items():
+        tree = opts
+        *parents, leaf = path.split("__")
+        for key in parents:
+            tree = tree[key]
+        tree[leaf] = value
+    return opts
+
+
+@pytest.mark.parametrize("change, option", [
+    ({"training_set_kwargs__path": "/data/b.zip"}, "--data (training_set_kwargs.path: '/data/a.zip' there, "
+                                                   "'/data/b.zip' here)"),
+    ({"training_set_kwargs__resolution": 64}, "--data (resolution)"),
+    ({"training_set_kwargs__xflip": True}, "--mirror"),
+    ({"G_kwargs__z_dim": 512}, "--cfg (G_kwargs.z_dim"),
+    ({"D_kwargs__block_kwargs__freeze_layers": 2}, "--freezed"),
+    ({"method_kwargs__method": "fakeclr"}, "--method (method_kwargs.method"),
+    ({"method_kwargs__tau": 0.2}, "--tau (method_kwargs.tau"),
+    ({"loss_kwargs__r1_gamma": 1.0}, "--gamma"),
+    ({"batch_size": 16}, "--batch"),
+    ({"random_seed": 1}, "--seed"),
+])
+def test_the_first_differing_option_is_named(change, option):
+    assert first_difference(_opts(), _opts(**change)).startswith(option)
+
+
+def test_duration_and_other_run_options_may_change():
+    assert first_difference(_opts(), _opts(total_kimg=10, kimg_per_tick=1, metrics=["kid1k_full"])) is None
+
+
+def test_plan_resume_continues_the_newest_matching_run(tmp_path):
+    for name, opts in (("00000-a", _opts()), ("00001-a", _opts()), ("00002-b", _opts(random_seed=5))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "training_options.json").write_text(json.dumps(opts))
+    (tmp_path / "00000-a" / "network-snapshot-000000.008.pkl").write_bytes(b"\x80")
+    plan = plan_resume("latest", "continue", str(tmp_path), _opts(total_kimg=5))
+    assert plan.continue_dir == str(tmp_path / "00001-a") and plan.resume_pkl is None  # no snapshot yet: from zero
+    plan = plan_resume(str(tmp_path / "00000-a"), "continue", str(tmp_path), _opts())
+    assert plan.continue_dir == str(tmp_path / "00000-a") and plan.resume_pkl.endswith("000000.008.pkl")
+    plan = plan_resume(str(tmp_path / "00000-a"), "new", str(tmp_path), _opts())
+    assert plan.continue_dir is None and plan.resume_pkl.endswith("000000.008.pkl")
+    plan = plan_resume("latest", "new", str(tmp_path), _opts())  # a new directory: the newest run with a snapshot
+    assert plan.continue_dir is None and plan.resume_pkl == str(tmp_path / "00000-a" / "network-snapshot-000000.008.pkl")
+    with pytest.raises(ConfigError, match=r"^--resume=.*00001-a: .*holds no snapshot yet.*--resume-mode=continue"):
+        plan_resume(str(tmp_path / "00001-a"), "new", str(tmp_path), _opts())
+    with pytest.raises(ConfigError, match=r"^--resume=latest: no run in .* made with these options \(the newest, "
+                                          r"00002-b, differs in --seed"):
+        plan_resume("latest", "continue", str(tmp_path), _opts(random_seed=7))
+    with pytest.raises(ConfigError, match=r"the run was made with another --seed .*--resume-mode=new"):
+        plan_resume(str(tmp_path / "00002-b"), "continue", str(tmp_path), _opts())

@@ -107,7 +107,7 @@ def test_metrics_are_evaluated_at_each_snapshot(tmp_path, emoji_zip, small_grid,
     rows = [json.loads(line) for line in (run_dir / "metric-kid2.jsonl").read_text().splitlines()]
     assert len(rows) == 1
     row = rows[0]
-    assert row["metric"] == "kid2" and row["snapshot_pkl"] == "network-snapshot-000000.008.pkl" and row["num_gpus"] == 1
+    assert row["metric"] == "kid2" and row["snapshot_pkl"] == "network-snapshot-000000.pkl" and row["num_gpus"] == 1
     assert set(row["results"]) == {"kid2"} and math.isfinite(row["results"]["kid2"])
     assert "Evaluating metrics..." in (run_dir / "log.txt").read_text()
 

@@ -205,8 +205,8 @@ def train_command(settings: Settings, method: str, resume: Optional[str] = None)
     if settings.workers is not None:
         args.append(f"--workers={settings.workers}")
     args += method_train_args(settings, method) + list(settings.train_args)
-    if resume is not None:
-        args.append(f"--resume={resume}")
+    if resume is not None:  # a new run directory per resume: each run's snapshots keep their own record
+        args += [f"--resume={resume}", "--resume-mode=new"]
     return args
 
 

@@ -171,7 +171,10 @@ def stop_on_signal_during_startup():
     def interrupt(signum, _frame):
         raise StartupInterrupted(signal.Signals(signum).name)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        previous = {}
     try:
         yield
     except StartupInterrupted as err:
@@ -376,6 +379,9 @@ def create_run_dir(opts: dict, run_dir: str) -> None:
         raise RunWriteError(rundir.write_failure_message(err.filename or run_dir, err)) from None
 
 
+RANK_ERROR_EXIT = 3  # a spawned rank that printed a one-line error exits with this code
+
+
 def spawn_processes(opts: dict) -> None:
     """One process per GPU. A signal to this parent reaches the ranks through a shared value that each polls,
     so every rank finishes its step, snapshots and exits. The ranks start with SIGINT/SIGTERM blocked (the
@@ -404,8 +410,13 @@ def spawn_processes(opts: dict) -> None:
                     start_method="spawn")
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal that came meanwhile is handled now
-            while not processes.join():
-                pass
+            try:
+                while not processes.join():
+                    pass
+            except torch.multiprocessing.ProcessExitedException as err:
+                if err.exit_code != RANK_ERROR_EXIT:
+                    raise
+                raise click.exceptions.Exit(1) from None  # the rank printed its one-line error
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -451,6 +462,11 @@ def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any =
             logger.close()
             logger = None
         training_loop(opts, rank=rank, device=device, stop=stop)
+    except RunWriteError as err:
+        if init_file is None:  # in the launching process: main() prints it
+            raise
+        print(f"Error: {err}", file=sys.stderr, flush=True)  # a spawned rank: one line, then a quiet exit
+        sys.exit(RANK_ERROR_EXIT)
     finally:
         stop.uninstall()
         if logger is not None:

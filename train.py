@@ -370,7 +370,8 @@ def create_run_dir(opts: dict, run_dir: str) -> None:
     try:
         if opts.get("continued_run"):
             removed = rundir.remove_stale_temp_files(run_dir)
-            print(f"Continuing in the output directory{f' (removed {len(removed)} stale temp files)' if removed else ''}...")
+            cleaned = f" (removed {len(removed)} stale temp files)" if removed else ""
+            print(f"Continuing in the output directory{cleaned}...")
         else:
             print("Creating output directory...")
             os.makedirs(run_dir, exist_ok=False)

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 
 from train_helpers import (FAST, SLOW_SNAPSHOT_ENV, SLOW_SNAPSHOT_MARK, assert_snapshots_equal, finish, invoke,
-                           load_snapshot, only_run_dir, read_stats, resolve, run_dirs, run_loop, snapshots,
+                           load_snapshot, only_run_dir, read_stats, resolve, run_loop, snapshots,
                            start_train, status_lines, wait_for_line)
 from train_helpers import emoji_zip, one_torch_thread, small_grid  # noqa: F401 (fixtures)
 

@@ -153,7 +153,7 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
             return
         try:
             launch(opts, run_dir)
-        except RunWriteError as err:
+        except (RunWriteError, rundir.RunInUse) as err:
             raise click.ClickException(str(err)) from None
 
 
@@ -358,26 +358,33 @@ def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
         launch_torchrun(opts, run_dir)
         return
     print_options(opts, run_dir)
-    create_run_dir(opts, run_dir)
-    if opts.num_gpus == 1:
-        subprocess_fn(0, opts, None)
-        return
-    spawn_processes(opts)
+    lock = create_run_dir(opts, run_dir)
+    try:
+        if opts.num_gpus == 1:
+            subprocess_fn(0, opts, None)
+        else:
+            spawn_processes(opts)
+    finally:
+        rundir.release_run_lock(lock)
 
 
-def create_run_dir(opts: dict, run_dir: str) -> None:
-    """A new run directory, or the continued one (stale temp files of a killed run removed); options written."""
+def create_run_dir(opts: dict, run_dir: str) -> Any:
+    """A new run directory, or the continued one (stale temp files of a killed run removed); options written.
+    Returns the run directory's lock, held while this process trains in it."""
     try:
         if opts.get("continued_run"):
+            lock = rundir.hold_run_lock(run_dir)  # before touching anything: another process may train here
             removed = rundir.remove_stale_temp_files(run_dir)
             cleaned = f" (removed {len(removed)} stale temp files)" if removed else ""
             print(f"Continuing in the output directory{cleaned}...")
         else:
             print("Creating output directory...")
             os.makedirs(run_dir, exist_ok=False)
+            lock = rundir.hold_run_lock(run_dir)
         rundir.write_options(run_dir, opts)
     except OSError as err:
         raise RunWriteError(rundir.write_failure_message(err.filename or run_dir, err)) from None
+    return lock
 
 
 RANK_ERROR_EXIT = 3  # a spawned rank that printed a one-line error exits with this code
@@ -435,13 +442,18 @@ def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
         raise click.ClickException(f"--gpus={opts.num_gpus} differs from torchrun's WORLD_SIZE={world_size}")
     device = default_device(int(os.environ.get("LOCAL_RANK", rank)), cpu_only=bool(opts.get("cpu_procs")))
     distributed.init_process_group(rank, world_size, None, device)
+    lock = None
     if rank == 0:
         print_options(opts, run_dir)
-        create_run_dir(opts, run_dir)
+        lock = create_run_dir(opts, run_dir)
     shared = [run_dir]
     torch.distributed.broadcast_object_list(shared, src=0)
     opts.run_dir = shared[0]
-    subprocess_fn(rank, opts, None, device=device)
+    try:
+        subprocess_fn(rank, opts, None, device=device)
+    finally:
+        if lock is not None:
+            rundir.release_run_lock(lock)
 
 
 def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None) -> None:

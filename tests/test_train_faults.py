@@ -62,7 +62,7 @@ def test_sigkill_three_times_then_resume_latest_continues_one_run(tmp_path, emoj
     output = finish(proc, lines, [])
     assert proc.returncode == 0 and "Traceback" not in output, output
 
-    assert only_run_dir(outdir) == run_dir and _temp_files(run_dir) == []
+    assert only_run_dir(outdir) == run_dir and _temp_files(run_dir) == [] and not (run_dir / ".train.lock").exists()
     log = (run_dir / "log.txt").read_text()
     restarts = RESUMED.findall(log)
     assert [source for _, source in restarts[:2]] == ["zero", "network-snapshot-000000.008.pkl"]

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 import dnnlib
-from train_helpers import (FAST, finish, load_snapshot, read_stats, resolve, run_dirs, snapshots, start_train,
+from train_helpers import (FAST, finish, invoke, load_snapshot, read_stats, resolve, run_dirs, snapshots, start_train,
                            status_lines, trainer_rank, wait_for_line)
 from train_helpers import emoji_zip, one_torch_thread, small_grid  # noqa: F401 (fixtures)
 
@@ -22,14 +22,19 @@ def _wait_for_tick(proc, lines) -> list[str]:
 @pytest.mark.parametrize("gpus", [1, 2])
 def test_sigterm_writes_a_snapshot_and_exits_cleanly(tmp_path, emoji_zip, gpus):
     outdir = tmp_path / "runs"
-    proc, lines = start_train([f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008",
-                               "--snap=1000", f"--gpus={gpus}", *(["--cpu-procs=True"] if gpus > 1 else [])])
+    args = [f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=100", "--tick=0.008", "--snap=1000",
+            f"--gpus={gpus}", *(["--cpu-procs=True"] if gpus > 1 else [])]
+    proc, lines = start_train(args)
     seen = _wait_for_tick(proc, lines)
+    if gpus == 1:  # a second process may not continue a run that is being trained
+        busy = invoke(*args, "--resume=latest", "-n")
+        assert busy.exit_code == 1 and "another train.py is training in this run directory" in busy.output, busy.output
     proc.send_signal(signal.SIGTERM)
     output = finish(proc, lines, seen)
     assert proc.returncode == 0, output
 
     run_dir = run_dirs(outdir)[0]
+    assert not (run_dir / ".train.lock").exists()  # released at the end
     log = (run_dir / "log.txt").read_text()
     assert "Received SIGTERM: finishing this step and writing a snapshot..." in log
     assert log.rstrip().endswith("Exiting...") and "Traceback" not in output

@@ -68,6 +68,7 @@ def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
             raise ConfigError(f"--resume={resume}: {run} holds no snapshot yet; continue it with "
                               f"--resume-mode=continue (restarts from zero in that directory)")
         return ResumePlan(snapshot)
+    rundir.check_not_in_use(run)
     return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run))
 
 

@@ -15,9 +15,10 @@ import glob
 import json
 import os
 import re
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from dnnlib.util import atomic_write
+from training.config import ConfigError
 
 OPTIONS_FILE = "training_options.json"
 _SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d{6,})(?:\.(\d{3}))?\.pkl$")
@@ -122,3 +123,52 @@ def reporting_write_errors(path: str) -> Iterator[None]:
         yield
     except OSError as err:
         raise RunWriteError(write_failure_message(path, err)) from None
+
+
+# ----------------------------------------------------------------------------
+# One training process per run directory (continuing a run reuses its directory).
+
+LOCK_FILE = ".train.lock"
+
+
+def hold_run_lock(run_dir: str) -> Any:
+    """Take the run directory's lock while this process trains (the OS drops it on any exit, SIGKILL too).
+    Returns the open lock file; keep a reference to it."""
+    handle = _locked(run_dir)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")  # for the curious; the lock itself is the flock
+    handle.flush()
+    return handle
+
+
+def check_not_in_use(run_dir: str) -> None:
+    """Raise RunInUse if a live process holds the run directory's lock (the lock file is only opened)."""
+    if os.path.exists(os.path.join(run_dir, LOCK_FILE)):
+        _locked(run_dir).close()
+
+
+def _locked(run_dir: str) -> Any:
+    """A POSIX record lock: owned by this process alone (forked loader workers do not inherit it, unlike
+    flock's), and dropped by the OS when the process ends."""
+    import fcntl
+
+    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")  # noqa: SIM115 - the caller keeps or closes it
+    try:
+        fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunInUse(f"{run_dir}: another train.py is training in this run directory; wait for it to finish "
+                       f"or stop it (SIGTERM snapshots), then --resume=latest") from None
+    return handle
+
+
+def release_run_lock(handle: Any) -> None:
+    """Drop the lock and its file at the end of a run (a killed run leaves a file that locks nothing)."""
+    with contextlib.suppress(OSError):
+        os.remove(handle.name)
+    handle.close()
+
+
+class RunInUse(ConfigError):
+    """The run directory is being trained by another process; the message is one line."""

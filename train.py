@@ -78,7 +78,8 @@ def _method_options(func):
 @click.pass_context
 # General options.
 @click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
-@click.option("--gpus", help="Number of GPUs (processes on a CPU-only machine) [default: 1]", type=int, default=1, metavar="INT")
+@click.option("--gpus", help="Number of GPUs (processes on a CPU-only machine) [default: 1; WORLD_SIZE under torchrun]",
+              type=int, default=None, metavar="INT")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
 @click.option("--metrics", help='Comma-separated metrics or "none" [default: fid50k_full]', type=str, default=None)
 @click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
@@ -157,6 +158,8 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")
+    if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
+        kwargs["gpus"] = torchrun_world_size() or 1
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
     o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else 3
     o.ada_linear = bool(method_overrides.get("ada_linear"))
@@ -279,8 +282,14 @@ def print_options(opts: dict, run_dir: str) -> None:
 # Launching: in-process, spawned processes, or under torchrun.
 
 
+def torchrun_world_size() -> Optional[int]:
+    """WORLD_SIZE when started by torchrun (or another env:// launcher), else None."""
+    value = os.environ.get("WORLD_SIZE")
+    return int(value) if value else None
+
+
 def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if (torchrun_world_size() or 1) > 1:
         launch_torchrun(opts, run_dir)
         return
     print_options(opts, run_dir)
@@ -325,24 +334,42 @@ def spawn_processes(opts: dict) -> None:
 
 
 def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
-    """Under torchrun every rank parses the options; rank 0 creates the run directory for all."""
-    import torch
-
+    """Under torchrun (one node or several) every rank parses the options; global rank 0's are
+    authoritative: it creates the run directory, and every rank trains with its options."""
     from training import distributed
     from training.training_loop import default_device
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world_size != opts.num_gpus:
-        raise click.ClickException(f"--gpus={opts.num_gpus} differs from torchrun's WORLD_SIZE={world_size}")
+        raise click.ClickException(f"--gpus={opts.num_gpus}: differs from torchrun's WORLD_SIZE={world_size}; "
+                                   f"leave --gpus out under torchrun")
     device = default_device(int(os.environ.get("LOCAL_RANK", rank)))
     distributed.init_process_group(rank, world_size, None, device)
+    opts = agree_on_options(opts, rank, device)
     if rank == 0:
-        print_options(opts, run_dir)
-        create_run_dir(opts, run_dir)
-    shared = [run_dir]
-    torch.distributed.broadcast_object_list(shared, src=0)
-    opts.run_dir = shared[0]
+        print_options(opts, opts.run_dir)
+        create_run_dir(opts, opts.run_dir)
+    distributed.barrier()  # the run directory exists before any rank opens its log
     subprocess_fn(rank, opts, None, device=device)
+
+
+def agree_on_options(opts: dnnlib.EasyDict, rank: int, device: Any) -> dnnlib.EasyDict:
+    """Rank 0's options for every rank; all ranks stop if a node resolved different ones (a
+    different dataset, or an --outdir that is not shared, so --resume=latest finds another run)."""
+    import torch
+
+    from training import distributed
+
+    shared = [dict(opts)]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    ours = {key: value for key, value in opts.items() if key != "run_dir"}
+    theirs = {key: value for key, value in shared[0].items() if key != "run_dir"}
+    differing = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
+    if distributed.any_rank(bool(differing), device):
+        detail = f"rank {rank} differs from rank 0 in {', '.join(differing)}" if differing else "another rank differs"
+        raise click.ClickException(f"torchrun: the ranks resolved different training options ({detail}); "
+                                   f"give every node the same command line and a shared filesystem for --outdir and --data")
+    return dnnlib.EasyDict(shared[0])
 
 
 def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None) -> None:

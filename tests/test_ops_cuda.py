@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from torch_utils.ops import bias_act, conv2d_gradfix, grid_sample_gradfix, plugin_dispatch, upfirdn2d
+from torch_utils.ops.plugin_selfcheck import TOLERANCE  # the self-check's tolerances: one statement of them
 
 pytestmark = pytest.mark.cuda
-TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2}
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +85,15 @@ def test_conv2d_gradfix_and_grid_sample_on_cuda():
     grid = torch.rand(2, 5, 5, 2, device="cuda") * 2 - 1
     assert torch.allclose(grid_sample_gradfix.grid_sample(x, grid), grid_sample_gradfix.grid_sample_ref(x, grid),
                           atol=1e-5)
+
+
+def test_plugins_pass_their_self_check_on_this_gpu():
+    """What every process does before first use (torch_utils/ops/plugin_selfcheck.py); fails loudly here."""
+    x = _rand(2, 8, 4, 4, dtype=torch.float32)
+    bias_act.bias_act(x, act="lrelu", impl="cuda")
+    upfirdn2d.upsample2d(x, upfirdn2d.setup_filter([1, 3, 3, 1], device=x.device), impl="cuda")
+    results = plugin_dispatch.self_check_results()
+    assert sorted(results) == ["bias_act", "upfirdn2d"], "a plugin did not load (see the warnings)"
+    for result in results.values():
+        assert result.passed, result.summary()
+        assert result.milliseconds < 2000, result.milliseconds

@@ -126,7 +126,7 @@ class Timers:
 
 
 def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warmup: int, batch: Optional[int],
-              cache_dir: str, device_name: str) -> dict:
+              cache_dir: str, device_name: str, breakdown: bool = True) -> dict:
     import torch
 
     from torch_utils import training_stats
@@ -163,11 +163,11 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
         sync()
         seconds = time.perf_counter() - start
         peak_gb = torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None
-        if cuda:  # per-phase breakdown in a second pass with a sync around every timed call
+        if cuda and breakdown:  # per-phase breakdown in a second pass with a sync around every timed call
             timers = Timers(trainer, sync)
             for _ in range(steps):
                 trainer.train_step()
-        breakdown = dict(timers.seconds)
+        breakdown = dict(timers.seconds) if timers is not None else {}
 
     images = steps * opts.batch_size
     phases = {name: breakdown.get(name, 0.0) / steps * 1000 for name in PHASE_NAMES if name in breakdown}
@@ -248,7 +248,9 @@ def print_table(results: list[dict], ratio_rows: list[dict]) -> None:
 @click.option("--device", "device_name", default=None, help="cuda or cpu [default: cuda if available]")
 @click.option("--cache-dir", default=os.path.join(tempfile.gettempdir(), "fakeclr-train-bench"), show_default=True)
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
-def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name, cache_dir, threads):
+@click.option("--breakdown/--no-breakdown", default=True, show_default=True,
+              help="CUDA: a second, synchronised pass for the per-phase times (doubles the time)")
+def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name, cache_dir, threads, breakdown):
     """Time training steps for every combination of the given presets, methods, ops and variants."""
     import warnings
 
@@ -263,7 +265,7 @@ def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name
     results = []
     grid = itertools.product(presets.split(","), methods.split(","), ops_list.split(","), variants.split(","))
     for preset, method, ops, variant in grid:
-        result = bench_one(preset, method, ops, variant, steps, warmup, batch, cache_dir, device_name)
+        result = bench_one(preset, method, ops, variant, steps, warmup, batch, cache_dir, device_name, breakdown)
         result.update(torch=torch.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count())
         if device_name.startswith("cuda"):
             result["gpu"] = torch.cuda.get_device_name()

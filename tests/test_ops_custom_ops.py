@@ -94,6 +94,7 @@ def test_verbosity_validation(monkeypatch):
 
 
 def test_build_directory_tracks_sources_and_torch_version(tmp_path, monkeypatch):
+    monkeypatch.delenv(custom_ops.PLUGIN_DIR_ENV, raising=False)
     src = tmp_path / "k.cu"
     src.write_text("kernel v1")
     first = custom_ops.build_directory("m", [str(src)], {})
@@ -105,6 +106,8 @@ def test_build_directory_tracks_sources_and_torch_version(tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "__version__", "9.9.9")
     assert custom_ops.build_directory("m", [str(src)], {}) != second
     assert custom_ops.build_directory("m", [str(src)], {"extra_cuda_cflags": ["-G"]}) != second
+    monkeypatch.setenv(custom_ops.PLUGIN_DIR_ENV, str(tmp_path / "plugins"))
+    assert custom_ops.build_directory("m", [str(src)], {}).startswith(str(tmp_path / "plugins" / "m-"))
 
 
 def test_every_plugin_source_exists_and_is_staged(tmp_path):

@@ -1,8 +1,8 @@
 """Just-in-time build of the C++/CUDA op plugins.
 
 - Sources are copied into a build directory named after a hash of their contents plus the torch
-  and CUDA versions, under the dnnlib cache dir; a changed source or a new torch gets a fresh
-  build, an unchanged one is loaded without compiling.
+  and CUDA versions, under $FAKECLR_PLUGIN_DIR if set, else the dnnlib cache dir; a changed
+  source or a new torch gets a fresh build, an unchanged one is loaded without compiling.
 - An exclusive lock file makes several processes (DDP ranks) build once: the first builds, the
   others wait and then load the result. A lock left by a dead process of this machine is taken
   over; one held by another machine (a cache dir on a shared filesystem) is waited for.
@@ -31,6 +31,7 @@ import torch
 from dnnlib import util
 
 VERBOSITY_ENV = "FAKECLR_OPS_VERBOSITY"
+PLUGIN_DIR_ENV = "FAKECLR_PLUGIN_DIR"  # where builds go (e.g. node-local disk, or one dir shared by test runs)
 VERBOSITY_LEVELS = ("none", "brief", "full")
 OPS_SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops")
 
@@ -112,7 +113,10 @@ def build_directory(module_name: str, paths: Sequence[str], build_kwargs: dict) 
     for item in (torch.__version__, str(torch.version.cuda), repr(sorted(build_kwargs.items())),
                  os.environ.get("TORCH_CUDA_ARCH_LIST", "")):
         digest.update(item.encode())
-    return util.make_cache_dir_path("torch_extensions", f"{module_name}-{digest.hexdigest()[:16]}")
+    name = f"{module_name}-{digest.hexdigest()[:16]}"
+    if os.environ.get(PLUGIN_DIR_ENV):
+        return os.path.join(os.path.abspath(os.environ[PLUGIN_DIR_ENV]), name)
+    return util.make_cache_dir_path("torch_extensions", name)
 
 
 def stage_sources(paths: Sequence[str], build_dir: str) -> list[str]:

@@ -95,10 +95,11 @@ def _compare(case: CheckCase, device: torch.device, dtype: torch.dtype,
         grads = torch.autograd.grad(y, leaves, dy, allow_unused=True)
         outputs[path] = [y, *[torch.zeros_like(t) if g is None else g for g, t in zip(grads, leaves)]]
     names = ["forward", *[f"gradient of input {i}" for i in range(len(inputs))]]
-    return [(name, _relative_error(got, want)) for name, got, want in zip(names, outputs["fused"], outputs["reference"])]
+    return [(name, relative_error(got, want)) for name, got, want in zip(names, outputs["fused"], outputs["reference"])]
 
 
-def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want| / max(max |want|, 1); inf when the shapes differ."""
     if got.shape != want.shape:
         return float("inf")
     got, want = got.detach().float(), want.detach().float()

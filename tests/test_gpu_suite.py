@@ -243,3 +243,20 @@ def test_every_training_command_of_the_plan_is_accepted(tmp_path, monkeypatch):
             result = CliRunner().invoke(train.main, [*argv[1:], "--dry-run"])
             assert result.exit_code == 0, result.output
             assert '"batch_size": 32' in result.output and '"total_kimg": 6.4' in result.output
+
+
+def test_steps_that_need_the_plugins_are_skipped_when_the_build_failed(tmp_path):
+    build = Step("build_plugins", "", 90, ("benchmarks/suite/probes.py", "build"), "build")
+    fused = Step("fused", "", 30, ("benchmarks/ops_bench.py", "--fused"), "ops", requires=("build_plugins",))
+    reference = _step("reference", 30)
+    failed_build = json.dumps(dict(op="bias_act", error="RuntimeError: no CUDA toolkit found (nvcc)", build_s=0.1,
+                                   usable=False))
+    machine = FakeMachine({"build": Execution(0, failed_build, 5), "reference": Execution(0, METRICS_LINE, 5),
+                           "fused": Execution(0, _ops_line(), 5)})
+    runner = SuiteRunner(out_dir=str(tmp_path), budget_s=300, executor=machine.execute, clock=machine.clock)
+    outcomes = runner.run([build, fused, reference])
+    assert [o.status for o in outcomes] == ["failed", "skipped", "ok"]
+    assert outcomes[1].reason == "needs build_plugins, which failed: bias_act: RuntimeError: no CUDA toolkit found (nvcc)"
+    assert [name for name, _, _ in machine.calls] == ["build", "reference"]
+    # Without the build in this suite (built by an earlier run), the fused step runs.
+    assert runner.run([fused])[0].status == "ok" and machine.calls[-1][0] == "fused"

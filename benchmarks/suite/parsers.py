@@ -98,7 +98,8 @@ def parse_training_run(output: str, out_dir: str) -> Parsed:
     results = dict(run_dir=os.path.dirname(runs[-1]), ticks=len(ticks),
                    kimg=last.get("Progress/kimg", {}).get("mean"),
                    sec_per_kimg=last.get("Timing/sec_per_kimg", {}).get("mean"),
-                   peak_gpu_mem_gb=max((t.get("Resources/peak_gpu_mem_gb", {}).get("mean", 0) for t in ticks), default=None),
+                   peak_gpu_mem_gb=max((t.get("Resources/peak_gpu_mem_gb", {}).get("mean", 0) for t in ticks),
+                                       default=None),
                    final_losses={key: values[-1] for key, values in losses.items() if values},
                    nonfinite_losses=nonfinite_losses, nonfinite_gradient_elements=nonfinite_grads,
                    snapshots=len(glob.glob(os.path.join(os.path.dirname(runs[-1]), "network-snapshot-*.pkl"))))

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+NEEDS_PLUGINS = ("build_plugins",)  # the fused path: pointless (or an error under --ops=cuda) without the plugins
 TRAIN_BENCH = ("benchmarks/train_bench.py", "--steps=16", "--warmup=2", "--cache-dir={out}/train-bench")
 PAPER256 = ("--presets=paper256", "--batch=64")
 
@@ -24,6 +25,7 @@ class Step:
     estimate_s: float
     argv: tuple[str, ...]  # after "python"; {out} is the suite's output directory
     parser: str  # a key of parsers.PARSERS
+    requires: tuple[str, ...] = ()  # steps that must have succeeded when they ran in the same suite
 
     def command(self, python: str = "python", out_dir: str = "gpu_report") -> list[str]:
         return [python, *(arg.format(out=out_dir) for arg in self.argv)]
@@ -37,30 +39,31 @@ STEPS: tuple[Step, ...] = (
     Step("build_plugins", "Build the CUDA plugins (build time) and run their self-check", 90,
          ("benchmarks/suite/probes.py", "build"), "build"),
     Step("cuda_tests", "The cuda-marked tests: fused ops vs reference (fp32/fp16, 3 orders), networks on CUDA", 60,
-         ("-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_ops_cuda.py", "tests/test_networks.py"),
-         "pytest"),
+         ("-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests/test_ops_cuda.py",
+          "tests/test_networks.py"),
+         "pytest", NEEDS_PLUGINS),
     Step("ops_fp32", "Fused vs reference ops on network shapes, fp32: agreement and fwd+bwd speed ratio", 30,
-         ("benchmarks/ops_bench.py", "--dtype=float32"), "ops"),
+         ("benchmarks/ops_bench.py", "--dtype=float32"), "ops", NEEDS_PLUGINS),
     Step("ops_fp16", "Fused vs reference ops on network shapes, fp16: agreement and fwd+bwd speed ratio", 30,
-         ("benchmarks/ops_bench.py", "--dtype=float16"), "ops"),
+         ("benchmarks/ops_bench.py", "--dtype=float16"), "ops", NEEDS_PLUGINS),
     Step("train_methods", "paper256, batch 64: ADA and FakeCLR, fused ops, FP16 default (FakeCLR/ADA ratio)", 75,
-         (*TRAIN_BENCH, *PAPER256, "--methods=ada,fakeclr", "--ops=cuda", "--variants=plain"), "train"),
+         (*TRAIN_BENCH, *PAPER256, "--methods=ada,fakeclr", "--ops=cuda", "--variants=plain"), "train", NEEDS_PLUGINS),
     Step("train_ref_ops", "paper256, batch 64: ADA with the reference ops (fused/reference ratio)", 45,
          (*TRAIN_BENCH, *PAPER256, "--methods=ada", "--ops=ref", "--variants=plain", "--no-breakdown"), "train"),
     Step("train_switches", "paper256, batch 64: ADA with channels-last, bf16, FP32 (vs the FP16 default)", 80,
          (*TRAIN_BENCH, *PAPER256, "--methods=ada", "--ops=cuda", "--variants=channels_last,bf16,fp32",
-          "--no-breakdown"), "train"),
+          "--no-breakdown"), "train", NEEDS_PLUGINS),
     Step("auto256", "The auto config at 256 px (batch 16 on one GPU; upstream V100: 21.6-24.2 sec/kimg)", 40,
          (*TRAIN_BENCH, "--presets=auto", "--methods=ada", "--ops=cuda", "--variants=plain", "--no-breakdown"),
-         "train"),
+         "train", NEEDS_PLUGINS),
     Step("inception", "Inception-v3 feature throughput at batch 256 (64 px inputs resized to 299)", 40,
          ("benchmarks/metrics_bench.py", "--batch=256", "--cases=inception_features"), "metrics"),
     Step("train64_fakeclr", "A real 64 px FakeCLR training, 200 steps of batch 32: losses stay finite", 90,
          ("train.py", "--outdir={out}/train64", "--data=datasets/emoji-smileys", "--cfg=auto", "--method=fakeclr",
           "--batch=32", "--kimg=6.4", "--tick=1.6", "--snap=1000", "--metrics=none"), "training_run"),
-    Step("train_compile", "paper256, batch 64: ADA with torch.compile (inductor; it compiles in the warm-up steps)", 240,
+    Step("train_compile", "paper256, batch 64: ADA with torch.compile (inductor, compiling in the warm-up)", 240,
          (*TRAIN_BENCH, *PAPER256, "--methods=ada", "--ops=cuda", "--variants=compile", "--no-breakdown"),
-         "train"),
+         "train", NEEDS_PLUGINS),
 )
 
 

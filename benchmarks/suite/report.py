@@ -25,8 +25,9 @@ def collect_environment() -> dict:
                                cpus=os.cpu_count(), gpu=None, gpu_count=0, driver=None, nvcc=None, cudnn=None)
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_count=torch.cuda.device_count(), gpu_memory_gb=round(props.total_memory / 2**30, 1),
-                   compute_capability=f"{props.major}.{props.minor}", cudnn=torch.backends.cudnn.version())
+        env.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
+                   gpu_memory_gb=round(props.total_memory / 2**30, 1), compute_capability=f"{props.major}.{props.minor}",
+                   cudnn=torch.backends.cudnn.version())
         env["driver"] = _first_line(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
     env["nvcc"] = _first_line(["nvcc", "--version"], last=True)
     return env
@@ -112,8 +113,8 @@ def _build_section(steps: dict) -> list[str]:
     for r in ops:
         check = r.get("self_check") or {}
         verdict = r["error"] or ("passed" if check.get("passed") else f"FAILED: {check.get('summary', '')}")
-        rows.append(f"| {r['op']} | {_fmt(r['build_s'])} | {_cell(verdict)} | {_fmt(check.get('worst_error_ratio'), 3)} "
-                    f"| {_fmt(check.get('milliseconds'))} |")
+        rows.append(f"| {r['op']} | {_fmt(r['build_s'])} | {_cell(verdict)} "
+                    f"| {_fmt(check.get('worst_error_ratio'), 3)} | {_fmt(check.get('milliseconds'))} |")
     return rows if ops else []
 
 
@@ -146,34 +147,35 @@ def train_configs(steps: dict) -> list[dict]:
 
 def _train_section(steps: dict) -> list[str]:
     configs = train_configs(steps)
-    rows = ["| preset | batch | method | ops | variant | img/s | sec/kimg | peak GB |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| preset | batch | method | ops | variant | img/s | sec/kimg | peak GB |",
+            "|---|---|---|---|---|---|---|---|"]
     for c in configs:
-        rows.append(f"| {c['preset']} | {c['batch']} | {c['method']} | {c['ops']} | {c['variant']} | {_fmt(c['img_per_s'])} "
-                    f"| {_fmt(c['sec_per_kimg'], 2)} | {_fmt(c.get('peak_gpu_mem_gb'), 2)} |")
+        rows.append(f"| {c['preset']} | {c['batch']} | {c['method']} | {c['ops']} | {c['variant']} "
+                    f"| {_fmt(c['img_per_s'])} | {_fmt(c['sec_per_kimg'], 2)} | {_fmt(c.get('peak_gpu_mem_gb'), 2)} |")
     return rows if configs else []
 
 
 def ratios(configs: Sequence[dict]) -> list[tuple[str, float]]:
     """sec/kimg ratios across the suite's training steps (same machine, same run of the suite):
     FakeCLR/ADA, reference/fused ops, and every switch against the plain (FP16 default) config."""
-    def find(**key) -> Optional[dict]:
+    def base_of(config: dict, **change) -> Optional[dict]:
+        key = {name: config[name] for name in ("preset", "batch", "method", "ops", "variant")}
+        key.update(change)
         return next((c for c in configs if all(c.get(k) == v for k, v in key.items())), None)
 
     out = []
     for c in configs:
-        base_key = dict(preset=c["preset"], batch=c["batch"])
+        comparisons = []
         if c["method"] != "ada":
-            base = find(**base_key, method="ada", ops=c["ops"], variant=c["variant"])
-            if base:
-                out.append((f"{c['preset']} {c['method']}/ada ({c['ops']}, {c['variant']})", c["sec_per_kimg"] / base["sec_per_kimg"]))
+            comparisons.append((f"{c['method']}/ada ({c['ops']}, {c['variant']})", dict(method="ada")))
         if c["ops"] == "ref":
-            base = find(**base_key, method=c["method"], ops="cuda", variant=c["variant"])
-            if base:
-                out.append((f"{c['preset']} {c['method']} reference/fused ops ({c['variant']})", c["sec_per_kimg"] / base["sec_per_kimg"]))
+            comparisons.append((f"{c['method']} reference/fused ops ({c['variant']})", dict(ops="cuda")))
         if c["variant"] != "plain":
-            base = find(**base_key, method=c["method"], ops=c["ops"], variant="plain")
-            if base:
-                out.append((f"{c['preset']} {c['method']} {c['variant']}/plain ({c['ops']})", c["sec_per_kimg"] / base["sec_per_kimg"]))
+            comparisons.append((f"{c['method']} {c['variant']}/plain ({c['ops']})", dict(variant="plain")))
+        for label, change in comparisons:
+            base = base_of(c, **change)
+            if base is not None:
+                out.append((f"{c['preset']} {label}", c["sec_per_kimg"] / base["sec_per_kimg"]))
     return out
 
 
@@ -194,8 +196,8 @@ def _train64_section(steps: dict) -> list[str]:
         return []
     finite = "all finite" if not r.get("nonfinite_losses") else f"NON-FINITE: {', '.join(r['nonfinite_losses'])}"
     losses = ", ".join(f"{k.removeprefix('Loss/')} {v:.3g}" for k, v in r.get("final_losses", {}).items())
-    return [f"64 px FakeCLR training: {r.get('ticks')} ticks to {_fmt(r.get('kimg'))} kimg, {_fmt(r.get('sec_per_kimg'), 2)} "
-            f"sec/kimg, peak {_fmt(r.get('peak_gpu_mem_gb'), 2)} GB; losses {finite}; non-finite gradient elements "
+    return [f"64 px FakeCLR training: {r.get('ticks')} ticks to {_fmt(r.get('kimg'))} kimg, "
+            f"{_fmt(r.get('sec_per_kimg'), 2)} sec/kimg, peak {_fmt(r.get('peak_gpu_mem_gb'), 2)} GB; losses {finite}; non-finite gradient elements "
             f"{r.get('nonfinite_gradient_elements', 0):.0f}; final: {losses}."]
 
 

@@ -1,8 +1,9 @@
 """Run the planned steps within a time budget, one subprocess each.
 
 Before a step starts, its estimate must fit in what is left of the budget, else it is skipped
-(named, with the reason) and the next one is considered. A started step may run until the budget
-is spent (or 3x its estimate, see plan.step_timeout); then it is killed and marked timed out.
+(named, with the reason) and the next one is considered; a step whose prerequisite failed (the
+fused-path steps when the plugins did not build) is skipped too, leaving its time to the others.
+A started step may run until the budget is spent (or 3x its estimate, see plan.step_timeout); then it is killed and marked timed out.
 After every step `on_update` gets all outcomes so far: the report on disk is always current,
 even if the suite itself is killed.
 """
@@ -62,7 +63,12 @@ class SuiteRunner:
         started = self.clock()
         for step in steps:
             left = self.budget_s - (self.clock() - started)
-            outcomes.append(self.run_step(step, left))
+            blocker = unmet_requirement(step, outcomes)
+            if blocker is None:
+                outcomes.append(self.run_step(step, left))
+            else:
+                outcomes.append(StepOutcome(step.name, step.title, "skipped", step.estimate_s,
+                                            step.command_line(self.out_dir), reason=blocker))
             self.on_update(outcomes)
         return outcomes
 
@@ -78,12 +84,24 @@ class SuiteRunner:
         outcome.seconds, outcome.log = round(execution.seconds, 1), os.path.relpath(log_path, self.out_dir)
         outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.out_dir)
         if execution.returncode is None:
-            outcome.status, outcome.reason = "timed_out", f"killed after {execution.seconds:.0f} s (budget or 3x estimate)"
+            outcome.status = "timed_out"
+            outcome.reason = f"killed after {execution.seconds:.0f} s (budget or 3x estimate)"
         elif execution.returncode != 0:
-            outcome.status, outcome.reason = "failed", f"exit code {execution.returncode}: {last_error_line(execution.output)}"
+            outcome.status = "failed"
+            outcome.reason = f"exit code {execution.returncode}: {last_error_line(execution.output)}"
         else:
             outcome.status, outcome.reason = ("failed", problem) if problem else ("ok", None)
         return outcome
+
+
+def unmet_requirement(step: Step, outcomes: Sequence[StepOutcome]) -> Optional[str]:
+    """Why `step` cannot be worth running: a step it requires ran in this suite and did not succeed.
+    (A required step that was not selected is assumed done earlier, e.g. plugins built by a first run.)"""
+    ran = {o.name: o for o in outcomes}
+    for name in step.requires:
+        if name in ran and ran[name].status != "ok":
+            return f"needs {name}, which {ran[name].status.replace('_', ' ')}: {ran[name].reason}"
+    return None
 
 
 def last_error_line(output: str) -> str:

@@ -100,3 +100,20 @@ def test_ranks_that_resolved_other_options_all_stop(monkeypatch):
         train.agree_on_options(ours, 1, torch.device("cpu"))
     agreed = train.agree_on_options(dnnlib.EasyDict(rank0, run_dir="runs/00001-x"), 1, torch.device("cpu"))
     assert agreed.run_dir == "runs/00002-x"  # rank 0's run directory for everyone
+
+
+def test_each_rank_selects_its_gpu_before_the_first_collective(monkeypatch):
+    """Under torchrun the first collective (rank 0's options) comes before the training loop; NCCL
+    places it on the current device, so every rank of a node must have selected its own GPU by then."""
+    import torch
+
+    from torch_utils import training_stats
+    from training import distributed
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda backend, **kwargs: calls.append(("init", backend, kwargs["rank"])))
+    monkeypatch.setattr(training_stats, "init_multiprocessing", lambda rank, sync_device: None)
+    distributed.init_process_group(3, 4, None, torch.device("cuda", 1))
+    assert calls == [("set_device", "cuda:1"), ("init", "nccl", 3)]

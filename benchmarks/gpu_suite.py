@@ -9,7 +9,8 @@ In priority order (benchmarks/suite/plan.py): build the CUDA plugins and self-ch
 batch 64 (ADA and FakeCLR, fused and reference ops, the speed switches), the auto config at 256 px,
 Inception throughput at batch 256, a short real 64 px FakeCLR training, torch.compile. A step whose
 estimate does not fit in what is left of the budget is skipped and named. Writes <out>/gpu_report.json,
-<out>/gpu_report.md (tables for docs/performance.md) after every step, and <out>/logs/<step>.log.
+<out>/gpu_report.md (tables for docs/performance.md) after every step, and <out>/logs/<step>.log;
+builds, datasets and training runs go to --work-dir (default <out>/work; large, need not be kept).
 See docs/performance.md.
 """
 
@@ -32,25 +33,29 @@ from benchmarks.suite.runner import SuiteRunner  # noqa: E402
 @click.command()
 @click.option("--budget-s", "budget_s", type=click.FloatRange(min=1), default=480, show_default=True,
               help="Wall-clock seconds for all steps together")
-@click.option("--out", "out_dir", default="gpu_report", show_default=True, help="Output directory")
+@click.option("--out", "out_dir", default="gpu_report", show_default=True,
+              help="Output directory: gpu_report.json, gpu_report.md, logs/")
+@click.option("--work-dir", default=None, help="Plugin builds, benchmark datasets, training runs [default: <out>/work]")
 @click.option("--steps", "step_names", default=None, help="Comma-separated steps to run, in this order [default: all]")
 @click.option("--skip", default=None, help="Comma-separated steps to leave out")
 @click.option("--dry-run", is_flag=True, help="Print the plan with estimated times and exit")
-def main(budget_s: float, out_dir: str, step_names: str | None, skip: str | None, dry_run: bool) -> None:
+def main(budget_s: float, out_dir: str, work_dir: str | None, step_names: str | None, skip: str | None,
+         dry_run: bool) -> None:
     """Build, test and measure the GPU path within a time budget; write a report."""
     try:
         steps = suite_plan.select_steps(step_names, skip)
     except suite_plan.PlanError as error:
         raise click.ClickException(f"--steps/--skip: {error}") from None
+    work_dir = work_dir or os.path.join(out_dir, "work")
     if dry_run:
-        print(suite_plan.format_plan(suite_plan.plan(steps, budget_s), budget_s, out_dir))
+        print(suite_plan.format_plan(suite_plan.plan(steps, budget_s), budget_s, work_dir))
         return
     import torch
 
     if not torch.cuda.is_available():
         raise click.ClickException("gpu_suite: no CUDA GPU is visible to torch; run it on a GPU machine "
                                    "(--dry-run shows the plan anywhere)")
-    out_dir = os.path.abspath(out_dir)
+    out_dir, work_dir = os.path.abspath(out_dir), os.path.abspath(work_dir)
     command = "python benchmarks/gpu_suite.py " + shlex.join(sys.argv[1:])
     started_at, environment = suite_report.now_utc(), suite_report.collect_environment()
 
@@ -62,9 +67,9 @@ def main(budget_s: float, out_dir: str, step_names: str | None, skip: str | None
               + (f" -- {last.reason}" if last.reason else ""), flush=True)
 
     # One plugin build for every step (tests isolate DNNLIB_CACHE_DIR, so they would rebuild otherwise).
-    env = {"FAKECLR_PLUGIN_DIR": os.environ.get("FAKECLR_PLUGIN_DIR") or os.path.join(out_dir, "plugins"),
+    env = {"FAKECLR_PLUGIN_DIR": os.environ.get("FAKECLR_PLUGIN_DIR") or os.path.join(work_dir, "plugins"),
            "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    runner = SuiteRunner(out_dir=out_dir, budget_s=budget_s, on_update=write, env=env)
+    runner = SuiteRunner(out_dir=out_dir, work_dir=work_dir, budget_s=budget_s, on_update=write, env=env)
     outcomes = runner.run(steps)
     print(f"[gpu_suite] report: {os.path.join(out_dir, 'gpu_report.md')} and gpu_report.json")
     failed = [o.name for o in outcomes if o.status in ("failed", "timed_out")]

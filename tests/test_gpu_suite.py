@@ -57,11 +57,11 @@ def test_a_started_step_may_use_the_rest_of_the_budget_but_not_hang_forever():
 
 
 def test_dry_run_prints_the_plan_with_estimates_and_commands():
-    result = CliRunner().invoke(gpu_suite.main, ["--dry-run", "--budget-s=200", "--out=rep"])
+    result = CliRunner().invoke(gpu_suite.main, ["--dry-run", "--budget-s=200", "--out=rep"])  # work: rep/work
     assert result.exit_code == 0, result.output
     assert " 1. build_plugins    ~  90 s  at    0 s" in result.output
     assert " 4. ops_fp16         ~  30 s  SKIPPED: does not fit the budget" in result.output
-    assert "$ python benchmarks/train_bench.py --steps=16 --warmup=2 --cache-dir=rep/train-bench" in result.output
+    assert "$ python benchmarks/train_bench.py --steps=16 --warmup=2 --cache-dir=rep/work/train-bench" in result.output
     assert "Planned: 180 s of 200 s; skipped: ops_fp16, train_methods," in result.output
 
 
@@ -105,7 +105,7 @@ def test_runner_records_ok_failed_timed_out_and_skipped_steps_and_reports_after_
         "late": Execution(0, METRICS_LINE, 1),
     })
     updates = []
-    runner = SuiteRunner(out_dir=str(tmp_path), budget_s=130, executor=machine.execute, clock=machine.clock,
+    runner = SuiteRunner(out_dir=str(tmp_path), work_dir=str(tmp_path / "work"), budget_s=130, executor=machine.execute, clock=machine.clock,
                          on_update=lambda outcomes: updates.append([o.status for o in outcomes]),
                          env={"FAKECLR_PLUGIN_DIR": "/plugins"})
     steps = [_step("ok", 30), _step("crash", 10), _step("silent", 10), _step("hang", 25), _step("late", 40)]
@@ -161,8 +161,8 @@ def test_ops_parser_flags_disagreement_and_an_unused_plugin():
     assert "the plugin was not used" in parsers.parse_ops(_ops_line(plugin_used=False), "")[1]
 
 
-def _write_stats(out_dir: pathlib.Path, d_losses: list[float]) -> None:
-    run = out_dir / "train64" / "00000-emoji-smileys-auto1-fakeclr"
+def _write_stats(work_dir: pathlib.Path, d_losses: list[float]) -> None:
+    run = work_dir / "train64" / "00000-emoji-smileys-auto1-fakeclr"
     run.mkdir(parents=True)
     ticks = [{"Loss/D/loss": {"num": 8, "mean": d, "std": 0.1}, "Loss/CL/fake_D": {"num": 8, "mean": 2.5, "std": 0.1},
               "Progress/kimg": {"num": 1, "mean": 1.6 * i, "std": 0}, "Timing/sec_per_kimg": {"num": 1, "mean": 3.5, "std": 0},
@@ -253,7 +253,7 @@ def test_steps_that_need_the_plugins_are_skipped_when_the_build_failed(tmp_path)
                                    usable=False))
     machine = FakeMachine({"build": Execution(0, failed_build, 5), "reference": Execution(0, METRICS_LINE, 5),
                            "fused": Execution(0, _ops_line(), 5)})
-    runner = SuiteRunner(out_dir=str(tmp_path), budget_s=300, executor=machine.execute, clock=machine.clock)
+    runner = SuiteRunner(out_dir=str(tmp_path), work_dir=str(tmp_path / "work"), budget_s=300, executor=machine.execute, clock=machine.clock)
     outcomes = runner.run([build, fused, reference])
     assert [o.status for o in outcomes] == ["failed", "skipped", "ok"]
     assert outcomes[1].reason == "needs build_plugins, which failed: bias_act: RuntimeError: no CUDA toolkit found (nvcc)"

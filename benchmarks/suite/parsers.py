@@ -1,6 +1,6 @@
 """Turn each step's output into results, and say what is wrong with them.
 
-A parser takes the step's combined stdout/stderr and the suite's output directory and returns
+A parser takes the step's combined stdout/stderr and the suite's work directory and returns
 (results, problem): `results` is JSON-ready, `problem` a one-line reason the step failed even
 though its command exited 0 (a disagreeing op, a non-finite loss), or None.
 """
@@ -30,7 +30,7 @@ def json_lines(output: str) -> list[dict]:
     return records
 
 
-def parse_build(output: str, out_dir: str) -> Parsed:
+def parse_build(output: str, work_dir: str) -> Parsed:
     ops = [r for r in json_lines(output) if "build_s" in r]
     broken = [f"{r['op']}: {r.get('error') or 'self-check failed: ' + r['self_check'].get('summary', '')}"
               for r in ops if not r.get("usable")]
@@ -42,7 +42,7 @@ def parse_build(output: str, out_dir: str) -> Parsed:
 _PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)")
 
 
-def parse_pytest(output: str, out_dir: str) -> Parsed:
+def parse_pytest(output: str, work_dir: str) -> Parsed:
     counts: dict[str, int] = {}
     summary = [line for line in output.splitlines() if _PYTEST_COUNT.search(line) and " in " in line]
     for count, kind in _PYTEST_COUNT.findall(summary[-1] if summary else ""):
@@ -57,7 +57,7 @@ def parse_pytest(output: str, out_dir: str) -> Parsed:
     return results, None
 
 
-def parse_ops(output: str, out_dir: str) -> Parsed:
+def parse_ops(output: str, work_dir: str) -> Parsed:
     ops = [r for r in json_lines(output) if "speedup_fused_vs_ref" in r]
     if not ops:
         return ops, "ops_bench printed no comparison"
@@ -67,7 +67,7 @@ def parse_ops(output: str, out_dir: str) -> Parsed:
     return ops, "; ".join(problems[:3]) or None
 
 
-def parse_train(output: str, out_dir: str) -> Parsed:
+def parse_train(output: str, work_dir: str) -> Parsed:
     records = json_lines(output)
     configs = [r for r in records if "img_per_s" in r]
     ratios = [r for r in records if "ratio" in r]
@@ -78,14 +78,14 @@ def parse_train(output: str, out_dir: str) -> Parsed:
                                                   if fallbacks else None)
 
 
-def parse_metrics(output: str, out_dir: str) -> Parsed:
+def parse_metrics(output: str, work_dir: str) -> Parsed:
     cases = [r for r in json_lines(output) if "img_per_s" in r]
     return cases, None if cases else "metrics_bench printed no result"
 
 
-def parse_training_run(output: str, out_dir: str) -> Parsed:
+def parse_training_run(output: str, work_dir: str) -> Parsed:
     """The short real training: every Loss/* statistic of every tick is finite."""
-    runs = sorted(glob.glob(os.path.join(out_dir, "train64", "*", "stats.jsonl")))
+    runs = sorted(glob.glob(os.path.join(work_dir, "train64", "*", "stats.jsonl")))
     if not runs:
         return {}, "the training wrote no stats.jsonl"
     ticks = [json.loads(line) for line in open(runs[-1]) if line.strip()]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 NEEDS_PLUGINS = ("build_plugins",)  # the fused path: pointless (or an error under --ops=cuda) without the plugins
-TRAIN_BENCH = ("benchmarks/train_bench.py", "--steps=16", "--warmup=2", "--cache-dir={out}/train-bench")
+TRAIN_BENCH = ("benchmarks/train_bench.py", "--steps=16", "--warmup=2", "--cache-dir={work}/train-bench")
 PAPER256 = ("--presets=paper256", "--batch=64")
 
 
@@ -23,16 +23,16 @@ class Step:
     name: str
     title: str  # what it measures, for the report
     estimate_s: float
-    argv: tuple[str, ...]  # after "python"; {out} is the suite's output directory
+    argv: tuple[str, ...]  # after "python"; {work} is the suite's work directory (builds, datasets, runs)
     parser: str  # a key of parsers.PARSERS
     requires: tuple[str, ...] = ()  # steps that must have succeeded when they ran in the same suite
 
-    def command(self, python: str = "python", out_dir: str = "gpu_report") -> list[str]:
-        return [python, *(arg.format(out=out_dir) for arg in self.argv)]
+    def command(self, python: str = "python", work_dir: str = "gpu_report/work") -> list[str]:
+        return [python, *(arg.format(work=work_dir) for arg in self.argv)]
 
-    def command_line(self, out_dir: str = "gpu_report") -> str:
+    def command_line(self, work_dir: str = "gpu_report/work") -> str:
         """The command as a user would type it from the repository root (the report and --dry-run show this)."""
-        return shlex.join(self.command("python", out_dir))
+        return shlex.join(self.command("python", work_dir))
 
 
 STEPS: tuple[Step, ...] = (
@@ -59,7 +59,7 @@ STEPS: tuple[Step, ...] = (
     Step("inception", "Inception-v3 feature throughput at batch 256 (64 px inputs resized to 299)", 40,
          ("benchmarks/metrics_bench.py", "--batch=256", "--cases=inception_features"), "metrics"),
     Step("train64_fakeclr", "A real 64 px FakeCLR training, 200 steps of batch 32: losses stay finite", 90,
-         ("train.py", "--outdir={out}/train64", "--data=datasets/emoji-smileys", "--cfg=auto", "--method=fakeclr",
+         ("train.py", "--outdir={work}/train64", "--data=datasets/emoji-smileys", "--cfg=auto", "--method=fakeclr",
           "--batch=32", "--kimg=6.4", "--tick=1.6", "--snap=1000", "--metrics=none"), "training_run"),
     Step("train_compile", "paper256, batch 64: ADA with torch.compile (inductor, compiling in the warm-up)", 240,
          (*TRAIN_BENCH, *PAPER256, "--methods=ada", "--ops=cuda", "--variants=compile", "--no-breakdown"),
@@ -108,14 +108,14 @@ def step_timeout(step: Step, left_s: float) -> float:
     return max(0.0, min(left_s, max(3 * step.estimate_s, step.estimate_s + 60)))
 
 
-def format_plan(planned: Sequence[PlannedStep], budget_s: float, out_dir: str) -> str:
+def format_plan(planned: Sequence[PlannedStep], budget_s: float, work_dir: str) -> str:
     """The --dry-run table."""
     lines = [f"GPU suite plan, budget {budget_s:.0f} s (estimates for one H100-class GPU):", ""]
     for i, item in enumerate(planned, 1):
         verdict = f"at {item.starts_at_s:4.0f} s" if item.fits else "SKIPPED: does not fit the budget"
         lines.append(f"{i:2d}. {item.step.name:<16} ~{item.step.estimate_s:4.0f} s  {verdict}")
         lines.append(f"      {item.step.title}")
-        lines.append(f"      $ {item.step.command_line(out_dir)}")
+        lines.append(f"      $ {item.step.command_line(work_dir)}")
     total = sum(p.step.estimate_s for p in planned if p.fits)
     skipped = [p.step.name for p in planned if not p.fits]
     lines += ["", f"Planned: {total:.0f} s of {budget_s:.0f} s; skipped: {', '.join(skipped) or 'none'}."]

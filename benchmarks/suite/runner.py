@@ -51,7 +51,8 @@ Executor = Callable[[list[str], dict, float, str], Execution]
 
 @dataclass
 class SuiteRunner:
-    out_dir: str
+    out_dir: str  # logs/ (the report is written by on_update)
+    work_dir: str  # plugin builds, benchmark datasets, training runs: large, need not be kept
     budget_s: float
     executor: Optional[Executor] = None  # tests inject fakes; default: run_subprocess
     clock: Callable[[], float] = time.monotonic
@@ -68,21 +69,21 @@ class SuiteRunner:
                 outcomes.append(self.run_step(step, left))
             else:
                 outcomes.append(StepOutcome(step.name, step.title, "skipped", step.estimate_s,
-                                            step.command_line(self.out_dir), reason=blocker))
+                                            step.command_line(self.work_dir), reason=blocker))
             self.on_update(outcomes)
         return outcomes
 
     def run_step(self, step: Step, left_s: float) -> StepOutcome:
-        outcome = StepOutcome(step.name, step.title, "skipped", step.estimate_s, step.command_line(self.out_dir))
+        outcome = StepOutcome(step.name, step.title, "skipped", step.estimate_s, step.command_line(self.work_dir))
         if step.estimate_s > left_s:
             outcome.reason = f"does not fit the budget: needs ~{step.estimate_s:.0f} s, {max(left_s, 0):.0f} s left"
             return outcome
         log_path = os.path.join(self.out_dir, "logs", f"{step.name}.log")
         execute = self.executor or run_subprocess
         env = dict(os.environ, **self.env)
-        execution = execute(step.command(sys.executable, self.out_dir), env, step_timeout(step, left_s), log_path)
+        execution = execute(step.command(sys.executable, self.work_dir), env, step_timeout(step, left_s), log_path)
         outcome.seconds, outcome.log = round(execution.seconds, 1), os.path.relpath(log_path, self.out_dir)
-        outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.out_dir)
+        outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.work_dir)
         if execution.returncode is None:
             outcome.status = "timed_out"
             outcome.reason = f"killed after {execution.seconds:.0f} s (budget or 3x estimate)"

@@ -87,6 +87,7 @@ def main() -> None:
     batch = args.batch or (64 if on_gpu else 2)
     repeats = args.repeats or (20 if on_gpu else 2)
     dtype = getattr(torch, args.dtype)
+    torch.backends.cudnn.allow_tf32 = False  # true float32 in the reference convolutions, as in training by default
     for name, shape, op_for_impl in _cases(batch, device, dtype):
         x = torch.randn(shape, device=device, dtype=dtype)
         times = {impl: _time_ms(_forward_backward(op_for_impl(impl), x), device, repeats) for impl in ("cuda", "ref")}

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.cuda
 @pytest.fixture(autouse=True)
 def _plugins_must_load(monkeypatch):
     monkeypatch.setenv(plugin_dispatch.ENV_VAR, "")  # auto; impl decides
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # the reference convolutions in true float32
     plugin_dispatch.forget_plugins()
 
 

@@ -108,3 +108,19 @@ def test_agreeing_plugin_is_used_and_its_check_is_reported():
     assert checks == [CPU]  # once per process, on the input's device
     result = plugin_dispatch.self_check_results()["upfirdn2d"]
     assert result.passed and result.device == "cpu"
+
+
+def test_the_check_compares_in_true_float32_and_restores_the_tf32_flags(monkeypatch):
+    seen = []
+
+    class RecordingBiasAct(FakeBiasActPlugin):
+        @staticmethod
+        def bias_act(*args):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return FakeBiasActPlugin.bias_act(*args)
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    assert bias_act.self_check(RecordingBiasAct, CPU).passed
+    assert seen and set(seen) == {(False, False)}
+    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32

@@ -15,9 +15,10 @@ and process and falls back to the reference path (or raises, under FAKECLR_OPS=c
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -67,7 +68,7 @@ def run_self_check(op_name: str, cases: Sequence[CheckCase], device: torch.devic
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(_SEED)
     # Eager float autograd whatever the caller runs under (no_grad in generate.py, bf16 autocast, inference mode).
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False), _no_tf32():
         for case in cases:
             for dtype in case.dtypes:
                 for what, error in _compare(case, device, dtype, generator):
@@ -80,6 +81,18 @@ def run_self_check(op_name: str, cases: Sequence[CheckCase], device: torch.devic
         torch.cuda.synchronize(device)
     result.milliseconds = (time.perf_counter() - start) * 1000
     return result
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    """True float32 in the reference path's convolutions and matmuls (cuDNN allows TF32 by default,
+    which alone differs from float32 by about 1e-3, ten times the float32 tolerance)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _compare(case: CheckCase, device: torch.device, dtype: torch.dtype,

@@ -43,11 +43,25 @@ def _assert_close(results_cuda, results_ref, dtype):
         assert (got.float() - want.float()).abs().max().item() <= TOLERANCE[dtype] * scale
 
 
+def _away_from_clamp(x: torch.Tensor, b: torch.Tensor, act: str, clamp: float) -> torch.Tensor:
+    """In float16 the two paths round act(x + b) * gain at different points, so an element within
+    rounding of the clamp may be inside for one and outside for the other (its gradient then differs
+    by gain * dy: a legitimate disagreement, likely somewhere among these 960 elements).
+    Those elements are moved to x + b = -0.5, where every activation is at least 0.1 inside."""
+    spec = bias_act.ACTIVATIONS[act]
+    z = x.float() + b.float().reshape(1, -1, 1, 1)
+    near = ((spec.func(z, spec.def_alpha) * spec.def_gain).abs() - clamp).abs() < 0.05 * clamp
+    inside = (-0.5 - b.float()).reshape(1, -1, 1, 1).expand_as(z)
+    return torch.where(near, inside, x.float()).to(x.dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("act", list(bias_act.ACTIVATIONS))
 @pytest.mark.parametrize("clamp", [None, 0.8])
 def test_bias_act_cuda_matches_reference(dtype, act, clamp):
     x, b = _rand(4, 8, 5, 6, dtype=dtype), _rand(8, dtype=dtype, seed=1)
+    if clamp is not None and dtype == torch.float16:
+        x = _away_from_clamp(x, b, act, clamp)
     results = {}
     for impl in ("cuda", "ref"):
         results[impl] = _three_orders(lambda x, b: bias_act.bias_act(x, b, act=act, clamp=clamp, impl=impl), x, b)

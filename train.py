@@ -290,7 +290,7 @@ def torchrun_world_size() -> Optional[int]:
 
 def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
     if (torchrun_world_size() or 1) > 1:
-        launch_torchrun(opts, run_dir)
+        launch_torchrun(opts)
         return
     print_options(opts, run_dir)
     create_run_dir(opts, run_dir)
@@ -333,7 +333,7 @@ def spawn_processes(opts: dict) -> None:
                 signal.signal(sig, handler)
 
 
-def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
+def launch_torchrun(opts: dnnlib.EasyDict) -> None:
     """Under torchrun (one node or several) every rank parses the options; global rank 0's are
     authoritative: it creates the run directory, and every rank trains with its options."""
     from training import distributed

@@ -56,8 +56,8 @@ def _writers(writers_log) -> list[str]:
 
 def test_two_torchrun_nodes_train_one_run_and_resume_latest(tmp_path, emoji_zip):
     outdir = tmp_path / "runs"
-    # 12 steps asked; the first run stops after 4 (as on SIGTERM), --resume=latest finishes it.
-    args = [f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=0.096", "--aug=noaug"]  # no --gpus
+    # 8 steps asked; the first run stops after 4 (as on SIGTERM), --resume=latest finishes it.
+    args = [f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--kimg=0.064", "--aug=noaug"]  # no --gpus
     first_log = tmp_path / "writers-1.txt"
     _run_two_nodes(args, first_log, **{STOP_AFTER_ENV: "4"})
 
@@ -69,7 +69,7 @@ def test_two_torchrun_nodes_train_one_run_and_resume_latest(tmp_path, emoji_zip)
     state = load_snapshot(last)["resume_state"]  # written after check_ddp_consistency: the ranks agreed
     assert state["cur_nimg"] == 32 and sorted(state["rng"]) == ["0", "1"]  # both ranks' random streams
     log = (run_dir / "log.txt").read_text()
-    assert log.count("Training for 0.096 kimg") == 1 and len(status_lines(log)) == 2  # rank 0 logs alone
+    assert log.count("Training for 0.064 kimg") == 1 and len(status_lines(log)) == 2  # rank 0 logs alone
 
     second_log = tmp_path / "writers-2.txt"
     _run_two_nodes([*args, "--resume=latest"], second_log)
@@ -78,7 +78,7 @@ def test_two_torchrun_nodes_train_one_run_and_resume_latest(tmp_path, emoji_zip)
     assert f'Resuming from "{last}"' in (resumed / "log.txt").read_text()
     assert set(_writers(second_log)) == {"0"}
     final = load_snapshot(snapshots(resumed)[-1])["resume_state"]
-    assert final["cur_nimg"] == 96 and final["batch_idx"] == 12  # continued from 32, not from scratch
+    assert final["cur_nimg"] == 64 and final["batch_idx"] == 8  # continued from 32, not from scratch
 
 
 def test_ranks_that_resolved_other_options_all_stop(monkeypatch):

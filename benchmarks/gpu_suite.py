@@ -66,15 +66,24 @@ def main(budget_s: float, out_dir: str, work_dir: str | None, step_names: str | 
         print(f"[gpu_suite] {last.name}: {last.status} ({last.seconds:.0f} s)"
               + (f" -- {last.reason}" if last.reason else ""), flush=True)
 
-    # One plugin build for every step (tests isolate DNNLIB_CACHE_DIR, so they would rebuild otherwise).
-    env = {"FAKECLR_PLUGIN_DIR": os.environ.get("FAKECLR_PLUGIN_DIR") or os.path.join(work_dir, "plugins"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    runner = SuiteRunner(out_dir=out_dir, work_dir=work_dir, budget_s=budget_s, on_update=write, env=env)
+    runner = SuiteRunner(out_dir=out_dir, work_dir=work_dir, budget_s=budget_s, on_update=write,
+                         env=step_environment(work_dir))
     outcomes = runner.run(steps)
     print(f"[gpu_suite] report: {os.path.join(out_dir, 'gpu_report.md')} and gpu_report.json")
     failed = [o.name for o in outcomes if o.status in ("failed", "timed_out")]
     if failed:
         raise click.ClickException(f"gpu_suite: steps failed: {', '.join(failed)}; see {out_dir}/logs/")
+
+
+def step_environment(work_dir: str) -> dict[str, str]:
+    """This process's environment, with one plugin build for every step (the tests isolate
+    DNNLIB_CACHE_DIR, so they would rebuild otherwise) and no FAKECLR_OPS (each step chooses its
+    ops; a leftover FAKECLR_OPS=ref would make every "fused" figure the reference's)."""
+    env = dict(os.environ)
+    env.pop("FAKECLR_OPS", None)
+    env.setdefault("FAKECLR_PLUGIN_DIR", os.path.join(work_dir, "plugins"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))
+    return env
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def test_runner_records_ok_failed_timed_out_and_skipped_steps_and_reports_after_
     updates = []
     runner = SuiteRunner(out_dir=str(tmp_path), work_dir=str(tmp_path / "work"), budget_s=130, executor=machine.execute, clock=machine.clock,
                          on_update=lambda outcomes: updates.append([o.status for o in outcomes]),
-                         env={"FAKECLR_PLUGIN_DIR": "/plugins"})
+                         env=dict(gpu_suite.step_environment("/work"), FAKECLR_PLUGIN_DIR="/plugins"))
     steps = [_step("ok", 30), _step("crash", 10), _step("silent", 10), _step("hang", 25), _step("late", 40)]
     outcomes = runner.run(steps)
 
@@ -146,6 +146,14 @@ def test_pytest_parser_counts_and_names_failures():
     assert problem == "1 failed: tests/test_ops_cuda.py::test_bias_act_cuda_matches_reference[...]"
     assert parsers.parse_pytest("58 passed in 20.1s\n", "") == ({"counts": {"passed": 58}, "failed": []}, None)
     assert parsers.parse_pytest("ImportError\n", "")[1] == "no test passed"
+
+
+def test_steps_run_without_a_leftover_ops_override_and_share_one_plugin_build(monkeypatch):
+    monkeypatch.setenv("FAKECLR_OPS", "ref")
+    monkeypatch.delenv("FAKECLR_PLUGIN_DIR", raising=False)
+    env = gpu_suite.step_environment("/w")
+    assert "FAKECLR_OPS" not in env and env["FAKECLR_PLUGIN_DIR"] == os.path.join("/w", "plugins")
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO_ROOT)
 
 
 def _ops_line(agrees: bool = True, plugin_used: bool = True) -> str:
@@ -187,6 +195,10 @@ def test_build_parser_names_a_plugin_that_failed_to_build_or_its_self_check():
     bad = dict(op="upfirdn2d", error="RuntimeError: nvcc fatal", build_s=3.0, usable=False)
     results, problem = parsers.parse_build("\n".join(json.dumps(r) for r in (good, bad)), "")
     assert [r["op"] for r in results] == ["bias_act", "upfirdn2d"] and problem == "upfirdn2d: RuntimeError: nvcc fatal"
+    unchecked = dict(good, usable=False, self_check=None)
+    assert parsers.parse_build(json.dumps(unchecked), "")[1] == "bias_act: no self-check ran (the plugin was not used)"
+    wrong = dict(good, usable=False, self_check=dict(passed=False, summary="lrelu, float16 forward: error 1e-01"))
+    assert parsers.parse_build(json.dumps(wrong), "")[1] == "bias_act: self-check failed: lrelu, float16 forward: error 1e-01"
 
 
 # ----------------------------------------------------------------------------

@@ -32,11 +32,14 @@ def json_lines(output: str) -> list[dict]:
 
 def parse_build(output: str, work_dir: str) -> Parsed:
     ops = [r for r in json_lines(output) if "build_s" in r]
-    broken = [f"{r['op']}: {r.get('error') or 'self-check failed: ' + r['self_check'].get('summary', '')}"
-              for r in ops if not r.get("usable")]
+    broken = [f"{r['op']}: {r.get('error') or _check_failure(r.get('self_check'))}" for r in ops if not r.get("usable")]
     if not ops:
         return ops, "the build probe printed no result"
     return ops, "; ".join(broken) or None
+
+
+def _check_failure(check: Optional[dict]) -> str:
+    return "no self-check ran (the plugin was not used)" if not check else f"self-check failed: {check.get('summary')}"
 
 
 _PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)")

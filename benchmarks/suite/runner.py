@@ -57,7 +57,7 @@ class SuiteRunner:
     executor: Optional[Executor] = None  # tests inject fakes; default: run_subprocess
     clock: Callable[[], float] = time.monotonic
     on_update: Callable[[list[StepOutcome]], None] = lambda outcomes: None
-    env: dict = field(default_factory=dict)  # extra environment for every step
+    env: dict = field(default_factory=lambda: dict(os.environ))  # every step's environment
 
     def run(self, steps: Sequence[Step]) -> list[StepOutcome]:
         outcomes: list[StepOutcome] = []
@@ -80,8 +80,7 @@ class SuiteRunner:
             return outcome
         log_path = os.path.join(self.out_dir, "logs", f"{step.name}.log")
         execute = self.executor or run_subprocess
-        env = dict(os.environ, **self.env)
-        execution = execute(step.command(sys.executable, self.work_dir), env, step_timeout(step, left_s), log_path)
+        execution = execute(step.command(sys.executable, self.work_dir), self.env, step_timeout(step, left_s), log_path)
         outcome.seconds, outcome.log = round(execution.seconds, 1), os.path.relpath(log_path, self.out_dir)
         outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.work_dir)
         if execution.returncode is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sys
 
 import click
@@ -66,6 +67,8 @@ def main(budget_s: float, out_dir: str, work_dir: str | None, step_names: str | 
         print(f"[gpu_suite] {last.name}: {last.status} ({last.seconds:.0f} s)"
               + (f" -- {last.reason}" if last.reason else ""), flush=True)
 
+    suite_report.write_report(suite_report.build_report(environment, budget_s, started_at, [], command), out_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through the runner, which kills the step
     runner = SuiteRunner(out_dir=out_dir, work_dir=work_dir, budget_s=budget_s, on_update=write,
                          env=step_environment(work_dir))
     outcomes = runner.run(steps)

@@ -272,3 +272,13 @@ def test_steps_that_need_the_plugins_are_skipped_when_the_build_failed(tmp_path)
     assert [name for name, _, _ in machine.calls] == ["build", "reference"]
     # Without the build in this suite (built by an earlier run), the fused step runs.
     assert runner.run([fused])[0].status == "ok" and machine.calls[-1][0] == "fused"
+
+
+def test_an_unreadable_output_fails_its_step_only(tmp_path):
+    garbled = json.dumps(dict(op="bias_act", shape=[1], speedup_fused_vs_ref=1.0))  # fields missing
+    machine = FakeMachine({"garbled": Execution(0, garbled, 1), "ok": Execution(0, METRICS_LINE, 1)})
+    runner = SuiteRunner(out_dir=str(tmp_path), work_dir=str(tmp_path), budget_s=100, executor=machine.execute,
+                         clock=machine.clock)
+    garbled_outcome, ok = runner.run([_step("garbled", 10, parser="ops"), _step("ok", 10)])
+    assert garbled_outcome.status == "failed" and garbled_outcome.reason.startswith("could not read its output: KeyError")
+    assert ok.status == "ok"

@@ -82,7 +82,10 @@ class SuiteRunner:
         execute = self.executor or run_subprocess
         execution = execute(step.command(sys.executable, self.work_dir), self.env, step_timeout(step, left_s), log_path)
         outcome.seconds, outcome.log = round(execution.seconds, 1), os.path.relpath(log_path, self.out_dir)
-        outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.work_dir)
+        try:
+            outcome.results, problem = parsers.PARSERS[step.parser](execution.output, self.work_dir)
+        except Exception as error:  # noqa: BLE001 -- an unexpected output must not end the suite
+            problem = f"could not read its output: {type(error).__name__}: {error}"
         if execution.returncode is None:
             outcome.status = "timed_out"
             outcome.reason = f"killed after {execution.seconds:.0f} s (budget or 3x estimate)"
@@ -123,9 +126,20 @@ def run_subprocess(argv: list[str], env: dict, timeout_s: float, log_path: str) 
         try:
             returncode: Optional[int] = proc.wait(timeout=max(timeout_s, 1))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: torchrun/DataLoader children too
-            proc.wait()
+            _kill_group(proc)
             returncode = None
-    with open(log_path) as log:
+        except BaseException:  # Ctrl-C or SIGTERM of the suite: its own session would outlive it
+            _kill_group(proc)
+            raise
+    with open(log_path, errors="replace") as log:
         output = log.read()
     return Execution(returncode, output, time.monotonic() - start)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the step and everything it started (DataLoader workers, compile workers)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -41,8 +41,11 @@ def mix(w_row: torch.Tensor, w_col: torch.Tensor, styles: list[int]) -> torch.Te
     return mixed
 
 
+Cells = dict[tuple[int, int], np.ndarray]  # (row seed, col seed) -> uint8 [H, W, C]
+
+
 def style_mixing_images(G: Any, row_seeds: list[int], col_seeds: list[int], styles: list[int],
-                        truncation_psi: float, noise_mode: str, device: torch.device) -> dict[tuple[int, int], np.ndarray]:
+                        truncation_psi: float, noise_mode: str, device: torch.device) -> Cells:
     """{(row seed, col seed): uint8 [H, W, C]}; (s, s) is seed s unmixed."""
     seeds = list(dict.fromkeys(row_seeds + col_seeds))
     ws = seed_ws(G, seeds, truncation_psi, device)
@@ -55,7 +58,7 @@ def style_mixing_images(G: Any, row_seeds: list[int], col_seeds: list[int], styl
     return dict(zip(keys, np.concatenate(images)))
 
 
-def mixing_grid(images: dict[tuple[int, int], np.ndarray], row_seeds: list[int], col_seeds: list[int]) -> np.ndarray:
+def mixing_grid(images: Cells, row_seeds: list[int], col_seeds: list[int]) -> np.ndarray:
     """(rows + 1) x (cols + 1) cells: column seeds on top, row seeds on the left, mixes inside, corner black."""
     h, w, c = next(iter(images.values())).shape
     canvas = np.zeros([h * (len(row_seeds) + 1), w * (len(col_seeds) + 1), c], dtype=np.uint8)
@@ -117,12 +120,13 @@ def _range_list(option: str):
               help="Random seeds to use for image rows, e.g. 85,100,75 or 0-3")
 @click.option("--cols", "col_seeds", callback=_range_list("--cols"), required=True,
               help="Random seeds to use for image columns")
-@click.option("--styles", "col_styles", callback=_range_list("--styles"), help="Style layers taken from the column seeds  [default: 0-6, or those the network has]")
+@click.option("--styles", "col_styles", callback=_range_list("--styles"),
+              help="Style layers taken from the column seeds  [default: 0-6, or those the network has]")
 @click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, help="Truncation psi")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True, help="Noise mode")
 @click.option("--outdir", type=str, required=True, metavar="DIR", help="Where to save the output images")
-def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int] | None, truncation_psi: float,
-         noise_mode: str, outdir: str) -> None:
+def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int] | None,
+         truncation_psi: float, noise_mode: str, outdir: str) -> None:
     """Generate a style-mixing grid from a pretrained network pickle."""
     paths = generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, outdir)
     print(f"Wrote {len(paths)} file(s) to {outdir}")

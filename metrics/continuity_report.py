@@ -62,7 +62,8 @@ def _columns(opts: ContinuityOptions) -> list[tuple[str, Any]]:
     columns = []
     for space in ("z", "w"):
         s = space.upper()
-        columns += [(f"{s} step diff mean", smooth(space, "mean", ".4f")), (f"{s} step diff max", smooth(space, "max", ".4f")),
+        columns += [(f"{s} step diff mean", smooth(space, "mean", ".4f")),
+                    (f"{s} step diff max", smooth(space, "max", ".4f")),
                     (f"{s} steps > {t}", smooth(space, "jump_fraction", ".1%"))]
     columns += [("PPL Z", with_std("ppl", "z", ".4g")), ("PPL W", with_std("ppl", "w", ".4g")),
                 ("inversion LPIPS", with_std("inversion", "lpips", ".4f")),
@@ -76,7 +77,8 @@ def markdown_table(results: list[NetworkResult], opts: ContinuityOptions) -> lis
     best = [min(row[j][0] for row in cells) for j in range(len(columns))]
     lines = ["| network | " + " | ".join(h for h, _ in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for r, row in zip(results, cells):
-        texts = [f"**{text}**" if len(results) > 1 and value == best[j] else text for j, (value, text) in enumerate(row)]
+        bold = [len(results) > 1 and value == best[j] for j, (value, _) in enumerate(row)]
+        texts = [f"**{text}**" if b else text for b, (_, text) in zip(bold, row)]
         lines.append(f"| {r.label} | " + " | ".join(texts) + " |")
     return lines
 

@@ -61,7 +61,7 @@ def test_ppl_mean_and_std_equal_a_hand_computation(tmp_path):
         hand.append(((127.5 * gain * (z1[:, 0] - z0[:, 0]).double()) ** 2).numpy())
     hand = np.concatenate(hand)
     np.testing.assert_allclose(dists, hand, rtol=1e-3, atol=1e-2)  # float32 images
-    kept = np.sort(hand)[2:-2]  # the 1st percentile ('lower') of 256 values is the 3rd smallest, the 99th the 3rd largest
+    kept = np.sort(hand)[2:-2]  # of 256 values the 1st percentile ('lower') is the 3rd smallest, the 99th 3rd largest
     mean, std = trimmed_mean_std(dists)
     assert mean == pytest.approx(kept.mean(), rel=1e-4) and std == pytest.approx(kept.std(), rel=1e-4)
 
@@ -82,7 +82,8 @@ def test_report_files_for_two_networks(two_networks, tmp_path, monkeypatch):
             "--proj-steps=3", "--device=cpu"]
     result = CliRunner().invoke(latent_continuity.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["interpolation.png", "inversion.png", "report.json", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interpolation.png", "inversion.png", "report.json",
+                                                          "report.md"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert [n["label"] for n in report["networks"]] == ["ada", "fakeclr"]
     for net in report["networks"]:
@@ -104,8 +105,8 @@ def test_report_files_for_two_networks(two_networks, tmp_path, monkeypatch):
 ])
 def test_report_option_errors(two_networks, tmp_path, extra, message):
     root, data = two_networks
-    args = [f"--network={root / 'a.pkl'}", f"--network={root / 'b.pkl'}", f"--data={data}", f"--outdir={tmp_path / 'o'}",
-            *extra]
+    args = [f"--network={root / 'a.pkl'}", f"--network={root / 'b.pkl'}", f"--data={data}",
+            f"--outdir={tmp_path / 'o'}", *extra]
     result = CliRunner().invoke(latent_continuity.main, args)
     assert result.exit_code == 1 and f"Error: {message}" in result.output
     assert not (tmp_path / "o").exists()

@@ -67,8 +67,8 @@ def projected(tmp_path, monkeypatch):
     pkl = tmp_path / "net.pkl"
     G = save_tiny_generator(pkl, res=16)
     Image.fromarray(np.random.RandomState(0).randint(0, 256, [40, 30, 3], dtype=np.uint8)).save(tmp_path / "t.png")
-    result = CliRunner().invoke(projector.main, [f"--network={pkl}", f"--target={tmp_path / 't.png'}",
-                                                 f"--outdir={tmp_path / 'out'}", "--num-steps=12"], catch_exceptions=False)
+    args = [f"--network={pkl}", f"--target={tmp_path / 't.png'}", f"--outdir={tmp_path / 'out'}", "--num-steps=12"]
+    result = CliRunner().invoke(projector.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return pkl, G, tmp_path / "out", result.output
 
@@ -89,7 +89,8 @@ def test_projected_w_round_trips_through_generate(projected):
                                                 f"--outdir={out / 'gen'}", "--seeds=1,2"], catch_exceptions=False)
     assert result.exit_code == 0 and "--seeds is ignored" in result.output
     assert [p.name for p in (out / "gen").iterdir()] == ["proj00.png"]
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "gen" / "proj00.png")), np.asarray(Image.open(out / "proj.png")))
+    again, original = (np.asarray(Image.open(path)) for path in (out / "gen" / "proj00.png", out / "proj.png"))
+    np.testing.assert_array_equal(again, original)
 
 
 def test_projector_option_errors(tmp_path):

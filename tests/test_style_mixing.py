@@ -27,8 +27,9 @@ def _w(G, seed: int) -> torch.Tensor:
 
 def test_grid_cells_and_mixes(tmp_path):
     G = save_tiny_generator(tmp_path / "net.pkl", res=RES)
-    result = CliRunner().invoke(style_mixing.main, [f"--network={tmp_path / 'net.pkl'}", "--rows=3,7", "--cols=10-12",
-                                                    "--styles=0-2", f"--outdir={tmp_path / 'out'}"], catch_exceptions=False)
+    args = [f"--network={tmp_path / 'net.pkl'}", "--rows=3,7", "--cols=10-12", "--styles=0-2",
+            f"--outdir={tmp_path / 'out'}"]
+    result = CliRunner().invoke(style_mixing.main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert names == {"grid.png"} | {f"{s}-{s}.png" for s in ROWS + COLS} | {f"{r}-{c}.png" for r in ROWS for c in COLS}
@@ -44,7 +45,8 @@ def test_grid_cells_and_mixes(tmp_path):
             mixed = _w(G, row).clone()
             mixed[0:3] = _w(G, col)[0:3]  # the coarse layers 0-2 from the column seed
             np.testing.assert_array_equal(cell(i + 1, j + 1), _synth(G, mixed))
-            np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / f"{row}-{col}.png")), cell(i + 1, j + 1))
+            cell_png = np.asarray(Image.open(tmp_path / "out" / f"{row}-{col}.png"))
+            np.testing.assert_array_equal(cell_png, cell(i + 1, j + 1))
     assert not np.array_equal(cell(1, 1), cell(1, 0)) and not np.array_equal(cell(1, 1), cell(0, 1))
 
 

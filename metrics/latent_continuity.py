@@ -114,7 +114,7 @@ def evaluate_network(G: Any, label: str, network: str, data: str, targets: torch
             print(f"[{label}] PPL in {space.upper()}: {opts.ppl_samples} samples", flush=True)
             result.ppl[space] = measure_ppl(G, data, vgg, opts, space, device)
     if targets is not None:
-        print(f"[{label}] inversion of {len(targets)} real images", flush=True)
+        print(f"[{label}] inversion of {len(targets)} real image(s)", flush=True)
         result.projections, result.inversion = invert_images(G, targets, vgg, opts, device)
     sys.stdout.flush()
     return result

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from dnnlib.progress import ProgressBar
-from training.latent_io import (load_generator, load_target_image, pick_device, require_unconditional, save_png,
-                                save_projected_w, to_uint8_hwc)
+from training.latent_io import (load_generator, load_target_image, output_errors, pick_device, require_unconditional,
+                                save_png, save_projected_w, to_uint8_hwc)
 
 STRIP_FRAMES = 10
 
@@ -108,7 +108,8 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 @click.option("--outdir", required=True, metavar="DIR", help="Where to save the output images")
 def main(network_pkl: str, target_path: str, outdir: str, save_video: bool, seed: int, num_steps: int) -> None:
     """Project the given image into the latent space of a pretrained network."""
-    paths = run_projection(network_pkl, target_path, outdir, num_steps, seed, save_video)
+    with output_errors():
+        paths = run_projection(network_pkl, target_path, outdir, num_steps, seed, save_video)
     print(f"Wrote {', '.join(os.path.basename(p) for p in paths)} to {outdir}")
 
 

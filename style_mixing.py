@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dnnlib import util
-from training.latent_io import load_generator, pick_device, require_unconditional, save_png, to_uint8_hwc
+from training.latent_io import load_generator, output_errors, pick_device, require_unconditional, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
 DEFAULT_STYLES = range(7)  # upstream's 0-6: the coarse and middle layers of a 1024 px network
@@ -128,7 +128,8 @@ def _range_list(option: str):
 def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int] | None,
          truncation_psi: float, noise_mode: str, outdir: str) -> None:
     """Generate a style-mixing grid from a pretrained network pickle."""
-    paths = generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, outdir)
+    with output_errors():
+        paths = generate_style_mix(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, noise_mode, outdir)
     print(f"Wrote {len(paths)} file(s) to {outdir}")
 
 

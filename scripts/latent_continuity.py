@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from training.latent_io import load_generator, pick_device, require_unconditional  # noqa: E402
+from training.latent_io import load_generator, output_errors, pick_device, require_unconditional  # noqa: E402
 
 
 def default_labels(networks: list[str]) -> list[str]:
@@ -97,7 +97,8 @@ def main(networks: tuple[str, ...], labels: tuple[str, ...], data: str, outdir: 
         raise click.ClickException(f"VGG16: {err}") from None
     opts = ContinuityOptions(pairs=pairs, steps=steps, ppl_samples=ppl_samples, invert=invert, proj_steps=proj_steps,
                              seed=seed)
-    run_report(generators, data, outdir, opts, vgg, torch_device)
+    with output_errors():
+        run_report(generators, data, outdir, opts, vgg, torch_device)
     print(f"Wrote {os.path.join(outdir, 'report.md')} (and report.json, interpolation.png"
           f"{', inversion.png' if invert else ''})")
 

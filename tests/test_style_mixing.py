@@ -60,3 +60,12 @@ def test_default_styles_fit_a_small_network_and_bad_styles_are_rejected(tmp_path
     result = CliRunner().invoke(style_mixing.main, [f"--network={tmp_path / 'net.pkl'}", "--rows=1-x", "--cols=2",
                                                     f"--outdir={tmp_path / 'out'}"])
     assert result.exit_code == 2 and "--rows" in result.output
+
+
+def test_an_unwritable_outdir_is_one_line(tmp_path):
+    save_tiny_generator(tmp_path / "net.pkl", res=RES)
+    (tmp_path / "file").write_text("in the way")
+    result = CliRunner().invoke(style_mixing.main, [f"--network={tmp_path / 'net.pkl'}", "--rows=1", "--cols=2",
+                                                    f"--outdir={tmp_path / 'file'}"])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {tmp_path / 'file'}: ")
+    assert "check --outdir" in result.output and "Traceback" not in result.output

@@ -6,8 +6,9 @@ click error naming the option, and every file is written through a temp file (dn
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import click
 import numpy as np
@@ -15,6 +16,17 @@ import PIL.Image
 import torch
 
 from dnnlib import util
+
+
+@contextlib.contextmanager
+def output_errors(option: str = "--outdir") -> Iterator[None]:
+    """A failed write (disk full, no permission) becomes one line naming the file instead of a traceback."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename if err.filename is not None else option
+        raise click.ClickException(f"{where}: {(err.strerror or str(err)).lower()}; check {option}, its "
+                                   "permissions and the free disk space") from None
 
 
 def pick_device(name: str | None = None) -> torch.device:

@@ -36,9 +36,9 @@ def storage_blob(tensor: torch.Tensor) -> bytes:
 
 def forge_numel(blob: bytes, real: int, claimed: int) -> bytes:
     """Declare `claimed` elements both in the storage record and in the payload header; keep the real bytes."""
-    declared = b"cpuq\x03K" + bytes([real]) + b"N"
-    assert blob.count(declared) == 1
-    blob = blob.replace(declared, b"cpuq\x03\x8a\x05" + claimed.to_bytes(5, "little") + b"N")
+    at = blob.index(b"cpuq") + 5  # ... 'cpu' MEMOIZE n, then BININT1 numel
+    assert blob[at: at + 2] == b"K" + bytes([real])
+    blob = blob[:at] + b"\x8a\x05" + claimed.to_bytes(5, "little") + blob[at + 2:]
     header = real.to_bytes(8, "little")
     at = blob.rindex(header)
     return blob[:at] + claimed.to_bytes(8, "little") + blob[at + 8:]
@@ -67,6 +67,16 @@ def test_forged_storage_size_is_refused_before_torch_allocates(tmp_path, torch_l
         network_pickle.load_network_pkl(str(path))
     assert torch_load_calls == []  # refused by our own header check: torch never saw the blob
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 64 * 1024  # KiB: peak RSS unchanged
+
+
+def test_forged_legacy_torch_save_file_is_refused_before_torch_allocates(tmp_path, torch_load_calls):
+    buf = io.BytesIO()
+    torch.save({"mapping.fc0.weight": torch.arange(4.0)}, buf, _use_new_zipfile_serialization=False)
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(forge_numel(buf.getvalue(), real=4, claimed=HUGE))
+    with pytest.raises(network_pickle.NetworkPickleError, match=rf"legacy\.pt: a tensor record declares {HUGE * 4} "):
+        network_pickle.load_network_pkl(str(path))
+    assert torch_load_calls == []
 
 
 def test_honest_blob_passes_the_check_and_loads():

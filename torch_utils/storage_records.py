@@ -6,9 +6,10 @@ before it reads them, so a forged count of 2**35 makes a 300-byte file ask for 1
 are compared with the payload the file actually carries, and a tensor may not claim more elements than its
 storage holds (a stride-0 tensor of 10**12 "elements" would otherwise size the network built from it).
 
-The legacy blob is: pickle(magic) pickle(protocol) pickle(sys_info) pickle(object with persistent ids
-('storage', storage class, key, location, numel, ...)) pickle([keys]) and then, per key, an 8-byte element
-count followed by the raw bytes.
+The legacy layout (the blob inside a pickled tensor, and a whole pre-zip `torch.save` file) is:
+pickle(magic) pickle(protocol) pickle(sys_info) pickle(object with persistent ids ('storage', storage class,
+key, location, numel, ...)) pickle([keys]) and then, per key, an 8-byte element count followed by the raw
+bytes. The object pickle is read here with every global replaced by an inert stand-in, so nothing runs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class OversizedRecord(pickle.UnpicklingError):
 # Legacy storage blobs.
 
 def check_legacy_storage_blob(data: bytes) -> None:
-    """Raise OversizedRecord unless every storage the blob declares is backed by its payload bytes."""
+    """Raise OversizedRecord unless every storage the blob (or legacy file) declares is backed by its bytes."""
     stream = io.BytesIO(data)
     try:
         magic = _PlainUnpickler(stream).load()
@@ -83,6 +84,25 @@ class _PlainUnpickler(pickle.Unpickler):
         raise OversizedRecord(f"a tensor storage header names {module}.{name}; " + FIX_HINT)
 
 
+class _Inert:
+    """Stands in for every other global while the declarations are read: accepts anything, runs nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
 class _RecordUnpickler(pickle.Unpickler):
     """Reads the storage declarations: every persistent id is recorded, nothing is built."""
 
@@ -95,7 +115,7 @@ class _RecordUnpickler(pickle.Unpickler):
             return STORAGE_DTYPES[name]
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
-        raise OversizedRecord(f"a tensor storage record names {module}.{name}; " + FIX_HINT)
+        return _Inert  # the real loader decides what it admits; here only the sizes matter
 
     def persistent_load(self, pid: Any) -> None:
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):

@@ -225,7 +225,10 @@ def _torch_load(data: bytes, source: str) -> Any:
     try:
         obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
-        raise NetworkPickleError(_weights_only_refusal(source, str(error))) from None
+        if "weights only" in str(error).lower():
+            raise NetworkPickleError(_weights_only_refusal(source, str(error))) from None
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({str(error).strip()[:200]}); "
+                                 + storage_records.FIX_HINT) from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise NetworkPickleError(f"{source}: not a readable torch.save file ({first:.200}); "
@@ -257,6 +260,7 @@ def _unpickle(data: bytes, source: str) -> dict:
         raise NetworkPickleError(f"{source}: not a readable network pickle ({type(error).__name__}: {first:.200}); "
                                  + USE_INTACT_FILE) from None
     if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:  # legacy (pre-zip) torch.save file
+        storage_records.check_legacy_storage_blob(data)  # torch would allocate the declared sizes first
         return _modules_from_state_dicts(_torch_load(data, source), source)
     if isinstance(obj, tuple) and len(obj) == 3:
         raise NetworkPickleError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "

@@ -206,3 +206,12 @@ def test_shared_pass_gives_the_values_of_separate_calls(good_pkl, embedded_datas
     shared = list(metric_main.calc_metrics(["fid20_full", "kid20_full", "fid10_full"], G, data, cache=False))
     assert shared[0].results.fid20_full == pytest.approx(fid_alone, rel=1e-6)
     assert separate_calls == 169 + 20 and sum(toy_detector) == 169 + 20 + 10  # fid10 needs its own 10 fakes
+
+
+def test_full_disk_in_calc_metrics_names_the_file(tmp_path, embedded_dataset_dir, toy_detector, monkeypatch):
+    pkl = save_generator(tmp_path / "net.pkl")
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    line = one_error_line(run(calc_metrics.main, f"--network={pkl}", "--metrics=kid10", f"--data={embedded_dataset_dir}",
+                              "--verbose=false"))
+    assert ".npz: no space left on device; free some disk space" in line  # the real-statistics cache, first to write
+    assert not (tmp_path / "metric-kid10.jsonl").exists()

@@ -125,8 +125,8 @@ def _method_options(func):
 @click.option("--no_insgen", "--no-insgen", "no_insgen", help="Disable InsGen's contrastive heads", type=bool)
 @click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
 @click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
-@click.option("--rqs", help="Real queue length (InsGen) [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
-@click.option("--fqs", help="Fake queue length [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--rqs", help="Real queue length (InsGen) [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fqs", help="Fake queue length [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
 @_method_options
 def main(ctx: click.Context, **kwargs: Any) -> None:
@@ -166,7 +166,7 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     validate_basic(o)
 
     metrics = parse_metrics(kwargs.get("metrics"))
-    info = inspect_dataset(o.data)
+    info = inspect_dataset(o.data, cond=bool(o.cond))
     opts, desc = build_training_options(o, info, metrics)
     if o.resume is not None and o.resume != "noresume":
         # 'latest' looks for runs made with the same options, whether or not they were resumes themselves.
@@ -205,10 +205,10 @@ def parse_metrics(value: Optional[str]) -> list[str]:
     return names
 
 
-def inspect_dataset(path: str) -> DatasetInfo:
+def inspect_dataset(path: str, cond: bool = False) -> DatasetInfo:
     if not path or not os.path.exists(path):
         raise ConfigError(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
-    from training.dataset import ImageFolderDataset
+    from training.dataset import ImageFolderDataset, NoLabels
 
     try:
         dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
@@ -216,7 +216,11 @@ def inspect_dataset(path: str) -> DatasetInfo:
         raise ConfigError(f"--data={path}: {str(err).splitlines()[0]}") from None
     try:
         label_dim = ImageFolderDataset(path=path, use_labels=True, cache_in_ram=False).label_dim
-    except ValueError:  # no dataset.json labels
+    except NoLabels:
+        label_dim = 0
+    except ValueError as err:  # a malformed dataset.json matters only when the labels are used
+        if cond:
+            raise ConfigError(f"--cond=True: {str(err).splitlines()[0]}") from None
         label_dim = 0
     info = DatasetInfo(name=dataset.name, resolution=dataset.resolution, num_channels=dataset.num_channels,
                        label_dim=label_dim, size=len(dataset))

@@ -484,9 +484,9 @@ class Trainer:
         if self.rank == 0:
             print("Evaluating metrics...", flush=True)
         G = copy.deepcopy(G_ema).to(self.device)
-        for metric in self.o.metrics:
-            result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=self.o.training_set_kwargs,
-                                             num_gpus=self.num_gpus, rank=self.rank, device=self.device)
+        results = metric_main.calc_metrics(self.o.metrics, G, self.o.training_set_kwargs, num_gpus=self.num_gpus,
+                                           rank=self.rank, device=self.device)
+        for result in results:  # FID/KID/PR of the same detector and counts share one feature pass
             if self.rank == 0:
                 metric_main.report_metric(result, run_dir=self.run_dir, snapshot_pkl=snapshot_pkl)
                 if self.tb_writer is not None:

@@ -63,4 +63,4 @@ def test_method_trains_and_resumes_exactly(tmp_path, emoji_zip, labelled_zip, sm
             if tensor.is_floating_point():
                 assert torch.isfinite(tensor).all(), name
     if method == "contragan":
-        assert a["G"].c_dim == 3 and a["D"].c_dim == 3
+        assert a["G"].c_dim == 3 and a["D"].c_dim == 0  # StudioGAN arrangement: the label reaches D through 2C only

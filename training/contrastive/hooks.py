@@ -10,6 +10,7 @@ Instance discrimination (one class for both FakeCLR and InsGen, configured by Me
   D phase, real branch:  q = head_r(D(T(x))),   k = key_head_r(D_ema(T'(x))),  lambda_real * InfoNCE.
   G phase:               q = head(D(T(G(z)))) with the head frozen, k = key_head(D_ema(T'(G(z)))),
                          lambda_G * InfoNCE against the fake queue, nothing enqueued.
+The query's D(T(.)) is the adversarial pass's (cl_query_view='shared') or a fresh draw ('independent').
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Variants (comma-separated, '+' combines): plain, fp32, nhwc, bf16, channels_last
 nobench, tf32, e.g. 'bf16+channels_last'. Ops: auto (the plugin on CUDA, reference on CPU), cuda
 (FAKECLR_OPS=cuda), ref (FAKECLR_OPS=ref); switched at run time, the plugins are built once.
 
-Memory: RSS (CPU) after the warm-up and after the timed steps, and the process's peak RSS so far
+Memory: RSS (CPU) after the warm-up and after the timed steps, the process's peak RSS so far, and on
+CUDA the peak allocated GPU memory of the warm-up and of the timed steps
 (one process runs every configuration, so compare the growth `rss_growth_gb` between configurations).
 `--train-args` adds train.py options to every configuration, e.g. `--train-args=--cl_query_view=independent`.
 
@@ -169,6 +170,7 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
         for _ in range(warmup):
             trainer.train_step()
         rss_warm = rss_gb()
+        peak_gb_warm = torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None
         timers = None if cuda else Timers(trainer, sync)
         for name in trainer.phase_timers:
             trainer.phase_timers[name] = 0.0
@@ -194,7 +196,7 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
         preset=preset, method=method, ops=ops, variant=variant, device=str(device), batch=opts.batch_size,
         batch_gpu=opts.batch_gpu, resolution=PRESET_RES[preset], steps=steps, warmup=warmup,
         img_per_s=images / seconds, sec_per_kimg=seconds / images * 1000, ms_per_step=seconds / steps * 1000,
-        peak_gpu_mem_gb=peak_gb, rss_gb_after_warmup=rss_warm, rss_gb_after_steps=rss_steps,
+        peak_gpu_mem_gb=peak_gb, peak_gpu_mem_gb_warmup=peak_gb_warm, rss_gb_after_warmup=rss_warm, rss_gb_after_steps=rss_steps,
         rss_growth_gb=rss_steps - rss_warm, peak_rss_gb=peak_rss_gb(), train_args=" ".join(train_args),
         phase_ms_per_step=phases,
         augment_ms_per_step=breakdown.get("augment", 0.0) / steps * 1000,

@@ -157,3 +157,4 @@ def test_contrastive_flags_without_method_are_named_once():
     assert implicit_method_note("adalinear", overrides, opts) is None
     assert implicit_method_note(None, {"fqs": None}, opts) is None
     assert "(--fqs --no_cl_on_g given" in implicit_method_note(None, {"fqs": 300, "no_cl_on_g": True}, _resolve("ada")[0])
+    assert "(--rqs --tau_m given" in implicit_method_note(None, {"tau_m": 0.001, "rqs": 80}, _resolve("ada")[0])

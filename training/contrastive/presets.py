@@ -252,8 +252,9 @@ def discriminator_label_dim(opts: MethodOptions, label_dim: int) -> int:
 # ----------------------------------------------------------------------------
 # What the start of a run says about the method.
 
-# Flags that only a contrastive method reads; given without --method they would be ignored (or,
-# for --ada_linear, give ADA-Linear), while in the FakeCLR / InsGen repositories they train FakeCLR / InsGen.
+# The upstream FakeCLR / InsGen flags: given without --method they are ignored here (or, for --ada_linear,
+# give ADA-Linear), while in the FakeCLR / InsGen repositories the same command trains FakeCLR / InsGen.
+# Any other method option given without --method is named too.
 CONTRASTIVE_ONLY_FLAGS = ("ada_linear", "fqs", "rqs", "no_cl_on_g", "no_insgen", "no_fakeclr")
 
 
@@ -261,7 +262,9 @@ def implicit_method_note(method_given: Optional[str], overrides: dict[str, Any],
     """One line when FakeCLR / InsGen flags come without --method (so no contrastive head trains)."""
     if method_given is not None:
         return None
-    flags = [name for name in CONTRASTIVE_ONLY_FLAGS if overrides.get(name) is not None]
+    given = [name for name, value in overrides.items() if value is not None]  # every method option counts
+    flags = [name for name in CONTRASTIVE_ONLY_FLAGS if name in given] + \
+        sorted(name for name in given if name not in CONTRASTIVE_ONLY_FLAGS)
     if not flags:
         return None
     runs = "ADA-Linear" if opts.ada_linear else "ADA"

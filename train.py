@@ -127,6 +127,8 @@ def _method_options(func):
 @click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
 @click.option("--rqs", help="Real queue length (InsGen) [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
 @click.option("--fqs", help="Fake queue length [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--forgetting", help="FakeCLR forgetting factor: paper (eq. 11), code (constant +1), off "
+              "[default: the preset's, paper for fakeclr]", type=click.Choice(["paper", "code", "off"]))
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
 @_method_options
 def main(ctx: click.Context, **kwargs: Any) -> None:
@@ -155,7 +157,7 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     for field, value in list(method_overrides.items()):
         if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
             method_overrides[field] = None
-    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
+    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs", "forgetting"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
@@ -175,11 +177,14 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
 
     method = o.method or "ada"
     dataset_size = o.subset if o.subset is not None else info.size
-    from training.contrastive.presets import resolve_method  # torch import deferred until the options are valid
+    from training.contrastive.presets import implicit_method_note, resolve_method  # torch import deferred until here
 
     method_opts = resolve_method(method, method_overrides, dataset_size=dataset_size,
                                  mirror=bool(o.mirror), batch=opts.batch_size, code_compat=code_compat,
                                  warn=lambda msg: print(f"Warning: {msg}", file=sys.stderr))
+    note = implicit_method_note(o.method, method_overrides, method_opts)
+    if note is not None:
+        print(note, file=sys.stderr)
     if method_opts.ada_linear and opts.get("ada_target") is None:
         raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
     if method_opts.cond_loss == "2c" and not o.cond:
@@ -278,7 +283,10 @@ def print_options(opts: dict, run_dir: str) -> None:
     print(f"Dataset resolution:  {opts['training_set_kwargs']['resolution']}")
     print(f"Dataset labels:      {opts['training_set_kwargs']['use_labels']}")
     print(f"Dataset x-flips:     {opts['training_set_kwargs']['xflip']}")
-    print(f"Method:              {opts['method_kwargs']['method']}")
+    from training.contrastive.presets import MethodOptions, describe_method
+
+    for i, line in enumerate(describe_method(MethodOptions.from_dict(opts["method_kwargs"]), opts["total_kimg"])):
+        print(f"{'Method:' if i == 0 else '':<21}{line}")
     print()
 
 

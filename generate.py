@@ -17,16 +17,12 @@ from typing import Any
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 
 from dnnlib import cli_errors, util
+from training.latent_io import pick_device, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def make_label(G: Any, class_idx: int | None, device: torch.device) -> torch.Tensor:
@@ -42,17 +38,6 @@ def make_label(G: Any, class_idx: int | None, device: torch.device) -> torch.Ten
     label = torch.zeros([1, G.c_dim], device=device)
     label[0, class_idx] = 1
     return label
-
-
-def to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8 (x * 127.5 + 128, clamped), as upstream saves images."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def save_png(array: np.ndarray, path: str) -> None:
-    image = PIL.Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else PIL.Image.fromarray(array, "RGB")
-    with util.atomic_write(path, "wb") as f:
-        image.save(f, format="PNG")
 
 
 def tile_grid(images: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import click
 import torch
 
-from dnnlib import util
+from dnnlib import cli_errors, util
 from metrics import metric_main
 
 
@@ -26,12 +26,14 @@ def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict
     """--data/--mirror override the dataset options stored in the snapshot."""
     if data is not None:
         if not os.path.exists(data):
-            raise click.BadParameter(f"{data}: no such dataset folder or zip", param_hint="--data")
+            raise cli_errors.OneLineError(f"--data={data}: no such dataset folder or zip; give one made by "
+                                          f"dataset_tool.py", exit_code=2)
         kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=data)
     elif network_data.get("training_set_kwargs") is not None:
         kwargs = dict(network_data["training_set_kwargs"])
     else:
-        raise click.UsageError("the network pickle holds no dataset options; give the real images with --data")
+        raise cli_errors.OneLineError("--network: the pickle holds no dataset options; give the real images with "
+                                      "--data", exit_code=2)
     if mirror is not None:
         kwargs["xflip"] = bool(mirror)
     return kwargs
@@ -42,11 +44,13 @@ def check_dataset_matches(dataset_kwargs: dict, G: Any) -> None:
 
     dataset = open_dataset(dataset_kwargs)
     if dataset.resolution != G.img_resolution:
-        raise click.UsageError(f"dataset {dataset_kwargs.get('path')} is {dataset.resolution} px but the network "
-                               f"makes {G.img_resolution} px images; pass matching images with --data")
+        raise cli_errors.OneLineError(f"{dataset_kwargs.get('path')}: the dataset is {dataset.resolution} px but "
+                                      f"the network makes {G.img_resolution} px images; pass matching images with "
+                                      f"--data", exit_code=2)
     if G.c_dim != 0 and dataset.label_dim != G.c_dim:
-        raise click.UsageError(f"the network is conditional ({G.c_dim} classes) but the dataset has "
-                               f"{dataset.label_dim} label dims; use a labelled dataset (dataset.json) with --data")
+        raise cli_errors.OneLineError(f"{dataset_kwargs.get('path')}: the network is conditional ({G.c_dim} "
+                                      f"classes) but the dataset has {dataset.label_dim} label dims; use a labelled "
+                                      f"dataset (dataset.json) with --data", exit_code=2)
 
 
 def run_metrics(rank: int, args: util.EasyDict, temp_dir: str) -> None:
@@ -59,12 +63,12 @@ def run_metrics(rank: int, args: util.EasyDict, temp_dir: str) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
     G = copy.deepcopy(args.G).eval().requires_grad_(False).to(device)
-    for metric in args.metrics:
-        if rank == 0 and args.verbose:
-            print(f"Calculating {metric}...")
-        result = metric_main.calc_metric(metric, G, args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
-                                         device=device, batch_size=args.batch, progress=args.verbose,
-                                         inception=args.inception, vgg16=args.vgg16)
+    if rank == 0 and args.verbose:
+        print(f"Calculating {', '.join(args.metrics)}...")
+    results = metric_main.calc_metrics(args.metrics, G, args.dataset_kwargs, num_gpus=args.num_gpus, rank=rank,
+                                       device=device, batch_size=args.batch, progress=args.verbose,
+                                       inception=args.inception, vgg16=args.vgg16)
+    for result in results:  # one feature pass for FID/KID/PR metrics that share a detector and counts
         if rank == 0:
             metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
     if args.num_gpus > 1:
@@ -82,10 +86,12 @@ def _parse_metrics(ctx: click.Context, param: click.Parameter, value: str) -> li
 
 
 @click.command()
-@click.option("--network", "network_pkl", help="Network pickle filename or URL", metavar="PATH", required=True)
+@click.option("--network", "network_pkl", help="Network pickle filename or URL", metavar="PATH", required=True,
+              callback=cli_errors.expand_user)
 @click.option("--metrics", callback=_parse_metrics, default="fid50k_full", show_default=True,
               help="Comma-separated list of metrics (few-shot counts such as fid5k_full work too)")
-@click.option("--data", type=str, metavar="PATH", help="Dataset to evaluate against  [default: from the pickle]")
+@click.option("--data", type=str, metavar="PATH", help="Dataset to evaluate against  [default: from the pickle]",
+              callback=cli_errors.expand_user)
 @click.option("--mirror", type=bool, metavar="BOOL", help="Include x-flips of the dataset  [default: from the pickle]")
 @click.option("--gpus", "num_gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs")
 @click.option("--verbose", type=bool, default=True, show_default=True, metavar="BOOL", help="Print progress")
@@ -95,22 +101,23 @@ def _parse_metrics(ctx: click.Context, param: click.Parameter, value: str) -> li
 def main(network_pkl: str, metrics: list[str], data: str | None, mirror: bool | None, num_gpus: int, verbose: bool,
          batch: int, inception: str | None, vgg16: str | None) -> None:
     """Calculate quality metrics for a previous training run or a pretrained network pickle."""
-    from training.network_pickle import load_network_pkl
+    from training.network_pickle import NetworkPickleError, load_network_pkl
 
     if num_gpus > 1 and torch.cuda.is_available() and num_gpus > torch.cuda.device_count():
         raise click.BadParameter(f"{num_gpus} requested, {torch.cuda.device_count()} visible", param_hint="--gpus")
     if verbose:
         print(f'Loading network from "{network_pkl}"...')
-    try:
+    with cli_errors.one_line_errors(FileNotFoundError, prefix="--network=", exit_code=2), \
+            cli_errors.one_line_errors(NetworkPickleError):
         network_data = load_network_pkl(network_pkl)
-    except (FileNotFoundError, IOError) as err:
-        raise click.BadParameter(str(err), param_hint="--network") from None
     args = util.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, batch=batch, inception=inception,
                          vgg16=vgg16, network_pkl=network_pkl, G=network_data["G_ema"])
     args.dataset_kwargs = dataset_kwargs_for(data, mirror, network_data)
-    check_dataset_matches(args.dataset_kwargs, args.G)
+    with cli_errors.one_line_errors(ValueError, OSError, fix="rebuild the dataset with dataset_tool.py"):
+        check_dataset_matches(args.dataset_kwargs, args.G)
     args.run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None
-    with tempfile.TemporaryDirectory() as temp_dir:
+    # Detector weights, a corrupt image found mid-way, a full disk at the stats cache or the result file.
+    with cli_errors.one_line_errors(ValueError, OSError), tempfile.TemporaryDirectory() as temp_dir:
         if num_gpus == 1:
             run_metrics(0, args, temp_dir)
         else:

@@ -6,6 +6,8 @@
 Output layout (directory or zip of stored, uncompressed entries): image k as `<k//1000:05d>/img<k:08d>.png`
 (uncompressed PNG, grayscale or RGB) plus `dataset.json` = {"labels": [[file, label], ...]} or {"labels": null}.
 Everything is written under a temporary name and renamed at the end, so an error or Ctrl-C leaves nothing behind.
+Mixed colour modes are refused unless `--convert=rgb|l` turns every image (RGBA, palette, 16-bit, grayscale)
+into one mode, compositing alpha over `--background`.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ import click
 import numpy as np
 import PIL.Image
 
+from dnnlib.cli_errors import expand_user
 from dnnlib.progress import ProgressBar
 from dnnlib.util import atomic_write, current_umask
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELS_FILE = "dataset.json"
 RESIZE_FILTERS = {"box": PIL.Image.BOX, "lanczos": PIL.Image.LANCZOS}
+CONVERT_MODES = ("rgb", "l")
+BACKGROUNDS = {"white": 255.0, "black": 0.0}
 
 
 class ToolError(click.ClickException):
@@ -57,10 +62,10 @@ class SourceImage:
 
 
 @click.command()
-@click.option("--source", required=True, metavar="PATH",
+@click.option("--source", required=True, metavar="PATH", callback=expand_user,
               help="Input: image directory (searched recursively), .zip, CIFAR-10 python tarball, "
                    "MNIST train-images-idx3-ubyte.gz, or LSUN LMDB directory")
-@click.option("--dest", required=True, metavar="PATH", help="Output directory or .zip archive")
+@click.option("--dest", required=True, metavar="PATH", callback=expand_user, help="Output directory or .zip archive")
 @click.option("--max-images", type=click.IntRange(min=1), metavar="INT", help="Stop after this many images")
 @click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide"]), help="Crop before resizing")
 @click.option("--resolution", metavar="WxH", help="Output size, e.g. 256x256 (same as --width/--height)")
@@ -68,6 +73,10 @@ class SourceImage:
 @click.option("--height", type=click.IntRange(min=1), metavar="INT", help="Output height")
 @click.option("--resize-filter", type=click.Choice(list(RESIZE_FILTERS)), default="lanczos", show_default=True,
               help="Resampling filter")
+@click.option("--convert", type=click.Choice(CONVERT_MODES), help="Turn every image into RGB or grayscale (L): "
+              "alpha is composited over --background, palettes expanded, 16-bit scaled to 8-bit")
+@click.option("--background", type=click.Choice(list(BACKGROUNDS)), help="Colour under transparent pixels with "
+              "--convert  [default: white]")
 @click.option("--strict", is_flag=True, help="Abort on an undecodable image instead of skipping it")
 @click.option("--force", is_flag=True, help="Replace a non-empty existing --dest")
 def main(**kwargs: Any) -> None:
@@ -84,11 +93,15 @@ def convert_dataset(
     width: int | None = None,
     height: int | None = None,
     resize_filter: str = "lanczos",
+    convert: str | None = None,
+    background: str | None = None,
     strict: bool = False,
     force: bool = False,
 ) -> int:
     """Run the whole conversion; returns the number of images written. Raises ToolError on bad input."""
     width, height = resolve_size(resolution, width, height)
+    if background is not None and convert is None:
+        raise ToolError(f"--background={background} only applies with --convert; add --convert=rgb (or l)")
     if transform is not None and (width is None or height is None):
         raise ToolError(f"--transform={transform} needs an output size; add --resolution=WxH (or --width and --height)")
     if transform == "center-crop-wide" and height > width:
@@ -97,13 +110,20 @@ def convert_dataset(
         raise ToolError(f"--source {source}: no such file or directory")
     check_dest(source, dest, force)
     apply_transform = make_transform(transform, width, height, resize_filter)
-    with open_source(source) as (total, items):
+    to_one_mode = make_mode_converter(convert, BACKGROUNDS[background or "white"])
+    with open_source(source, exclude=dest) as (total, items):
         if total == 0:
             raise ToolError(f"--source {source}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
         if max_images is not None:
             total = min(total, max_images)
-        with open_writer(dest, force) as writer:
-            count = write_images(items, total, apply_transform, writer, strict)
+        try:
+            with open_writer(dest, force) as writer:
+                count = write_images(items, total, lambda image, name: apply_transform(to_one_mode(image, name)),
+                                     writer, strict)
+        except OSError as err:  # the writer has removed its temporary output already
+            reason = (err.strerror or str(err)).lower()
+            raise ToolError(f"--dest {dest}: cannot write ({reason}); free some disk space or choose a writable "
+                            f"--dest") from None
     click.echo(f"Wrote {count} images to {dest}", err=True)
     return count
 
@@ -150,7 +170,7 @@ def is_zip_path(path: str) -> bool:
 def write_images(
     items: Iterable[SourceImage],
     total: int,
-    apply_transform: Callable[[np.ndarray], np.ndarray | None],
+    apply_transform: Callable[[np.ndarray, str], np.ndarray | None],
     writer: "DatasetWriter",
     strict: bool,
 ) -> int:
@@ -167,7 +187,7 @@ def write_images(
                 raise ToolError(f"{item.name}: cannot decode ({err}); remove it or drop --strict to skip it") from None
             warn(f"skipping {item.name}: cannot decode ({err})")
             continue
-        image = apply_transform(image)
+        image = apply_transform(image, item.name)
         if image is None:
             warn(f"skipping {item.name}: too small for the requested crop")
             continue
@@ -193,7 +213,7 @@ def check_image(image: np.ndarray, first_shape: tuple[int, int, int] | None, nam
     if first_shape is None:
         if c not in (1, 3):
             raise ToolError(f"{name}: has {c} channels; only grayscale (1) or RGB (3) images are supported "
-                            f"(convert it, e.g. drop the alpha channel)")
+                            f"(pass --convert=rgb to composite the alpha channel over --background)")
         if w != h:
             raise ToolError(f"{name}: output image is {w}x{h} but must be square; "
                             f"use --transform=center-crop --resolution=NxN")
@@ -202,7 +222,7 @@ def check_image(image: np.ndarray, first_shape: tuple[int, int, int] | None, nam
         return (h, w, c)
     if c != first_shape[2]:
         raise ToolError(f"{name}: has {c} channels but the first image has {first_shape[2]}; "
-                        f"convert all images to RGB (or all to grayscale)")
+                        f"pass --convert=rgb (or --convert=l) to turn all images into one mode")
     if (h, w) != first_shape[:2]:
         raise ToolError(f"{name}: is {w}x{h} but the first image is {first_shape[1]}x{first_shape[0]}; "
                         f"use --transform=center-crop --resolution=WxH to make all images one size")
@@ -267,13 +287,14 @@ def make_transform(
 
 
 @contextlib.contextmanager
-def open_source(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
+def open_source(path: str, exclude: str | None = None) -> Iterator[tuple[int, Iterable[SourceImage]]]:
+    """exclude: the --dest path; when it lies inside a source folder its files (and temp copies) are skipped."""
     if os.path.isdir(path):
         if path.rstrip("/\\").endswith("_lmdb") or os.path.isfile(os.path.join(path, "data.mdb")):
             with open_lmdb(path) as opened:
                 yield opened
         else:
-            yield open_image_folder(path)
+            yield open_image_folder(path, exclude)
     elif is_zip_path(path) or zipfile.is_zipfile(path):
         with open_zip(path) as opened:
             yield opened
@@ -287,7 +308,8 @@ def open_source(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
 
 
 def decode_image(data: Callable[[], Any], name: str) -> np.ndarray:
-    """Decode with PIL, normalising modes to L or RGB (alpha and 16-bit kept so the checks can name them)."""
+    """Decode with PIL into L, LA, RGB or RGBA uint8, or 16-bit grayscale (alpha and 16-bit are kept so that
+    --convert can handle them and the checks can name them otherwise)."""
     try:
         with data() as f:
             pil = PIL.Image.open(f)
@@ -298,49 +320,150 @@ def decode_image(data: Callable[[], Any], name: str) -> np.ndarray:
         pil = pil.convert("L")
     elif pil.mode == "P":
         pil = pil.convert("RGBA" if "transparency" in pil.info else "RGB")
+    elif pil.mode == "PA":
+        pil = pil.convert("RGBA")
     elif pil.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         pil = pil.convert("RGB")
-    elif pil.mode not in ("L", "RGB", "RGBA", "LA"):
-        raise ToolError(f"{name}: image mode {pil.mode} (16-bit or float) is not supported; save it as 8-bit RGB")
+    elif pil.mode not in ("L", "RGB", "RGBA", "LA") and not pil.mode.startswith(SIXTEEN_BIT_MODES):
+        raise ToolError(f"{name}: image mode {pil.mode} (float or multi-band) is not supported; save it as 8-bit RGB")
     return np.asarray(pil)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Colour modes: refuse anything but 8-bit, or with --convert turn every image into one mode.
+
+SIXTEEN_BIT_MODES = ("I;16", "I")  # PNG 16-bit grayscale opens as one of these (values 0..65535)
+
+
+def make_mode_converter(convert: str | None, background: float) -> Callable[[np.ndarray, str], np.ndarray]:
+    """image, name -> image in one mode ("rgb": HxWx3, "l": HxW), or unchanged 8-bit when convert is None."""
+
+    def keep_8bit(image: np.ndarray, name: str) -> np.ndarray:
+        if image.dtype != np.uint8:
+            raise ToolError(f"{name}: is a {8 * image.dtype.itemsize}-bit image; pass --convert=l (or rgb) to scale "
+                            f"it to 8-bit, or save it as 8-bit")
+        return image
+
+    def to_one_mode(image: np.ndarray, name: str) -> np.ndarray:
+        image = to_8bit(image)
+        if image.ndim == 2:
+            image = image[:, :, np.newaxis]
+        if image.shape[2] in (2, 4):  # LA, RGBA: alpha last
+            image = composite(image, background)
+        if convert == "rgb" and image.shape[2] == 1:
+            return np.repeat(image, 3, axis=2)
+        if convert == "l" and image.shape[2] == 3:
+            return np.asarray(PIL.Image.fromarray(image, "RGB").convert("L"))  # ITU-R 601 luma, as PIL does
+        return image[:, :, 0] if image.shape[2] == 1 else image
+
+    return keep_8bit if convert is None else to_one_mode
+
+
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """16-bit values 0..65535 keep their top byte (65535 -> 255), as PIL and image editors do."""
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+
+
+def composite(image: np.ndarray, background: float) -> np.ndarray:
+    """Colour channels over a uniform background, weighted by the last (alpha) channel."""
+    alpha = image[:, :, -1:].astype(np.float32) / 255.0
+    colour = image[:, :, :-1].astype(np.float32)
+    return np.round(colour * alpha + background * (1.0 - alpha)).astype(np.uint8)
+
+
+LABELS_EXAMPLE = '{"labels": [["path/img.png", 3], ...]} or {"labels": null}'
+
+
 def read_source_labels(read_json: Callable[[], Any] | None, where: str) -> dict[str, Any]:
-    """Labels by relative path from a source dataset.json (empty when absent or null)."""
+    """Labels by relative path from a source dataset.json (empty when absent or null); names what is malformed."""
     if read_json is None:
         return {}
     try:
         with read_json() as f:
             meta = json.load(f)
-        entries = meta["labels"]
-        if entries is None:
-            return {}
-        labels = {str(name).replace("\\", "/"): label for name, label in entries}
-    except Exception as err:  # noqa: BLE001 - any malformed content
-        raise ToolError(f"{where}: malformed labels file ({type(err).__name__}: {err}); "
-                        f"expected {{\"labels\": [[\"path/img.png\", 3], ...]}} or {{\"labels\": null}}") from None
-    for name, label in labels.items():
-        valid = (isinstance(label, int) and not isinstance(label, bool) and label >= 0) or (
-            isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in label))
-        if not valid:
-            raise ToolError(f"{where}: label of {name} is {label!r}; use a class index >= 0 or a list of numbers")
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8 or not JSON
+        raise ToolError(f"{where}: not a readable JSON file ({type(err).__name__}: {err}); expected "
+                        f"{LABELS_EXAMPLE}") from None
+    if not isinstance(meta, dict) or "labels" not in meta:
+        raise ToolError(f"{where}: no \"labels\" entry; expected {LABELS_EXAMPLE}")
+    entries = meta["labels"]
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise ToolError(f"{where}: \"labels\" is a {type(entries).__name__}; expected {LABELS_EXAMPLE}")
+    labels: dict[str, Any] = {}
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise ToolError(f"{where}: entry {i} is {json.dumps(entry)[:60]}; expected [\"path/img.png\", label]")
+        labels[entry[0].replace("\\", "/")] = entry[1]
+    check_label_values(labels, where)
     return labels
 
 
-def open_image_folder(path: str) -> tuple[int, list[SourceImage]]:
-    rel_paths = []
-    for root, _dirs, files in os.walk(path):
-        for f in files:
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                rel_paths.append(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"))
-    rel_paths.sort()
+def check_label_values(labels: dict[str, Any], where: str) -> None:
+    """All class indices >= 0, or all number vectors of one length (the first entry sets the kind)."""
+    first_name, first = next(iter(labels.items()), (None, None))
+    for name, label in labels.items():
+        is_class = isinstance(label, int) and not isinstance(label, bool) and label >= 0
+        is_vector = isinstance(label, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    for v in label)
+        if not (is_class or is_vector):
+            raise ToolError(f"{where}: label of {name} is {json.dumps(label)[:40]}; use a class index >= 0 or a "
+                            f"list of numbers")
+        if is_vector and isinstance(first, list) and len(label) != len(first):
+            raise ToolError(f"{where}: label of {name} has {len(label)} values but that of {first_name} has "
+                            f"{len(first)}; give every image a label vector of one length")
+        if is_class != (isinstance(first, int) and not isinstance(first, bool)):
+            raise ToolError(f"{where}: label of {name} is {json.dumps(label)[:40]} but that of {first_name} is "
+                            f"{json.dumps(first)[:40]}; use class indices for all images or vectors for all")
+
+
+def labels_for(names: list[str], labels: dict[str, Any], where: str) -> list[Any]:
+    """Each image's label; with a labels file every image must have one (a misspelt entry is named)."""
+    if not labels:
+        return [None] * len(names)
+    missing = [name for name in names if name not in labels]
+    if missing:
+        unknown = sorted(set(labels) - set(names))
+        hint = f" ({where} names {unknown[0]}, which is not an image here: misspelt?)" if unknown else ""
+        raise ToolError(f"{where}: no label for {missing[0]} ({len(missing)} of {len(names)} images unlabelled)"
+                        f"{hint}; label every image or set \"labels\" to null")
+    return [labels[name] for name in names]
+
+
+def open_image_folder(path: str, exclude: str | None = None) -> tuple[int, list[SourceImage]]:
+    rel_paths = list_folder_images(path, exclude)
     labels_path = os.path.join(path, LABELS_FILE)
     labels = read_source_labels((lambda: open(labels_path, "rb")) if os.path.isfile(labels_path) else None, labels_path)
     items = []
-    for rel in rel_paths:
+    for rel, label in zip(rel_paths, labels_for(rel_paths, labels, labels_path)):
         full = os.path.join(path, rel)
-        items.append(SourceImage(full, _bind_read(lambda p=full: open(p, "rb"), full), labels.get(rel)))
+        items.append(SourceImage(full, _bind_read(lambda p=full: open(p, "rb"), full), label))
     return len(items), items
+
+
+def list_folder_images(path: str, exclude: str | None) -> list[str]:
+    """Sorted relative paths of the images under path, leaving out --dest (and its temp copies) if inside."""
+    skip = os.path.abspath(exclude) if exclude is not None else None
+
+    def is_output(full: str) -> bool:
+        base = os.path.basename(skip) if skip else ""
+        return skip is not None and (full == skip or (os.path.dirname(full) == os.path.dirname(skip)
+                                                      and os.path.basename(full).startswith(f".{base}.")))
+
+    def unreadable(err: OSError) -> None:
+        raise ToolError(f"--source {path}: cannot read {err.filename} ({(err.strerror or str(err)).lower()}); "
+                        f"check its permissions")
+
+    rel_paths = []
+    for root, dirs, files in os.walk(path, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not is_output(os.path.abspath(os.path.join(root, d)))]
+        for f in files:
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not is_output(os.path.abspath(os.path.join(root, f))):
+                rel_paths.append(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"))
+    return sorted(rel_paths)
 
 
 @contextlib.contextmanager
@@ -354,8 +477,8 @@ def open_zip(path: str) -> Iterator[tuple[int, list[SourceImage]]]:
         where = f"{path}/{LABELS_FILE}"
         has_labels = LABELS_FILE in archive.namelist()
         labels = read_source_labels((lambda: archive.open(LABELS_FILE)) if has_labels else None, where)
-        items = [SourceImage(f"{path}/{n}", _bind_read(lambda n=n: archive.open(n), f"{path}/{n}"), labels.get(n))
-                 for n in names]
+        items = [SourceImage(f"{path}/{n}", _bind_read(lambda n=n: archive.open(n), f"{path}/{n}"), label)
+                 for n, label in zip(names, labels_for(names, labels, where))]
         yield len(items), items
 
 

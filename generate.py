@@ -17,16 +17,12 @@ from typing import Any
 
 import click
 import numpy as np
-import PIL.Image
 import torch
 
-from dnnlib import util
+from dnnlib import cli_errors, util
+from training.latent_io import pick_device, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def make_label(G: Any, class_idx: int | None, device: torch.device) -> torch.Tensor:
@@ -42,17 +38,6 @@ def make_label(G: Any, class_idx: int | None, device: torch.device) -> torch.Ten
     label = torch.zeros([1, G.c_dim], device=device)
     label[0, class_idx] = 1
     return label
-
-
-def to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8 (x * 127.5 + 128, clamped), as upstream saves images."""
-    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def save_png(array: np.ndarray, path: str) -> None:
-    image = PIL.Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else PIL.Image.fromarray(array, "RGB")
-    with util.atomic_write(path, "wb") as f:
-        image.save(f, format="PNG")
 
 
 def tile_grid(images: np.ndarray) -> np.ndarray:
@@ -106,14 +91,13 @@ def generate_images(network_pkl: str, seeds: list[int] | None, truncation_psi: f
                     class_idx: int | None = None, projected_w: str | None = None, grid: bool = False,
                     batch: int = 16, device: torch.device | None = None) -> list[str]:
     """Write the PNGs; returns their paths."""
-    from training.network_pickle import load_network_pkl  # heavy import kept out of --help
+    from training.network_pickle import NetworkPickleError, load_network_pkl  # heavy import kept out of --help
 
     device = device or pick_device()
     print(f'Loading networks from "{network_pkl}"...')
-    try:
+    with cli_errors.one_line_errors(FileNotFoundError, prefix="--network=", exit_code=2), \
+            cli_errors.one_line_errors(NetworkPickleError):
         G = load_network_pkl(network_pkl)["G_ema"].eval().requires_grad_(False).to(device)
-    except (FileNotFoundError, IOError) as err:
-        raise click.BadParameter(str(err), param_hint="--network") from None
     if projected_w is not None:
         if seeds:
             print("warning: --seeds is ignored when using --projected-w")
@@ -146,19 +130,22 @@ def _parse_seeds(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 @click.command()
-@click.option("--network", "network_pkl", help="Network pickle filename or URL", required=True)
+@click.option("--network", "network_pkl", help="Network pickle filename or URL", required=True,
+              callback=cli_errors.expand_user)
 @click.option("--seeds", callback=_parse_seeds, help="List of random seeds, e.g. 0-9,20,30-35")
 @click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, help="Truncation psi")
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True, help="Noise mode")
 @click.option("--projected-w", type=str, metavar="FILE", help="Projection result file (.npz with 'w')")
-@click.option("--outdir", type=str, required=True, metavar="DIR", help="Where to save the output images")
+@click.option("--outdir", type=str, required=True, metavar="DIR", help="Where to save the output images",
+              callback=cli_errors.expand_user)
 @click.option("--grid", is_flag=True, help="Write all images as one grid.png instead of one PNG each")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Images per forward pass")
 def main(network_pkl: str, seeds: list[int] | None, truncation_psi: float, class_idx: int | None, noise_mode: str,
          projected_w: str | None, outdir: str, grid: bool, batch: int) -> None:
     """Generate images using a pretrained network pickle."""
-    paths = generate_images(network_pkl, seeds, truncation_psi, noise_mode, outdir, class_idx, projected_w, grid, batch)
+    with cli_errors.one_line_errors(OSError):  # the loader reports its own; what is left is writing --outdir
+        paths = generate_images(network_pkl, seeds, truncation_psi, noise_mode, outdir, class_idx, projected_w, grid, batch)
     print(f"Wrote {len(paths)} file(s) to {outdir}")
 
 

@@ -81,7 +81,7 @@ def _method_options(func):
 @click.pass_context
 # General options.
 @click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
-@click.option("--gpus", help="Number of GPUs [default: 1]", type=int, default=1, metavar="INT")
+@click.option("--gpus", help="Number of GPUs [default: 1; WORLD_SIZE under torchrun]", type=int, default=None, metavar="INT")
 @click.option("--cpu-procs", "--cpu_procs", "cpu_procs", help="Run --gpus=N processes on the CPU (no GPUs needed) [default: false]",
               type=bool, default=False, metavar="BOOL")
 @click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
@@ -132,8 +132,10 @@ def _method_options(func):
 @click.option("--no_insgen", "--no-insgen", "no_insgen", help="Disable InsGen's contrastive heads", type=bool)
 @click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
 @click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
-@click.option("--rqs", help="Real queue length (InsGen) [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
-@click.option("--fqs", help="Fake queue length [default: 5%% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--rqs", help="Real queue length (InsGen) [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fqs", help="Fake queue length [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--forgetting", help="FakeCLR forgetting factor: paper (eq. 11), code (constant +1), off "
+              "[default: the preset's, paper for fakeclr]", type=click.Choice(["paper", "code", "off"]))
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
 @_method_options
 def main(ctx: click.Context, **kwargs: Any) -> None:
@@ -194,10 +196,12 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     for field, value in list(method_overrides.items()):
         if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
             method_overrides[field] = None
-    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs"):
+    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs", "forgetting"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")
     resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
+    if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
+        kwargs["gpus"] = torchrun_world_size() or 1
     for name in ("data", "outdir", "resume"):  # `~` as a shell would expand it (click does not)
         if kwargs.get(name):
             kwargs[name] = os.path.expanduser(kwargs[name])
@@ -206,16 +210,19 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     o.ada_linear = bool(method_overrides.get("ada_linear"))
     validate_basic(o)
 
-    info = inspect_dataset(o.data)
+    info = inspect_dataset(o.data, cond=bool(o.cond))
     metrics = parse_metrics(kwargs.get("metrics"), info.size)
     opts, desc = build_training_options(o, info, metrics)
     method = o.method or "ada"
     dataset_size = o.subset if o.subset is not None else info.size
-    from training.contrastive.presets import resolve_method  # torch import deferred until the options are valid
+    from training.contrastive.presets import implicit_method_note, resolve_method  # torch import deferred until here
 
     method_opts = resolve_method(method, method_overrides, dataset_size=dataset_size,
                                  mirror=bool(o.mirror), batch=opts.batch_size, code_compat=code_compat,
                                  warn=lambda msg: print(f"Warning: {msg}", file=sys.stderr))
+    note = implicit_method_note(o.method, method_overrides, method_opts)
+    if note is not None:
+        print(note, file=sys.stderr)
     if method_opts.ada_linear and opts.get("ada_target") is None:
         raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
     if method_opts.cond_loss == "2c" and not o.cond:
@@ -259,10 +266,10 @@ def parse_grid(value: str) -> list[int]:
     return [int(parts[0]), int(parts[1])]
 
 
-def inspect_dataset(path: str) -> DatasetInfo:
+def inspect_dataset(path: str, cond: bool = False) -> DatasetInfo:
     if not path or not os.path.exists(path):
         raise ConfigError(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
-    from training.dataset import ImageFolderDataset
+    from training.dataset import ImageFolderDataset, NoLabels
 
     try:
         dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
@@ -270,7 +277,11 @@ def inspect_dataset(path: str) -> DatasetInfo:
         raise ConfigError(f"--data={path}: {str(err).splitlines()[0]}") from None
     try:
         label_dim = ImageFolderDataset(path=path, use_labels=True, cache_in_ram=False).label_dim
-    except ValueError:  # no dataset.json labels
+    except NoLabels:
+        label_dim = 0
+    except ValueError as err:  # a malformed dataset.json matters only when the labels are used
+        if cond:
+            raise ConfigError(f"--cond=True: {str(err).splitlines()[0]}") from None
         label_dim = 0
     info = DatasetInfo(name=dataset.name, resolution=dataset.resolution, num_channels=dataset.num_channels,
                        label_dim=label_dim, size=len(dataset))
@@ -326,7 +337,10 @@ def print_options(opts: dict, run_dir: str) -> None:
     print(f"Dataset resolution:  {opts['training_set_kwargs']['resolution']}")
     print(f"Dataset labels:      {opts['training_set_kwargs']['use_labels']}")
     print(f"Dataset x-flips:     {opts['training_set_kwargs']['xflip']}")
-    print(f"Method:              {opts['method_kwargs']['method']}")
+    from training.contrastive.presets import MethodOptions, describe_method
+
+    for i, line in enumerate(describe_method(MethodOptions.from_dict(opts["method_kwargs"]), opts["total_kimg"])):
+        print(f"{'Method:' if i == 0 else '':<21}{line}")
     for line in resume_lines(opts):
         print(line)
     print()
@@ -353,9 +367,15 @@ def resume_lines(opts: dict) -> list[str]:
 # Launching: in-process, spawned processes, or under torchrun.
 
 
+def torchrun_world_size() -> Optional[int]:
+    """WORLD_SIZE when started by torchrun (or another env:// launcher), else None."""
+    value = os.environ.get("WORLD_SIZE")
+    return int(value) if value else None
+
+
 def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        launch_torchrun(opts, run_dir)
+    if (torchrun_world_size() or 1) > 1:
+        launch_torchrun(opts)
         return
     print_options(opts, run_dir)
     lock = create_run_dir(opts, run_dir)
@@ -430,30 +450,48 @@ def spawn_processes(opts: dict) -> None:
             signal.signal(sig, handler)
 
 
-def launch_torchrun(opts: dnnlib.EasyDict, run_dir: str) -> None:
-    """Under torchrun every rank parses the options; rank 0 creates the run directory for all."""
-    import torch
-
+def launch_torchrun(opts: dnnlib.EasyDict) -> None:
+    """Under torchrun (one node or several) every rank parses the options; global rank 0's are
+    authoritative: it creates the run directory, and every rank trains with its options."""
     from training import distributed
     from training.training_loop import default_device
 
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world_size != opts.num_gpus:
-        raise click.ClickException(f"--gpus={opts.num_gpus} differs from torchrun's WORLD_SIZE={world_size}")
+        raise click.ClickException(f"--gpus={opts.num_gpus}: differs from torchrun's WORLD_SIZE={world_size}; "
+                                   f"leave --gpus out under torchrun")
     device = default_device(int(os.environ.get("LOCAL_RANK", rank)), cpu_only=bool(opts.get("cpu_procs")))
     distributed.init_process_group(rank, world_size, None, device)
+    opts = agree_on_options(opts, rank, device)
     lock = None
     if rank == 0:
-        print_options(opts, run_dir)
-        lock = create_run_dir(opts, run_dir)
-    shared = [run_dir]
-    torch.distributed.broadcast_object_list(shared, src=0)
-    opts.run_dir = shared[0]
+        print_options(opts, opts.run_dir)
+        lock = create_run_dir(opts, opts.run_dir)
+    distributed.barrier()  # the run directory exists before any rank opens its log
     try:
         subprocess_fn(rank, opts, None, device=device)
     finally:
         if lock is not None:
             rundir.release_run_lock(lock)
+
+
+def agree_on_options(opts: dnnlib.EasyDict, rank: int, device: Any) -> dnnlib.EasyDict:
+    """Rank 0's options for every rank; all ranks stop if a node resolved different ones (a
+    different dataset, or an --outdir that is not shared, so --resume=latest finds another run)."""
+    import torch
+
+    from training import distributed
+
+    shared = [dict(opts)]
+    torch.distributed.broadcast_object_list(shared, src=0)
+    ours = {key: value for key, value in opts.items() if key != "run_dir"}
+    theirs = {key: value for key, value in shared[0].items() if key != "run_dir"}
+    differing = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
+    if distributed.any_rank(bool(differing), device):
+        detail = f"rank {rank} differs from rank 0 in {', '.join(differing)}" if differing else "another rank differs"
+        raise click.ClickException(f"torchrun: the ranks resolved different training options ({detail}); "
+                                   f"give every node the same command line and a shared filesystem for --outdir and --data")
+    return dnnlib.EasyDict(shared[0])
 
 
 def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None) -> None:

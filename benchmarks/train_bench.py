@@ -16,6 +16,11 @@ Variants (comma-separated, '+' combines): plain, fp32, nhwc, bf16, channels_last
 nobench, tf32, e.g. 'bf16+channels_last'. Ops: auto (the plugin on CUDA, reference on CPU), cuda
 (FAKECLR_OPS=cuda), ref (FAKECLR_OPS=ref); switched at run time, the plugins are built once.
 
+Memory: RSS (CPU) after the warm-up and after the timed steps, the process's peak RSS so far, and on
+CUDA the peak allocated GPU memory of the warm-up and of the timed steps
+(one process runs every configuration, so compare the growth `rss_growth_gb` between configurations).
+`--train-args` adds train.py options to every configuration, e.g. `--train-args=--cl_query_view=independent`.
+
 Per-phase times: on the CPU the loop's own phase timers (the CPU is synchronous); on CUDA a
 separate pass of the same length with a device synchronisation around each phase (the throughput
 pass runs without it). 'augment' and 'contrastive' are time spent inside the phases (nested:
@@ -125,8 +130,21 @@ class Timers:
         return wrapped
 
 
+def rss_gb() -> float:
+    import psutil
+
+    return psutil.Process(os.getpid()).memory_info().rss / 2 ** 30
+
+
+def peak_rss_gb() -> float:
+    """The process's peak resident set size so far (ru_maxrss is in KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
 def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warmup: int, batch: Optional[int],
-              cache_dir: str, device_name: str) -> dict:
+              cache_dir: str, device_name: str, breakdown: bool = True, train_args: tuple[str, ...] = ()) -> dict:
     import torch
 
     from torch_utils import training_stats
@@ -134,7 +152,7 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
 
     data = build_dataset(PRESET_RES[preset], cache_dir)
     args = [f"--outdir={os.path.join(cache_dir, 'runs')}", f"--data={data}", f"--cfg={preset}", f"--method={method}",
-            "--metrics=none", "--workers=1", "--kimg=1000", *variant_flags(variant)]
+            "--metrics=none", "--workers=1", "--kimg=1000", *variant_flags(variant), *train_args]
     if batch is not None:
         args.append(f"--batch={batch}")
     opts = resolve_train_options(args)
@@ -151,6 +169,8 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
         trainer.setup()
         for _ in range(warmup):
             trainer.train_step()
+        rss_warm = rss_gb()
+        peak_gb_warm = torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None
         timers = None if cuda else Timers(trainer, sync)
         for name in trainer.phase_timers:
             trainer.phase_timers[name] = 0.0
@@ -162,12 +182,13 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
             trainer.train_step()
         sync()
         seconds = time.perf_counter() - start
+        rss_steps = rss_gb()
         peak_gb = torch.cuda.max_memory_allocated(device) / 2 ** 30 if cuda else None
-        if cuda:  # per-phase breakdown in a second pass with a sync around every timed call
+        if cuda and breakdown:  # per-phase breakdown in a second pass with a sync around every timed call
             timers = Timers(trainer, sync)
             for _ in range(steps):
                 trainer.train_step()
-        breakdown = dict(timers.seconds)
+        breakdown = dict(timers.seconds) if timers is not None else {}
 
     images = steps * opts.batch_size
     phases = {name: breakdown.get(name, 0.0) / steps * 1000 for name in PHASE_NAMES if name in breakdown}
@@ -175,7 +196,9 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
         preset=preset, method=method, ops=ops, variant=variant, device=str(device), batch=opts.batch_size,
         batch_gpu=opts.batch_gpu, resolution=PRESET_RES[preset], steps=steps, warmup=warmup,
         img_per_s=images / seconds, sec_per_kimg=seconds / images * 1000, ms_per_step=seconds / steps * 1000,
-        peak_gpu_mem_gb=peak_gb, phase_ms_per_step=phases,
+        peak_gpu_mem_gb=peak_gb, peak_gpu_mem_gb_warmup=peak_gb_warm, rss_gb_after_warmup=rss_warm, rss_gb_after_steps=rss_steps,
+        rss_growth_gb=rss_steps - rss_warm, peak_rss_gb=peak_rss_gb(), train_args=" ".join(train_args),
+        phase_ms_per_step=phases,
         augment_ms_per_step=breakdown.get("augment", 0.0) / steps * 1000,
         contrastive_ms_per_step=breakdown.get("contrastive", 0.0) / steps * 1000,
         compile_fallback=_compile_fallback(trainer),
@@ -216,13 +239,14 @@ def ratios(results: list[dict]) -> list[dict]:
 
 
 def print_table(results: list[dict], ratio_rows: list[dict]) -> None:
-    header = ["preset", "method", "ops", "variant", "img/s", "sec/kimg", "peak GB", "Gmain", "Greg", "Dmain", "Dreg",
-              "augment", "contrastive"]
+    header = ["preset", "method", "ops", "variant", "img/s", "sec/kimg", "peak GB", "RSS warm", "RSS end",
+              "Gmain", "Greg", "Dmain", "Dreg", "augment", "contrastive"]
     rows = []
     for r in results:
         ph = r["phase_ms_per_step"]
         rows.append([r["preset"], r["method"], r["ops"], r["variant"], f"{r['img_per_s']:.1f}", f"{r['sec_per_kimg']:.1f}",
                      "-" if r["peak_gpu_mem_gb"] is None else f"{r['peak_gpu_mem_gb']:.2f}",
+                     f"{r['rss_gb_after_warmup']:.2f}", f"{r['rss_gb_after_steps']:.2f}",
                      *[f"{ph.get(n, 0.0):.0f}" for n in ("Gmain", "Greg", "Dmain", "Dreg")],
                      f"{r['augment_ms_per_step']:.0f}", f"{r['contrastive_ms_per_step']:.0f}"])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
@@ -248,7 +272,12 @@ def print_table(results: list[dict], ratio_rows: list[dict]) -> None:
 @click.option("--device", "device_name", default=None, help="cuda or cpu [default: cuda if available]")
 @click.option("--cache-dir", default=os.path.join(tempfile.gettempdir(), "fakeclr-train-bench"), show_default=True)
 @click.option("--threads", type=int, default=None, help="torch.set_num_threads [default: torch's]")
-def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name, cache_dir, threads):
+@click.option("--breakdown/--no-breakdown", default=True, show_default=True,
+              help="CUDA: a second, synchronised pass for the per-phase times (doubles the time)")
+@click.option("--train-args", "train_args", default="", help="Extra train.py options for every configuration "
+              "(space-separated), e.g. --cl_query_view=independent")
+def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name, cache_dir, threads, breakdown,
+         train_args):
     """Time training steps for every combination of the given presets, methods, ops and variants."""
     import warnings
 
@@ -263,7 +292,8 @@ def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name
     results = []
     grid = itertools.product(presets.split(","), methods.split(","), ops_list.split(","), variants.split(","))
     for preset, method, ops, variant in grid:
-        result = bench_one(preset, method, ops, variant, steps, warmup, batch, cache_dir, device_name)
+        result = bench_one(preset, method, ops, variant, steps, warmup, batch, cache_dir, device_name, breakdown,
+                           tuple(train_args.split()))
         result.update(torch=torch.__version__, threads=torch.get_num_threads(), cpus=os.cpu_count())
         if device_name.startswith("cuda"):
             result["gpu"] = torch.cuda.get_device_name()

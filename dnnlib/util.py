@@ -58,9 +58,11 @@ def atomic_write(path: str, mode: str = "wb") -> Iterator[io.IOBase]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the permissions open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = path  # a failed write or fsync (disk full) then names the file it was for
         raise
 
 

@@ -47,6 +47,7 @@ class MetricOptions:
     cache: bool = True
     inception: str | None = None  # user weight file/URL for the Inception detector
     vgg16: str | None = None
+    shared: Any = None  # metrics.shared_features.SharedFeatures when one call evaluates several metrics
 
     @property
     def verbose(self) -> bool:

@@ -2,9 +2,10 @@
 
 The data-efficient GAN papers (ADA, InsGen, FakeCLR) score a generator with N generated images
 against the whole training set (x-flips included when training mirrored it). `calc_metric` can
-already do that by name (`fid50k_full`, `kid50k_full`, `fid500_full`, ...), but each name generates
-and embeds its own N images; `calc_fid_kid` computes both from one set of Inception features, which
-halves the cost when both are wanted (scripts/compare_methods.py scores every snapshot this way).
+already do that by name (`fid50k_full`, `kid50k_full`, `fid500_full`, ...), each name on its own
+generating and embedding N images (`metric_main.calc_metrics` shares them between names);
+`calc_fid_kid` computes both from one set of Inception features with a seed of the caller's choice
+(scripts/compare_methods.py scores every snapshot this way).
 
 Given the same numpy seed before the call, the values equal those of
 `calc_metric(f"fid{tag}_full")` and `calc_metric(f"kid{tag}_full")` (same images, same real

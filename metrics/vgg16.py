@@ -85,12 +85,17 @@ class VGG16(nn.Module):
 
     def lpips(self, img0: torch.Tensor, img1: torch.Tensor) -> torch.Tensor:
         """[N] LPIPS distances between two uint8-range batches of the same shape."""
-        taps0 = self.features(self.features.normalize_input(img0))
-        taps1 = self.features(self.features.normalize_input(img1))
+        return self.lpips_from_taps(self.lpips_taps(img0), self.lpips_taps(img1))
+
+    def lpips_taps(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """The unit-normalised taps of one batch; computed once for a fixed target (the projector)."""
+        return [unit_normalize(t) for t in self.features(self.features.normalize_input(img))]
+
+    def lpips_from_taps(self, taps0: list[torch.Tensor], taps1: list[torch.Tensor]) -> torch.Tensor:
+        """[N] LPIPS distances between two batches given as `lpips_taps` (taps1 may have batch size 1)."""
         total = 0
         for t0, t1, w in zip(taps0, taps1, self.lin):
-            diff = (unit_normalize(t0) - unit_normalize(t1)).square()
-            total = total + torch.einsum("nchw,c->nhw", diff, w).mean(dim=(1, 2))
+            total = total + torch.einsum("nchw,c->nhw", (t0 - t1).square(), w).mean(dim=(1, 2))
         return total
 
     def embed(self, img: torch.Tensor) -> torch.Tensor:

@@ -34,10 +34,15 @@ class TinyEpilogue(torch.nn.Module):
     def __init__(self, in_channels: int, cmap_dim: int):
         super().__init__()
         self.in_channels = in_channels
-        self.fc = torch.nn.Linear(in_channels * 16, 1)
+        self.fc = torch.nn.Linear(in_channels * 16, in_channels)
+        self.out = torch.nn.Linear(in_channels, 1)
+
+    def penultimate(self, x, img=None):
+        """The fc output [N, C], as the real epilogue's (StudioGAN's 2C embeds it)."""
+        return F.leaky_relu(self.fc(x.flatten(1)), 0.2)
 
     def forward(self, x):
-        return self.fc(x.flatten(1))
+        return self.out(self.penultimate(x))
 
 
 class TinyD(torch.nn.Module):

@@ -1,4 +1,5 @@
-"""Two gloo ranks running FakeCLR (and 2C) on different data: queues and heads stay identical."""
+"""Two gloo ranks running FakeCLR (and 2C) on different data: queues and heads stay identical;
+InsGen's real and fake heads start as independent draws, the same on both ranks."""
 
 import os
 import sys
@@ -28,8 +29,12 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         cg = resolve_method("contragan", small, dataset_size=100, mirror=False, batch=8)
         hook_2c = build_hook(cg, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8)
         train_steps(G, D, hook_2c, num_steps=2, batch=4, c_dim=3, seed=200 + rank, global_batch=8)
+        insgen = resolve_method("insgen", {**small, "fqs": 12, "rqs": 12}, dataset_size=100, mirror=False, batch=8)
+        torch.manual_seed(rank)  # the global RNG differs per rank, as in training (seed x num_gpus + rank)
+        hook_ins = build_hook(insgen, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8, seed=7)
         torch.save({"queue": hook.fake.queue.state_dict(), "head": hook.fake.head.state_dict(),
-                    "head_2c": hook_2c.head.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "head_2c": hook_2c.head.state_dict(), "insgen_real": hook_ins.real.head.state_dict(),
+                    "insgen_fake": hook_ins.fake.head.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -44,8 +49,10 @@ def test_two_gloo_ranks_share_queue_and_heads(tmp_path):
     assert sorted(q0["stamps"].tolist()) == [0] * 4 + [1] * 8  # iteration 1's gathered 8 keys + 4 survivors
     assert torch.equal(q0["active"], torch.ones(12, dtype=torch.bool))
     assert torch.allclose(q0["keys"].norm(dim=1), torch.ones(12))
-    for part in ("head", "head_2c"):
+    for part in ("head", "head_2c", "insgen_real", "insgen_fake"):
         for key in r0[part]:
             assert torch.equal(r0[part][key], r1[part][key]), (part, key)
+    real, fake = r0["insgen_real"]["query_mlp.fc1.weight"], r0["insgen_fake"]["query_mlp.fc1.weight"]
+    assert real.shape == fake.shape and not torch.allclose(real, fake)
     # iteration 1 wrote rank 0's keys to slots 8-11 and (wrapping) rank 1's to 0-3: different data, different keys
     assert not torch.allclose(q0["keys"][8:12], q0["keys"][0:4])

@@ -217,3 +217,90 @@ def test_contragan_without_labels_fails_clearly():
     G, D = _nets()
     with pytest.raises(ValueError, match="--cond=True"):
         _build(_options("contragan"), G, D)
+
+
+# -- issue 16: head initialisation, query view, forgetting report, no retained graphs --------
+
+def test_insgen_heads_are_independent_draws_reproducible_from_the_seed():
+    G, D = _nets()
+    options = _options("insgen", fqs=10, rqs=10)
+    first = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
+    again = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
+    other = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=4)
+    real, fake = _flat(first.real.head.query_mlp), _flat(first.fake.head.query_mlp)
+    assert real.shape == fake.shape and (real - fake).abs().mean() > 0.01  # not one draw used twice
+    assert torch.equal(real, _flat(again.real.head.query_mlp)) and torch.equal(fake, _flat(again.fake.head.query_mlp))
+    assert not torch.equal(fake, _flat(other.fake.head.query_mlp))
+    assert torch.equal(_flat(first.real.head.key_mlp), real)  # each key MLP starts as its own query MLP
+
+
+def _count_query_passes(view, phase_names=("Gmain", "Dmain")):
+    """D (not D_ema) forwards per phase, for one training step with the given query view."""
+    G, D = _nets()
+    hook = _build(_options("fakeclr", fqs=10, cl_query_view=view), G, D)
+    loss = StandInLoss(G, D, hook)
+    counts = dict.fromkeys(phase_names, 0)
+    current = [None]
+    plain_run_D = loss.run_D
+
+    def counting_run_D(img, c, update_emas=False, D=None):
+        counts[current[0]] += D is None  # D_ema's key passes do not count
+        return plain_run_D(img, c, D=D)
+    loss.run_D = counting_run_D
+    hook.begin_iteration(0, 0)
+    for name in phase_names:
+        current[0] = name
+        loss.accumulate_gradients(name, torch.rand(4, 3, 8, 8), torch.zeros(4, 0), torch.randn(4, G.z_dim),
+                                  torch.zeros(4, 0))
+    return counts
+
+
+def test_independent_query_view_costs_one_more_D_forward_per_phase():
+    shared, independent = _count_query_passes("shared"), _count_query_passes("independent")
+    assert shared == {"Gmain": 1, "Dmain": 2}  # the adversarial passes only (fake + real in Dmain)
+    assert independent == {"Gmain": 2, "Dmain": 3}
+
+
+@pytest.mark.parametrize("mode, expected_mean", [("code_constant", 1.0), ("paper", 1 / 10)])
+def test_forgetting_margin_is_reported_per_step(mode, expected_mean):
+    from torch_utils import training_stats
+
+    G, D = _nets()
+    hook = _build(_options("fakeclr", fqs=10, fqs_schedule="fixed", forgetting_mode=mode), G, D)
+    collector = training_stats.Collector(regex="Loss/contrastive/.*", keep_previous=False)
+    train_steps(G, D, hook, num_steps=4)  # the queue holds 10 of 16 keys after 4 steps
+    collector.update()
+    assert collector.num("Loss/contrastive/fake_margin_mean") == 4
+    train_steps(G, D, hook, num_steps=1, start_nimg=16)  # one more step, on a full queue
+    collector.update()
+    assert collector.mean("Loss/contrastive/fake_margin_mean") == pytest.approx(expected_mean, rel=1e-6)
+    nats = collector.mean("Loss/contrastive/fake_margin_nats")
+    if mode == "code_constant":  # every negative x e^{1/tau} = 148: at most log 148 = 5.0 nats
+        assert 4.0 < nats < 5.0
+    else:  # the newest 4 of 10 get m = 1/4 each (x e^{1.25}); at most log((6 + 4 e^{1.25}) / 10) = 0.69 nats
+        assert 0.05 < nats < 0.69
+
+
+def test_hook_held_tensors_keep_no_graph_alive():
+    """The queue, pending keys and momentum copies hold no autograd graph across iterations."""
+    import gc
+    import weakref
+
+    G, D = _nets()
+    hook = _build(_options("insgen", fqs=10, rqs=10), G, D)
+    queries = []
+    for branch in (hook.fake, hook.real):
+        plain_forward = branch.head.forward
+
+        def remember(*args, _forward=plain_forward, **kwargs):
+            query, key = _forward(*args, **kwargs)
+            queries.append(weakref.ref(query))
+            return query, key
+        branch.head.forward = remember
+    train_steps(G, D, hook, num_steps=3)
+    gc.collect()
+    assert len(queries) == 3 * 3 and all(ref() is None for ref in queries)  # fake D, real D, fake G per step
+    for branch in (hook.fake, hook.real):
+        assert branch.pending_keys is None
+        assert branch.queue.keys.grad_fn is None and not branch.queue.keys.requires_grad
+    assert not any(p.requires_grad for p in hook.D_ema.parameters())

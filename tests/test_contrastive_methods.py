@@ -5,7 +5,9 @@ import json
 import pytest
 
 from training.contrastive.presets import (FAKECLR_CODE_COMPAT, METHODS, MethodOptions, contrastive_enabled,
-                              default_queue_length, resolve_method)
+                                         default_queue_length, describe_method, discriminator_label_dim,
+                                         implicit_method_note, resolve_method)
+from training.contrastive.queue import TimestampedQueue
 
 
 def _resolve(method, overrides=None, dataset_size=169, mirror=True, batch=4, **kwargs):
@@ -45,7 +47,11 @@ def test_default_queue_lengths_follow_dataset_size_and_mirror():
     assert default_queue_length(169, False) == 8 and default_queue_length(169, True) == 16
     assert default_queue_length(19, True) == 0
     opts, warnings = _resolve("fakeclr", dataset_size=2000, mirror=True, batch=64)
-    assert opts.fqs == 200 and opts.fqs_min == 100 and warnings == []
+    assert opts.fqs == 256 and opts.fqs_min == 100 and warnings == []  # start >= 4 batches, end half the 5 % rule
+    opts, warnings = _resolve("fakeclr", dataset_size=70000, mirror=False, batch=64)
+    assert (opts.fqs, opts.fqs_min, warnings) == (3500, 1750, [])
+    opts, warnings = _resolve("fakeclr", code_compat=True, dataset_size=2000, mirror=True, batch=64)
+    assert (opts.fqs, opts.fqs_schedule) == (200, "fixed")  # the code's fixed queue keeps the 5 % rule
     opts, warnings = _resolve("insgen", dataset_size=1000, mirror=False, batch=64)
     assert opts.fqs == opts.rqs == 65  # 50 <= batch: clamped to batch + 1
     assert len(warnings) == 2 and "global batch (64)" in warnings[0] and "using 65" in warnings[0]
@@ -101,3 +107,54 @@ def test_options_round_trip_through_json():
     assert restored == opts and restored.noise_clamp is None
     with pytest.raises(ValueError, match="unknown key"):
         MethodOptions.from_dict({**opts.to_dict(), "extra": 1})
+
+
+# -- issue 16: queue that shrinks on few-shot data, --forgetting, method lines ------
+
+def test_few_shot_queue_really_shrinks():
+    """100 images, --mirror, batch 64: the 5 % rule (10) is below a batch; the old defaults gave 65 -> 65."""
+    opts, warnings = _resolve("fakeclr", dataset_size=100, mirror=True, batch=64)
+    assert (opts.fqs, opts.fqs_min, opts.fqs_schedule, warnings) == (256, 65, "linear", [])
+    queue = TimestampedQueue(opts.fqs, 8, opts.fqs_schedule, opts.fqs_min)
+    assert queue.length_at(0.0) == 256 > queue.length_at(0.5) == 160 > queue.length_at(1.0) == 65
+    lines = describe_method(opts, total_kimg=10000)
+    assert "fake queue: 256 → 65 over 10000 kimg (linear)" in lines
+    explicit, _ = _resolve("fakeclr", {"fqs": 300, "fqs_min": 100}, dataset_size=100, mirror=True, batch=64)
+    assert (explicit.fqs, explicit.fqs_min) == (300, 100)  # --fqs / --fqs_min still override
+
+
+@pytest.mark.parametrize("value, mode", [("paper", "paper"), ("code", "code_constant"), ("off", "off"),
+                                         ("code_constant", "code_constant")])
+def test_forgetting_option_names_the_modes(value, mode):
+    assert _resolve("fakeclr", {"forgetting": value})[0].forgetting_mode == mode
+    assert _resolve("fakeclr", {"forgetting_mode": value})[0].forgetting_mode == mode
+    assert _resolve("fakeclr")[0].forgetting_mode == "paper"  # today's default until the benchmark (issue 20)
+
+
+def test_forgetting_option_errors():
+    with pytest.raises(ValueError, match="--forgetting='recent': use one of paper, code, off"):
+        _resolve("fakeclr", {"forgetting": "recent"})
+    with pytest.raises(ValueError, match="contradicts --forgetting_mode=off"):
+        _resolve("fakeclr", {"forgetting": "code", "forgetting_mode": "off"})
+
+
+def test_query_view_and_contragan_mode_options():
+    assert _resolve("fakeclr")[0].cl_query_view == "shared"
+    assert _resolve("fakeclr", {"cl_query_view": "independent"})[0].cl_query_view == "independent"
+    with pytest.raises(ValueError, match="--cl_query_view='both': use one of shared, independent"):
+        _resolve("fakeclr", {"cl_query_view": "both"})
+    studio, projection = _resolve("contragan")[0], _resolve("contragan", {"contragan_mode": "projection"})[0]
+    assert (discriminator_label_dim(studio, 10), discriminator_label_dim(projection, 10)) == (0, 10)
+    assert discriminator_label_dim(_resolve("ada")[0], 10) == 10
+
+
+def test_contrastive_flags_without_method_are_named_once():
+    overrides = {"ada_linear": True, "fqs": None}
+    opts, _ = _resolve("ada", overrides)
+    note = implicit_method_note(None, overrides, opts)
+    assert note.startswith("Method: ADA-Linear without a contrastive head (--ada_linear given without --method")
+    assert "--method=fakeclr" in note
+    assert implicit_method_note("adalinear", overrides, opts) is None
+    assert implicit_method_note(None, {"fqs": None}, opts) is None
+    assert "(--fqs --no_cl_on_g given" in implicit_method_note(None, {"fqs": 300, "no_cl_on_g": True}, _resolve("ada")[0])
+    assert "(--rqs --tau_m given" in implicit_method_note(None, {"tau_m": 0.001, "rqs": 80}, _resolve("ada")[0])

@@ -104,13 +104,14 @@ def test_folder_labels_are_carried_over(emoji_folder, tmp_path):
     np.testing.assert_array_equal(ds.get_label(4), [0, 1, 0])
 
 
-def test_partially_labelled_source_gives_null_labels(emoji_folder, tmp_path):
+def test_partially_labelled_source_is_refused_naming_the_first_unlabelled_image(emoji_folder, tmp_path):
     src, _ = emoji_folder
-    first = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))[0]
-    (src / "dataset.json").write_text(json.dumps({"labels": [[first, [0.5, 1.5]]]}))
+    rels = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.png"))
+    (src / "dataset.json").write_text(json.dumps({"labels": [[rels[0], [0.5, 1.5]]]}))
     dest = tmp_path / "out.zip"
-    assert run_tool("--source", src, "--dest", dest).exit_code == 0
-    assert json.loads(zip_contents(dest)["dataset.json"]) == {"labels": None}
+    result = run_tool("--source", src, "--dest", dest)
+    assert result.exit_code == 1 and f"no label for {rels[1]} (5 of 6 images unlabelled)" in result.output
+    assert not dest.exists()
 
 
 def test_zip_source_round_trip_with_float_labels(tmp_path):

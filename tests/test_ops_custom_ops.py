@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -93,6 +94,7 @@ def test_verbosity_validation(monkeypatch):
 
 
 def test_build_directory_tracks_sources_and_torch_version(tmp_path, monkeypatch):
+    monkeypatch.delenv(custom_ops.PLUGIN_DIR_ENV, raising=False)
     src = tmp_path / "k.cu"
     src.write_text("kernel v1")
     first = custom_ops.build_directory("m", [str(src)], {})
@@ -104,6 +106,8 @@ def test_build_directory_tracks_sources_and_torch_version(tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "__version__", "9.9.9")
     assert custom_ops.build_directory("m", [str(src)], {}) != second
     assert custom_ops.build_directory("m", [str(src)], {"extra_cuda_cflags": ["-G"]}) != second
+    monkeypatch.setenv(custom_ops.PLUGIN_DIR_ENV, str(tmp_path / "plugins"))
+    assert custom_ops.build_directory("m", [str(src)], {}).startswith(str(tmp_path / "plugins" / "m-"))
 
 
 def test_every_plugin_source_exists_and_is_staged(tmp_path):
@@ -123,7 +127,7 @@ def test_exclusive_lock_serialises_holders(tmp_path):
             order.append("second")
 
     with custom_ops.exclusive_lock(lock, poll_seconds=0.01):
-        assert open(lock).read() == str(os.getpid())
+        assert open(lock).read() == f"{socket.gethostname()} {os.getpid()}"
         thread = threading.Thread(target=second_rank)
         thread.start()
         time.sleep(0.2)
@@ -138,11 +142,13 @@ def test_exclusive_lock_takes_over_from_a_dead_process_and_times_out_on_a_live_o
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     lock.write_text(dead.stdout.strip())
     with custom_ops.exclusive_lock(str(lock), poll_seconds=0.01):
-        assert lock.read_text() == str(os.getpid())
-    lock.write_text(str(os.getppid()))  # alive
-    with pytest.raises(TimeoutError, match="delete that file"):
-        with custom_ops.exclusive_lock(str(lock), poll_seconds=0.01, timeout_seconds=0.05):
-            pass
+        assert lock.read_text() == f"{socket.gethostname()} {os.getpid()}"
+    for holder in (str(os.getppid()),  # alive, on this machine
+                   f"other-node-of-a-shared-cache {dead.stdout.strip()}"):  # not checkable from here
+        lock.write_text(holder)
+        with pytest.raises(TimeoutError, match="delete that file"):
+            with custom_ops.exclusive_lock(str(lock), poll_seconds=0.01, timeout_seconds=0.05):
+                pass
 
 
 def test_ops_import_without_cuda_in_a_fresh_interpreter():

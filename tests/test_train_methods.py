@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train_helpers import (FAST, assert_snapshots_equal, invoke, load_snapshot, resolve, run_dirs, run_loop,
-                           snapshots, stop_after)
+from train_helpers import (FAST, assert_snapshots_equal, invoke, load_snapshot, read_stats, resolve, run_dirs,
+                           run_loop, snapshots, stop_after)
 from train_helpers import emoji_zip, labelled_zip, one_torch_thread, small_grid  # noqa: F401 (fixtures)
 
 
@@ -62,5 +62,8 @@ def test_method_trains_and_resumes_exactly(tmp_path, emoji_zip, labelled_zip, sm
         for name, tensor in hook_a.items():
             if tensor.is_floating_point():
                 assert torch.isfinite(tensor).all(), name
+    if method == "fakeclr":  # the forgetting factor's size is in stats.jsonl: paper mode, m_i sum to 1
+        margin = read_stats(a_dir)[-1]["Loss/contrastive/fake_margin_mean"]["mean"]
+        assert 1 / a["resume_state"]["hook"]["modules"]["fake_queue"]["_extra_state"]["capacity"] <= margin <= 1 / 8
     if method == "contragan":
-        assert a["G"].c_dim == 3 and a["D"].c_dim == 3
+        assert a["G"].c_dim == 3 and a["D"].c_dim == 0  # StudioGAN arrangement: the label reaches D through 2C only

@@ -28,12 +28,12 @@ if str(REPO_ROOT) not in sys.path:
 
 SMALL_GRID = (7, 4)  # the smallest grid the upstream formula allows (7x4 images)
 SMALL_GRID_ENV = "TRAIN_HELPERS_SMALL_GRID"
+SNAPSHOT_WRITERS_ENV = "TRAIN_HELPERS_SNAPSHOT_WRITERS"  # a file: each snapshot write appends the writer's RANK
+STOP_AFTER_ENV = "TRAIN_HELPERS_STOP_AFTER"  # steps: train.py's runs stop early, as on SIGTERM
 # Common options of a tiny CPU run: batch 8, one tick per 4 steps, snapshot every tick.
 FAST = ["--cfg=tiny", "--tick=0.032", "--snap=1", "--metrics=none", "--workers=1"]
 STEP_KIMG = 0.008  # one step of the tiny preset (batch 8)
 STATUS_FIELDS = ("tick", "kimg", "time", "sec/tick", "sec/kimg", "maintenance", "cpumem", "gpumem", "augment", "eta")
-
-
 SLOW_SNAPSHOT_ENV = "TRAIN_HELPERS_SLOW_SNAPSHOT"  # N: the N-th snapshot write of the process hangs half-way
 SLOW_SNAPSHOT_MARK = "test hook: snapshot write in progress"
 
@@ -69,10 +69,34 @@ def _patch_slow_snapshot(which: int) -> None:
     network_pickle.save_network_pkl = slow_save
 
 
+def _record_snapshot_writers(log_path: str) -> None:
+    from training import network_pickle
+
+    save = network_pickle.save_network_pkl
+
+    def recording_save(path, *args, **kwargs):
+        with open(log_path, "a") as f:
+            f.write(f"{os.environ.get('RANK', '-')} {os.path.basename(path)}\n")
+        return save(path, *args, **kwargs)
+
+    network_pickle.save_network_pkl = recording_save
+
+
+def _stop_runs_after(steps: int) -> None:
+    from training import training_loop as loop_module
+
+    run = loop_module.training_loop
+    loop_module.training_loop = lambda opts, **kwargs: run(opts, **kwargs, abort_fn=stop_after(steps))
+
+
 if os.environ.get(SMALL_GRID_ENV) == "1":  # subprocesses started by the tests (and their spawned ranks)
     _patch_small_grid()
 if os.environ.get(SLOW_SNAPSHOT_ENV):
     _patch_slow_snapshot(int(os.environ[SLOW_SNAPSHOT_ENV]))
+if os.environ.get(SNAPSHOT_WRITERS_ENV):
+    _record_snapshot_writers(os.environ[SNAPSHOT_WRITERS_ENV])
+if os.environ.get(STOP_AFTER_ENV):
+    _stop_runs_after(int(os.environ[STOP_AFTER_ENV]))
 
 
 # ----------------------------------------------------------------------------

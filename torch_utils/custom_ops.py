@@ -1,10 +1,11 @@
 """Just-in-time build of the C++/CUDA op plugins.
 
 - Sources are copied into a build directory named after a hash of their contents plus the torch
-  and CUDA versions, under the dnnlib cache dir; a changed source or a new torch gets a fresh
-  build, an unchanged one is loaded without compiling.
+  and CUDA versions, under $FAKECLR_PLUGIN_DIR if set, else the dnnlib cache dir; a changed
+  source or a new torch gets a fresh build, an unchanged one is loaded without compiling.
 - An exclusive lock file makes several processes (DDP ranks) build once: the first builds, the
-  others wait and then load the result. A lock left by a dead process is taken over.
+  others wait and then load the result. A lock left by a dead process of this machine is taken
+  over; one held by another machine (a cache dir on a shared filesystem) is waited for.
 - Verbosity: 'none' (silent), 'brief' (one line per plugin, the default), 'full' (compiler log);
   set with FAKECLR_OPS_VERBOSITY or the `verbosity` argument.
 
@@ -19,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import socket
 import sys
 import time
 from types import ModuleType
@@ -29,6 +31,7 @@ import torch
 from dnnlib import util
 
 VERBOSITY_ENV = "FAKECLR_OPS_VERBOSITY"
+PLUGIN_DIR_ENV = "FAKECLR_PLUGIN_DIR"  # where builds go (e.g. node-local disk, or one dir shared by test runs)
 VERBOSITY_LEVELS = ("none", "brief", "full")
 OPS_SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ops")
 
@@ -110,7 +113,10 @@ def build_directory(module_name: str, paths: Sequence[str], build_kwargs: dict) 
     for item in (torch.__version__, str(torch.version.cuda), repr(sorted(build_kwargs.items())),
                  os.environ.get("TORCH_CUDA_ARCH_LIST", "")):
         digest.update(item.encode())
-    return util.make_cache_dir_path("torch_extensions", f"{module_name}-{digest.hexdigest()[:16]}")
+    name = f"{module_name}-{digest.hexdigest()[:16]}"
+    if os.environ.get(PLUGIN_DIR_ENV):
+        return os.path.join(os.path.abspath(os.environ[PLUGIN_DIR_ENV]), name)
+    return util.make_cache_dir_path("torch_extensions", name)
 
 
 def stage_sources(paths: Sequence[str], build_dir: str) -> list[str]:
@@ -129,7 +135,7 @@ def stage_sources(paths: Sequence[str], build_dir: str) -> list[str]:
 
 @contextlib.contextmanager
 def exclusive_lock(lock_path: str, poll_seconds: float = 0.5, timeout_seconds: float = 3600) -> Iterator[None]:
-    """Hold `lock_path` (created with O_EXCL, holding our pid) for the duration of the block."""
+    """Hold `lock_path` (created with O_EXCL, holding 'host pid') for the duration of the block."""
     os.makedirs(os.path.dirname(lock_path), exist_ok=True)
     deadline = time.monotonic() + timeout_seconds
     while True:
@@ -146,7 +152,7 @@ def exclusive_lock(lock_path: str, poll_seconds: float = 0.5, timeout_seconds: f
                                    f"if no build is running, delete that file") from None
             time.sleep(poll_seconds)
     try:
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
         os.close(fd)
         yield
     finally:
@@ -157,11 +163,12 @@ def exclusive_lock(lock_path: str, poll_seconds: float = 0.5, timeout_seconds: f
 def _lock_holder_is_dead(lock_path: str) -> bool:
     try:
         with open(lock_path) as f:
-            pid = int(f.read().strip() or "0")
+            host, _, pid = f.read().strip().rpartition(" ")
+        pid = int(pid or "0")
     except (FileNotFoundError, ValueError):
         return False  # being created right now, or unreadable: assume alive and keep waiting
-    if pid <= 0:
-        return False
+    if pid <= 0 or (host and host != socket.gethostname()):
+        return False  # another machine's process cannot be checked from here: wait for it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import pickle
 from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from torch_utils import storage_records
 
 RECORD_FORMAT = "fakeclr-persistent"
 RECORD_VERSION = 1
@@ -41,6 +44,10 @@ UPSTREAM_CLASS_NAMES = {
     )
 }
 UPSTREAM_CLASS_NAMES["AugmentPipe"] = "training.augment.AugmentPipe"
+
+
+class RefusedRecord(pickle.UnpicklingError):
+    """A network record that names something we do not build, or does not match what we build."""
 
 
 # ----------------------------------------------------------------------------
@@ -138,24 +145,53 @@ def resolve_persistent_class(class_name: str) -> type:
     try:
         cls = util.get_obj_by_name(class_name)
     except (ValueError, ImportError) as error:
-        raise pickle.UnpicklingError(f"cannot resolve network class {class_name!r}: {error}") from None
+        raise RefusedRecord(f"cannot resolve network class {class_name!r}: {error}") from None
     if not is_persistent(cls):
-        raise pickle.UnpicklingError(f"refusing to rebuild {class_name!r}: it is not a persistent network class")
+        raise RefusedRecord(f"refusing to rebuild {class_name!r}: it is not a persistent network class")
     return cls
 
 
 def rebuild_persistent_module(record: dict) -> torch.nn.Module:
     """Reconstructor named in our pickles: build the class from its arguments, then load its tensors."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise pickle.UnpicklingError("malformed persistent-module record (expected a fakeclr-persistent dict)")
+        raise RefusedRecord("malformed persistent-module record (expected a fakeclr-persistent dict)")
     if record.get("version") != RECORD_VERSION:
-        raise pickle.UnpicklingError(f"persistent-module record version {record.get('version')!r} is not supported "
+        raise RefusedRecord(f"persistent-module record version {record.get('version')!r} is not supported "
                                      f"(this code reads version {RECORD_VERSION})")
     cls = resolve_persistent_class(record["class_name"])
-    module = cls(*record.get("init_args", ()), **record.get("init_kwargs", {}))
-    module.load_state_dict(record["state_dict"], strict=True)
+    state_dict = record["state_dict"]
+    stored = storage_records.total_elements(state_dict.values()) if isinstance(state_dict, dict) else 0
+    module = build_within_stored_size(cls, tuple(record.get("init_args", ())), dict(record.get("init_kwargs", {})),
+                                      stored, record["class_name"])
+    module.load_state_dict(state_dict, strict=True)
     module.train(bool(record.get("training", False)))
     return module
+
+
+# Room for tensors a record need not store: non-persistent buffers, an AugmentPipe's fixed filters.
+UNSTORED_ELEMENTS_ALLOWANCE = 1 << 24
+
+
+def build_within_stored_size(cls: type, init_args: tuple, init_kwargs: dict, stored_elements: int,
+                             what: str) -> torch.nn.Module:
+    """Construct cls, but only if its tensors are no larger than what the file stores for it.
+
+    Forged init arguments (a resolution of 2**20) would otherwise allocate any amount of memory before the
+    strict state-dict load could notice; the stored tensors themselves are bounded by the file's length
+    (`storage_records`). The size is measured on the meta device, which allocates nothing.
+    """
+    try:
+        with torch.device("meta"):
+            probe = cls(*init_args, **init_kwargs)
+    except (NotImplementedError, RuntimeError):  # computes with real tensors in __init__: fixed-size filters
+        probe = None
+    if probe is not None:
+        needed = storage_records.total_elements(itertools.chain(probe.parameters(), probe.buffers()))
+        if needed > stored_elements + UNSTORED_ELEMENTS_ALLOWANCE:
+            raise storage_records.OversizedRecord(
+                f"the stored arguments of {what} make a network of {needed} values but the file holds "
+                f"{stored_elements}; " + storage_records.FIX_HINT)
+    return cls(*init_args, **init_kwargs)
 
 
 # ----------------------------------------------------------------------------
@@ -166,14 +202,14 @@ class UpstreamRecord:
 
     def __init__(self, meta: dict):
         if not isinstance(meta, dict) or meta.get("type") != "class":
-            raise pickle.UnpicklingError("malformed upstream persistent record (expected type 'class')")
+            raise RefusedRecord("malformed upstream persistent record (expected type 'class')")
         if meta.get("version") != UPSTREAM_RECORD_VERSION:
-            raise pickle.UnpicklingError(f"upstream persistent record version {meta.get('version')!r} is not "
+            raise RefusedRecord(f"upstream persistent record version {meta.get('version')!r} is not "
                                          f"supported (expected {UPSTREAM_RECORD_VERSION})")
         self.class_name = str(meta.get("class_name"))
         self.state = meta.get("state") or {}
         if not isinstance(self.state, dict):
-            raise pickle.UnpicklingError(f"upstream record for {self.class_name!r} has a non-dict state")
+            raise RefusedRecord(f"upstream record for {self.class_name!r} has a non-dict state")
 
     def __repr__(self) -> str:
         return f"UpstreamRecord({self.class_name!r})"
@@ -202,15 +238,16 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
     """Build our equivalent of an upstream module from its stored init arguments and tensors."""
     our_name = UPSTREAM_CLASS_NAMES.get(record.class_name)
     if our_name is None:
-        raise pickle.UnpicklingError(f"{source}: upstream class {record.class_name!r} has no equivalent here "
+        raise RefusedRecord(f"{source}: upstream class {record.class_name!r} has no equivalent here "
                                      f"(known: {', '.join(sorted(UPSTREAM_CLASS_NAMES))})")
     cls = _resolve_known_class(our_name, source)
     init_args = tuple(record.state.get("_init_args", ()))
     init_kwargs = dict(record.state.get("_init_kwargs", {}))
+    stored = storage_records.total_elements(record.named_tensors().values())
     try:
-        module = cls(*init_args, **init_kwargs)
+        module = build_within_stored_size(cls, init_args, init_kwargs, stored, record.class_name)
     except TypeError as error:
-        raise pickle.UnpicklingError(f"{source}: cannot build {record.class_name} from the stored init "
+        raise RefusedRecord(f"{source}: cannot build {record.class_name} from the stored init "
                                      f"arguments ({error})") from None
     _copy_upstream_tensors(record, module, source, lenient=(record.class_name == "AugmentPipe"))
     module.train(bool(record.state.get("training", False)))
@@ -223,7 +260,7 @@ def _resolve_known_class(our_name: str, source: str) -> type:
     try:
         return util.get_obj_by_name(our_name)
     except (ValueError, ImportError) as error:
-        raise pickle.UnpicklingError(f"{source}: cannot import {our_name} ({error})") from None
+        raise RefusedRecord(f"{source}: cannot import {our_name} ({error})") from None
 
 
 @torch.no_grad()
@@ -233,7 +270,7 @@ def _copy_upstream_tensors(record: UpstreamRecord, module: torch.nn.Module, sour
     missing = [name for name in ours if name not in stored or tuple(stored[name].shape) != tuple(ours[name].shape)]
     extra = [name for name in stored if name not in ours]
     if not lenient and (missing or extra):
-        raise pickle.UnpicklingError(f"{source}: {record.class_name} tensors do not match ours "
+        raise RefusedRecord(f"{source}: {record.class_name} tensors do not match ours "
                                      f"(missing or reshaped: {missing[:5]}, unexpected: {extra[:5]})")
     for name, tensor in ours.items():
         if name not in missing:
@@ -244,5 +281,6 @@ def _copy_upstream_tensors(record: UpstreamRecord, module: torch.nn.Module, sour
 # Storage bytes inside plain pickles, always read as weights only.
 
 def load_storage_from_bytes(data: bytes) -> Any:
-    """Stand-in for torch.storage._load_from_bytes: same data, but torch.load in weights-only mode."""
+    """Stand-in for torch.storage._load_from_bytes: sizes checked first, then torch.load in weights-only mode."""
+    storage_records.check_legacy_storage_blob(data)
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")

@@ -27,6 +27,14 @@ RAM_CACHE_MAX_RESOLUTION = 256
 LABELS_FILE = "dataset.json"
 
 
+class NoLabels(ValueError):
+    """Labels were requested but the dataset has none (no dataset.json, or "labels": null).
+
+    A malformed dataset.json raises a plain ValueError naming the problem instead, so callers can tell
+    "unlabelled" from "broken".
+    """
+
+
 class Dataset(torch.utils.data.Dataset):
     """Index bookkeeping shared by all image datasets: subset, x-flip doubling and labels.
 
@@ -72,7 +80,7 @@ class Dataset(torch.utils.data.Dataset):
             labels = self._load_raw_labels() if self._use_labels else None
             if labels is None:
                 if self._use_labels:
-                    raise ValueError(
+                    raise NoLabels(
                         f"{self._name}: labels requested (use_labels / --cond) but the dataset has no "
                         f"{LABELS_FILE} labels; add them with dataset_tool.py or train without --cond"
                     )
@@ -332,24 +340,51 @@ class ImageFolderDataset(Dataset):
         entries = meta["labels"]
         if entries is None:
             return None
-        try:
-            by_name = {str(name).replace("\\", "/"): label for name, label in entries}
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: \"labels\" must be a list of [file name, label] pairs") from None
+        by_name = _labels_by_name(entries, where)
         missing = [f for f in self._image_fnames if f not in by_name]
         if missing:
-            raise ValueError(f"{where}: no label for {missing[0]} ({len(missing)} images unlabelled); "
-                             f"label every image or set \"labels\" to null")
+            raise ValueError(f"{where}: no label for {missing[0]} ({len(missing)} of {len(self._image_fnames)} "
+                             f"images unlabelled); label every image or set \"labels\" to null")
         labels = [by_name[f] for f in self._image_fnames]
-        try:
-            array = np.array(labels)
-        except ValueError:
-            raise ValueError(f"{where}: label vectors have different lengths; use one length for all") from None
-        if array.dtype.kind in "iu" and array.ndim == 1:
-            return array.astype(np.int64)
-        if array.dtype.kind in "iuf" and array.ndim == 2:
-            return array.astype(np.float32)
-        raise ValueError(f"{where}: labels must be integer class indices or lists of numbers, got e.g. {labels[0]!r}")
+        _check_label_types(labels, self._image_fnames, where)
+        array = np.array(labels)
+        return array.astype(np.int64) if array.ndim == 1 else array.astype(np.float32)
+
+
+def _labels_by_name(entries: Any, where: str) -> dict[str, Any]:
+    """{"labels": [[file, label], ...]} -> {file: label}, naming the first entry that is not such a pair."""
+    if not isinstance(entries, list):
+        raise ValueError(f"{where}: \"labels\" is a {type(entries).__name__}; expected a list of [file name, "
+                         f"label] pairs or null")
+    by_name = {}
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise ValueError(f"{where}: entry {i} is {json.dumps(entry)[:60]}; expected [\"path/img.png\", label]")
+        by_name[entry[0].replace("\\", "/")] = entry[1]
+    return by_name
+
+
+def _check_label_types(labels: list[Any], fnames: list[str], where: str) -> None:
+    """All class indices (int >= 0), or all number vectors of one length; names the first file that differs."""
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    first = labels[0]
+    for fname, label in zip(fnames, labels):
+        if isinstance(first, int) and not isinstance(first, bool):
+            ok = isinstance(label, int) and not isinstance(label, bool)
+            expected = "an integer class index like the first image's"
+        elif isinstance(first, list) and all(is_number(v) for v in first):
+            ok = isinstance(label, list) and len(label) == len(first) and all(is_number(v) for v in label)
+            if isinstance(label, list) and ok is False and all(is_number(v) for v in label):
+                raise ValueError(f"{where}: label vectors have different lengths ({fname} has {len(label)}, "
+                                 f"{fnames[0]} has {len(first)}); use one length for all")
+            expected = f"a list of {len(first)} numbers like the first image's"
+        else:
+            raise ValueError(f"{where}: labels must be integer class indices or lists of numbers, got e.g. "
+                             f"{first!r:.40} for {fnames[0]}; fix that entry")
+        if not ok:
+            raise ValueError(f"{where}: the label of {fname} is {json.dumps(label)[:40]}; expected {expected}")
 
 
 def _detect_kind(path: str) -> str:

@@ -22,6 +22,8 @@ def is_distributed() -> bool:
 
 def init_process_group(rank: int, world_size: int, init_file: Optional[str], device: torch.device) -> None:
     """Join the process group (NCCL for CUDA devices, gloo otherwise) and wire up training_stats."""
+    if device.type == "cuda":  # before any collective: NCCL puts the first one on the current device
+        torch.cuda.set_device(device)
     if world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if init_file is not None:

@@ -73,6 +73,10 @@ class LossHook:
     def end_iteration(self, cur_nimg: int, batch_idx: int) -> None:
         """Called once per training iteration after the last phase's optimiser step."""
 
+    def restart_momentum_copies(self) -> None:
+        """Called when the networks were restored from a snapshot but the hook's own state was not
+        (weights-only resume, transfer): momentum copies such as D_ema must start from the resumed D."""
+
     def modules(self) -> dict[str, torch.nn.Module]:
         """Named modules the training loop should move to the device / wrap / snapshot."""
         return {}

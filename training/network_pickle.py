@@ -8,6 +8,11 @@ from their stored init arguments and tensors; their embedded module source is ig
 Files written by `torch.save` (zip or legacy format) are read with `torch.load(weights_only=True)`;
 a bare state dict of a Generator or Discriminator is rebuilt by shape inference
 (`training.state_dict_config`).
+
+Loading is bounded: every tensor record is checked against the bytes the file really carries before
+anything is allocated (`torch_utils.storage_records`), and a network is built only if its size matches the
+tensors stored for it. Every refusal is a `NetworkPickleError` whose message is one line,
+`<file>: <what is wrong>; <how to fix>`, ready for a CLI to print after "Error: ".
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import copyreg
 import io
 import os
 import pickle
+import re
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -25,11 +31,16 @@ import torch
 
 import dnnlib
 from dnnlib import util
-from torch_utils import persistence
+from torch_utils import persistence, storage_records
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 ZIP_MAGIC = b"PK\x03\x04"
+USE_INTACT_FILE = "use a snapshot written by train.py, an upstream network pickle or a torch.save state dict"
+
+
+class NetworkPickleError(pickle.UnpicklingError, ValueError):
+    """A network pickle that is refused (unsafe, forged) or broken; str() is one line naming the file."""
 
 
 # ----------------------------------------------------------------------------
@@ -71,13 +82,25 @@ def _numpy_attr(name: str) -> Any:
     return getattr(multiarray, name)
 
 
+def _checked_rebuild(rebuild: Callable) -> Callable:
+    """torch's tensor rebuild, refusing a record whose shape needs more elements than its storage holds."""
+    def rebuild_within_storage(storage: Any, storage_offset: int, size: Any, *rest: Any) -> torch.Tensor:
+        dtype = getattr(storage, "dtype", torch.uint8)  # untyped storages count bytes
+        untyped = getattr(storage, "_untyped_storage", storage)  # TypedStorage.nbytes() warns
+        storage_records.check_tensor_fits(untyped.nbytes(), dtype, storage_offset, size)
+        return rebuild(storage, storage_offset, size, *rest)
+    return rebuild_within_storage
+
+
+_CHECKED_REBUILDS = {fn: _checked_rebuild(getattr(torch._utils, fn))
+                     for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3")
+                     if hasattr(torch._utils, fn)}
+
+
 def _torch_globals() -> dict[tuple[str, str], Any]:
-    names: dict[tuple[str, str], Any] = {
-        ("torch._utils", fn): getattr(torch._utils, fn)
-        for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                   "_rebuild_parameter_with_state")
-        if hasattr(torch._utils, fn)
-    }
+    names: dict[tuple[str, str], Any] = {("torch._utils", fn): rebuild for fn, rebuild in _CHECKED_REBUILDS.items()}
+    names.update({("torch._utils", fn): getattr(torch._utils, fn)
+                  for fn in ("_rebuild_parameter", "_rebuild_parameter_with_state") if hasattr(torch._utils, fn)})
     names[("torch._utils", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
     names[("torch.storage", "_load_from_bytes")] = persistence.load_storage_from_bytes
     names[("torch", "Size")] = torch.Size
@@ -99,8 +122,8 @@ def _rebuild_from_type_v2(func: Callable, new_type: type, args: tuple, state: An
     return torch._utils._rebuild_from_type_v2(func, new_type, args, state)
 
 
-_SAFE_TENSOR_FUNCS = tuple(getattr(torch._utils, fn) for fn in ("_rebuild_tensor", "_rebuild_tensor_v2",
-                                                                "_rebuild_parameter") if hasattr(torch._utils, fn))
+_SAFE_TENSOR_FUNCS = tuple(_CHECKED_REBUILDS[fn] for fn in ("_rebuild_tensor", "_rebuild_tensor_v2")
+                           if fn in _CHECKED_REBUILDS) + (torch._utils._rebuild_parameter,)
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -136,27 +159,37 @@ class SafeUnpickler(pickle.Unpickler):
         try:
             return self.allowed[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name} from {self.source}: network pickles may only contain "
-                f"tensors, arrays, plain containers and network records"
+            raise NetworkPickleError(
+                f"{self.source}: refusing to load global {module}.{name} (network pickles may only contain "
+                f"tensors, arrays, plain containers and network records, so the file is refused unread); "
+                + USE_INTACT_FILE
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError(f"{self.source}: unexpected persistent id {pid!r} (torch.save files are "
-                                     f"read with torch.load(weights_only=True), not as plain pickles)")
+        raise NetworkPickleError(f"{self.source}: unexpected persistent id {pid!r:.60} in a plain pickle; "
+                                 + USE_INTACT_FILE)
 
 
 # ----------------------------------------------------------------------------
 # Loading.
 
 def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict:
-    """Read a network snapshot safely; returns a dict with at least G_ema (modules are ours)."""
+    """Read a network snapshot safely; returns a dict with at least G_ema (modules are ours).
+
+    Raises FileNotFoundError for a missing local file and NetworkPickleError (one line) for everything else
+    that is wrong with it.
+    """
     source, data = _read_bytes(path_or_url_or_file)
-    if data[:4] == ZIP_MAGIC:
-        result = _modules_from_state_dicts(_torch_load(data, source), source)
-    else:
-        result = _unpickle(data, source)
-    _validate(result, source)
+    try:
+        if data[:4] == ZIP_MAGIC:
+            result = _modules_from_state_dicts(_torch_load(data, source), source)
+        else:
+            result = _unpickle(data, source)
+        _validate(result, source)
+    except NetworkPickleError:
+        raise
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise NetworkPickleError(one_line_refusal(source, error)) from None
     if force_fp16:
         result = {key: (_with_fp16(value) if key in NETWORK_KEYS else value) for key, value in result.items()}
     return result
@@ -169,32 +202,69 @@ def _read_bytes(path_or_url_or_file: Any) -> tuple[str, bytes]:
         raise TypeError(f"load_network_pkl: expected a path, URL or binary file, got {type(path_or_url_or_file).__name__}")
     source = os.fspath(path_or_url_or_file)
     if not util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
-        raise FileNotFoundError(f"load_network_pkl: no such network pickle: {source} (check the path or URL)")
-    with util.open_url(source) as f:
-        return source, f.read()
+        raise FileNotFoundError(f"{source}: no such network pickle; check the path or URL")
+    try:
+        with util.open_url(source) as f:
+            return source, f.read()
+    except OSError as error:
+        reason = error.strerror or str(error).splitlines()[0]
+        raise NetworkPickleError(f"{source}: cannot read the network pickle ({reason}); check the path, URL "
+                                 f"and permissions") from None
+
+
+def one_line_refusal(source: str, error: BaseException) -> str:
+    """`<file>: <what is wrong>; <how to fix>` from any loader error, never advising to trust the file."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if not text.startswith(source):
+        text = f"{source}: {text}"
+    return text if ";" in text else f"{text}; {USE_INTACT_FILE}"
 
 
 def _torch_load(data: bytes, source: str) -> Any:
     try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise pickle.UnpicklingError(f"{source}: torch.load(weights_only=True) refused the file: {first_line}") from None
+        if "weights only" in str(error).lower():
+            raise NetworkPickleError(_weights_only_refusal(source, str(error))) from None
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({str(error).strip()[:200]}); "
+                                 + storage_records.FIX_HINT) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({first:.200}); "
+                                 + storage_records.FIX_HINT) from None
+    storage_records.check_loaded_tensors(obj)
+    return obj
+
+
+def _weights_only_refusal(source: str, torch_message: str) -> str:
+    """Name what the file asked for; torch's own text suggests trusting the file, which we never do."""
+    found = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    what = f"it names {found.group(1)}" if found else "it holds objects other than tensors and plain containers"
+    return (f"{source}: refused: {what}, which a weights-only file may not contain (loading it could run code); "
+            + USE_INTACT_FILE)
 
 
 def _unpickle(data: bytes, source: str) -> dict:
     stream = io.BytesIO(data)
     try:
         obj = SafeUnpickler(stream, source).load()
-    except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, TypeError) as error:
-        if isinstance(error, pickle.UnpicklingError) and str(error).startswith(("refusing", source)):
-            raise
-        raise pickle.UnpicklingError(f"{source}: not a readable network pickle ({type(error).__name__}: {error})") from None
+    except NetworkPickleError:
+        raise
+    except storage_records.OversizedRecord as error:
+        raise NetworkPickleError(f"{source}: {error}") from None
+    except persistence.RefusedRecord as error:
+        raise NetworkPickleError(one_line_refusal(source, error)) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError, IndexError, KeyError, RuntimeError) as error:
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise NetworkPickleError(f"{source}: not a readable network pickle ({type(error).__name__}: {first:.200}); "
+                                 + USE_INTACT_FILE) from None
     if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:  # legacy (pre-zip) torch.save file
+        storage_records.check_legacy_storage_blob(data)  # torch would allocate the declared sizes first
         return _modules_from_state_dicts(_torch_load(data, source), source)
     if isinstance(obj, tuple) and len(obj) == 3:
-        raise pickle.UnpicklingError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "
-                                     f"PyTorch format first")
+        raise NetworkPickleError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "
+                                 f"PyTorch format first")
     return _convert_upstream(obj, source)
 
 

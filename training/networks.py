@@ -655,6 +655,14 @@ class DiscriminatorEpilogue(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, img: torch.Tensor | None, cmap: torch.Tensor | None,
                 force_fp32: bool = False) -> torch.Tensor:
+        x = self.out(self.penultimate(x, img))
+        if cmap is not None:
+            misc.assert_shape(cmap, [None, self.cmap_dim])
+            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+        return x
+
+    def penultimate(self, x: torch.Tensor, img: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, C, 4, 4] features -> the fc output [N, C] (minibatch-std, conv, fc; before `out`)."""
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == "skip":
@@ -663,12 +671,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x)
-        if cmap is not None:
-            misc.assert_shape(cmap, [None, self.cmap_dim])
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
-        return x
+        return self.fc(x.flatten(1))
 
     def extra_repr(self) -> str:
         return f"resolution={self.resolution}, architecture={self.architecture}"

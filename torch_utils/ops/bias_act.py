@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from torch_utils.ops import plugin_dispatch
+from torch_utils.ops import plugin_dispatch, plugin_selfcheck
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, dim: int = 1, act: 
     alpha/gain None use the activation's defaults; clamp None disables clamping.
     """
     spec, alpha, gain, clamp = _resolve_args(x, b, dim, act, alpha, gain, clamp)
-    plugin = plugin_dispatch.select_plugin(x, impl, "bias_act", _load_plugin)
+    plugin = plugin_dispatch.select_plugin(x, impl, "bias_act", _load_plugin, self_check)
     if plugin is None:
         return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
     return _bias_act_cuda(plugin, x, b, dim, spec, alpha, gain, clamp)
@@ -98,6 +98,29 @@ def _bias_act_ref(x, b, dim, spec: ActivationSpec, alpha: float, gain: float, cl
 def _load_plugin() -> ModuleType:
     from torch_utils import custom_ops  # local: keeps import cheap where the plugin is never wanted
     return custom_ops.get_plugin_for_op("bias_act")
+
+
+# (activation, clamp, channels-last, dtypes): what the networks run. A clamp that bites on random inputs
+# is checked in float32 only: in float16 an element within rounding of the clamp may fall on either side.
+_CHECK_CASES = (("lrelu", 1.0, False, plugin_selfcheck.FP32), ("lrelu", 256.0, False, plugin_selfcheck.BOTH),
+                ("lrelu", 256.0, True, plugin_selfcheck.BOTH), ("linear", None, False, plugin_selfcheck.BOTH),
+                ("swish", None, False, plugin_selfcheck.BOTH))
+
+
+def self_check(plugin: ModuleType, device: torch.device) -> plugin_selfcheck.CheckResult:
+    """The plugin vs the reference path on the activations the networks use (see plugin_selfcheck)."""
+    cases = [_check_case(plugin, *case) for case in _CHECK_CASES]
+    return plugin_selfcheck.run_self_check("bias_act", cases, device)
+
+
+def _check_case(plugin: ModuleType, act: str, clamp: float | None, channels_last: bool,
+                dtypes: tuple[torch.dtype, ...]) -> plugin_selfcheck.CheckCase:
+    spec = ACTIVATIONS[act]
+    args = (1, spec, spec.def_alpha, spec.def_gain, -1.0 if clamp is None else clamp)
+    return plugin_selfcheck.CheckCase(
+        name=f"{act} clamp={clamp}{' channels-last' if channels_last else ''}", shapes=[[2, 8, 4, 4], [8]],
+        fused=lambda x, b: _bias_act_cuda(plugin, x, b, *args), reference=lambda x, b: _bias_act_ref(x, b, *args),
+        channels_last=channels_last, dtypes=dtypes)
 
 
 def _bias_act_cuda(plugin, x, b, dim, spec, alpha, gain, clamp) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from torch_utils.ops import plugin_dispatch
+from torch_utils.ops import plugin_dispatch, plugin_selfcheck
 
 IntPair = int | Sequence[int]
 
@@ -63,7 +63,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up: IntPair = 1, down: In
     downx, downy = _parse_scaling(down, "down")
     pad = _parse_padding(padding)
     _check_input(x, f, (upx, upy), pad)
-    plugin = plugin_dispatch.select_plugin(x, impl, "upfirdn2d", _load_plugin)
+    plugin = plugin_dispatch.select_plugin(x, impl, "upfirdn2d", _load_plugin, self_check)
     if plugin is None:
         return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), pad, flip_filter, gain)
     params = _CudaParams(plugin, (upx, upy), (downx, downy), pad, bool(flip_filter), float(gain))
@@ -199,6 +199,30 @@ def _depthwise_fir(x: torch.Tensor, f: torch.Tensor, flip_filter: bool, gain: fl
 def _load_plugin() -> ModuleType:
     from torch_utils import custom_ops  # local: keeps import cheap where the plugin is never wanted
     return custom_ops.get_plugin_for_op("upfirdn2d")
+
+
+# (name, up, down, padding, separable): upsample2d / downsample2d / filter2d with the networks'
+# [1, 3, 3, 1] filter, plus the separable two-pass path and an asymmetric crop.
+_CHECK_CASES = (("upsample2d", 2, 1, (2, 1, 2, 1), False), ("downsample2d", 1, 2, (1, 1, 1, 1), False),
+                ("filter2d", 1, 1, (2, 1, 2, 1), False), ("separable up=2", 2, 1, (2, 1, 2, 1), True),
+                ("crop up=(2,1) down=(1,2)", (2, 1), (1, 2), (-1, 2, 1, -1), False))
+
+
+def self_check(plugin: ModuleType, device: torch.device) -> plugin_selfcheck.CheckResult:
+    """The plugin vs the reference path on the resampling the networks do (see plugin_selfcheck)."""
+    cases = [_check_case(plugin, device, *case) for case in _CHECK_CASES]
+    return plugin_selfcheck.run_self_check("upfirdn2d", cases, device)
+
+
+def _check_case(plugin: ModuleType, device: torch.device, name: str, up: IntPair, down: IntPair,
+                pad: tuple[int, int, int, int], separable: bool) -> plugin_selfcheck.CheckCase:
+    f = setup_filter([1, 3, 3, 1], device=device, separable=separable)
+    up, down = _parse_scaling(up, "up"), _parse_scaling(down, "down")
+    gain = float(up[0] * up[1])
+    params = _CudaParams(plugin, up, down, pad, False, gain)
+    return plugin_selfcheck.CheckCase(
+        name=name, shapes=[[2, 3, 6, 7]], fused=lambda x: _UpFirDn2dCuda.apply(x, f, params),
+        reference=lambda x: _upfirdn2d_ref(x, f, up, down, list(pad), False, gain))
 
 
 @dataclass(frozen=True)

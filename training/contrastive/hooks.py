@@ -10,6 +10,7 @@ Instance discrimination (one class for both FakeCLR and InsGen, configured by Me
   D phase, real branch:  q = head_r(D(T(x))),   k = key_head_r(D_ema(T'(x))),  lambda_real * InfoNCE.
   G phase:               q = head(D(T(G(z)))) with the head frozen, k = key_head(D_ema(T'(G(z)))),
                          lambda_G * InfoNCE against the fake queue, nothing enqueued.
+The query's D(T(.)) is the adversarial pass's (cl_query_view='shared') or a fresh draw ('independent').
 """
 
 from __future__ import annotations
@@ -30,13 +31,20 @@ from training.loss_hooks import LossHook, PhaseContext
 
 D_PHASES = ("Dmain", "Dboth")
 G_PHASES = ("Gmain", "Gboth")
-HEAD_INIT_SEED = 0xC0FFEE  # heads are built from their own RNG stream: identical on every rank,
+HEAD_INIT_SEED = 0xC0FFEE  # heads are built from their own RNG streams: identical on every rank,
                            # and the training run's global RNG is left untouched
+FAKE_BRANCH, REAL_BRANCH = 0, 1
 
 
-def _build_without_touching_rng(factory):
+def head_init_seed(run_seed: int, branch: int) -> int:
+    """The seed of one head's initialisation: a stream per (run seed, branch), so InsGen's real and
+    fake heads start as independent draws, every rank draws the same, and --seed reproduces them."""
+    return HEAD_INIT_SEED + 2 * int(run_seed) + branch
+
+
+def _build_without_touching_rng(factory, seed: int):
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(HEAD_INIT_SEED)
+        torch.manual_seed(seed)
         return factory()
 
 
@@ -47,7 +55,7 @@ class _HeadBranch:
         self.head = head
         self.queue = queue
         self.optimizer = optimizer
-        self.pending_keys: Optional[torch.Tensor] = None
+        self.pending_keys: Optional[torch.Tensor] = None  # no-grad keys, enqueued after the backward
 
     def params(self) -> list[torch.nn.Parameter]:
         return list(self.head.query_mlp.parameters())
@@ -65,6 +73,10 @@ class _HeadBranch:
             self.queue.enqueue(contrastive_dist.all_gather_cat(self.pending_keys), stamp)
             self.pending_keys = None
 
+    def restart_key_head(self) -> None:
+        """The key MLP starts equal to the query MLP (as when the head is built)."""
+        misc.copy_params_and_buffers(self.head.query_mlp, self.head.key_mlp, require_all=True)
+
 
 class InstanceContrastHook(LossHook):
     """Fake-instance (and optionally real-instance) discrimination with momentum heads and queues."""
@@ -72,7 +84,7 @@ class InstanceContrastHook(LossHook):
     def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device,
                  G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
                  D_reg_interval: Optional[int], total_kimg: float, batch_size: int, num_ws: Optional[int] = None,
-                 feature_channels: Optional[int] = None):
+                 feature_channels: Optional[int] = None, seed: int = 0):
         self.opts = options
         self.D = D
         self.device = torch.device(device)
@@ -83,14 +95,18 @@ class InstanceContrastHook(LossHook):
         channels = feature_channels or infer_feature_channels(D)
         self.D_ema = make_momentum_copy(D).to(self.device)
         self.fake = self._make_branch(channels, options.fqs, "fake_queue", options.fqs_schedule, options.fqs_min,
-                                      G_opt_kwargs, G_reg_interval) if options.fake_head else None
+                                      G_opt_kwargs, G_reg_interval, head_init_seed(seed, FAKE_BRANCH)) \
+            if options.fake_head else None
         self.real = self._make_branch(channels, options.rqs, "real_queue", "fixed", None,
-                                      D_opt_kwargs, D_reg_interval) if options.real_head else None
+                                      D_opt_kwargs, D_reg_interval, head_init_seed(seed, REAL_BRANCH)) \
+            if options.real_head else None
 
-    def _make_branch(self, channels, capacity, name, schedule, min_length, opt_kwargs, reg_interval) -> _HeadBranch:
+    def _make_branch(self, channels, capacity, name, schedule, min_length, opt_kwargs, reg_interval,
+                     init_seed) -> _HeadBranch:
         o = self.opts
         head = _build_without_touching_rng(
-            lambda: MomentumProjectionHead(channels, o.head_hidden_dim, o.head_out_dim, o.head_momentum)).to(self.device)
+            lambda: MomentumProjectionHead(channels, o.head_hidden_dim, o.head_out_dim, o.head_momentum),
+            init_seed).to(self.device)
         queue = TimestampedQueue(capacity, o.head_out_dim, schedule, min_length, name=name).to(self.device)
         return _HeadBranch(head, queue, make_head_optimizer(head.query_mlp.parameters(), opt_kwargs, reg_interval))
 
@@ -127,6 +143,13 @@ class InstanceContrastHook(LossHook):
                 branch.step()
                 branch.flush_keys(self.stamp)
 
+    def restart_momentum_copies(self) -> None:
+        """After a weights-only resume: D_ema and the (fresh) key MLPs start from the resumed networks."""
+        misc.copy_params_and_buffers(self.D, self.D_ema, require_all=True)
+        for branch in (self.fake, self.real):
+            if branch is not None:
+                branch.restart_key_head()
+
     def modules(self) -> dict[str, torch.nn.Module]:
         named = {"D_ema": self.D_ema}
         for prefix, branch in (("fake", self.fake), ("real", self.real)):
@@ -158,11 +181,27 @@ class InstanceContrastHook(LossHook):
     def _g_term_enabled(self) -> bool:
         return self.fake is not None and self.opts.cl_on_g and self.opts.lambda_G > 0
 
-    def _margin(self, queue: TimestampedQueue, mode: str) -> Optional[torch.Tensor]:
-        return forgetting_margin(mode, queue.stamps, queue.active, self.opts.tau_m)
+    def _nce(self, query, key, queue: TimestampedQueue, mode: str, stat: Optional[str] = None) -> torch.Tensor:
+        margin = forgetting_margin(mode, queue.stamps, queue.active, self.opts.tau_m)
+        loss = info_nce(query, key, queue.keys, self.opts.tau, queue.active, margin)
+        if stat is not None and margin is not None:
+            self._report_margin(stat, query, key, queue, margin, loss)
+        return loss
 
-    def _nce(self, query, key, queue: TimestampedQueue, mode: str) -> torch.Tensor:
-        return info_nce(query, key, queue.keys, self.opts.tau, queue.active, self._margin(queue, mode))
+    @torch.no_grad()
+    def _report_margin(self, stat, query, key, queue: TimestampedQueue, margin, loss) -> None:
+        """The forgetting term's size this step: mean m_i over the active negatives, and the nats it adds."""
+        active = queue.active.to(margin.dtype)
+        training_stats.report(f"{stat}_margin_mean", (margin * active).sum() / active.sum().clamp(min=1))
+        plain = info_nce(query.detach(), key, queue.keys, self.opts.tau, queue.active, None)
+        training_stats.report(f"{stat}_margin_nats", loss.detach() - plain)
+
+    def _query_features(self, ctx: PhaseContext, shared: Optional[torch.Tensor], img: torch.Tensor,
+                        c: torch.Tensor) -> torch.Tensor:
+        """The query's D features: the adversarial pass's (shared augmentation draw) or a fresh draw."""
+        if shared is not None and self.opts.cl_query_view == "shared":
+            return shared
+        return ctx.run_D(img, c)[1]
 
     def _key_mixing(self, ctx: PhaseContext):
         """The style-mixing draw for the perturbed key: the query's own, or a fresh one."""
@@ -178,9 +217,7 @@ class InstanceContrastHook(LossHook):
         if branch is None or ctx.gen_z is None or not (o.lambda_D > 0 or self._g_term_enabled()):
             return None  # nothing would use the term or the queue: draw no noise, run nothing
         branch.optimizer.zero_grad(set_to_none=True)
-        query_features = ctx.gen_features
-        if query_features is None:
-            _, query_features = ctx.run_D(ctx.gen_img.detach(), ctx.gen_c)
+        query_features = self._query_features(ctx, ctx.gen_features, ctx.gen_img.detach(), ctx.gen_c)
         with torch.no_grad():
             z_key = perturb_latents(ctx.gen_z, o.noise_mode, o.noise_scale, o.noise_clamp)
             key_img, _ = ctx.run_G(z_key, ctx.gen_c, update_emas=False, mixing=self._key_mixing(ctx))
@@ -192,7 +229,7 @@ class InstanceContrastHook(LossHook):
             branch.pending_keys = branch.head.project_keys(query_features)
         if o.lambda_D <= 0:
             return None
-        loss = self._nce(query, key, branch.queue, o.forgetting_mode)
+        loss = self._nce(query, key, branch.queue, o.forgetting_mode, stat="Loss/contrastive/fake")
         training_stats.report("Loss/CL/fake_D", loss)
         return loss.mean() * o.lambda_D
 
@@ -201,9 +238,7 @@ class InstanceContrastHook(LossHook):
         if branch is None or ctx.real_img is None or o.lambda_real <= 0:
             return None
         branch.optimizer.zero_grad(set_to_none=True)
-        query_features = ctx.real_features
-        if query_features is None:
-            _, query_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
+        query_features = self._query_features(ctx, ctx.real_features, ctx.real_img.detach(), ctx.real_c)
         with torch.no_grad():
             _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features)
@@ -216,9 +251,7 @@ class InstanceContrastHook(LossHook):
         branch, o = self.fake, self.opts
         if ctx.gen_img is None:
             return None
-        query_features = ctx.gen_features
-        if query_features is None:
-            _, query_features = ctx.run_D(ctx.gen_img, ctx.gen_c)
+        query_features = self._query_features(ctx, ctx.gen_features, ctx.gen_img, ctx.gen_c)
         with torch.no_grad():
             _, key_features = ctx.run_D(ctx.gen_img.detach(), ctx.gen_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features, frozen=True)
@@ -250,7 +283,10 @@ class InsGenHook(InstanceContrastHook):
 # ContraGAN 2C.
 
 class ConditionalEmbedding(torch.nn.Module):
-    """e = Linear(GAP(D features)) and the class proxy p = Linear(label) (no bias), both d_embed_dim."""
+    """e = Linear(D features) and the class proxy p = Linear(label) (no bias), both d_embed_dim.
+
+    The features are the epilogue's fc output [N, C] (StudioGAN) or the GAP of the 4x4 map (projection mode).
+    """
 
     def __init__(self, feature_channels: int, c_dim: int, d_embed_dim: int = 512):
         super().__init__()
@@ -267,17 +303,28 @@ class ConditionalEmbedding(torch.nn.Module):
 
 
 class ContraGAN2CHook(LossHook):
-    """2C on D (real embeddings, real labels) and on G (fake embeddings, sampled labels)."""
+    """2C on D (real embeddings, real labels) and on G (fake embeddings, sampled labels).
+
+    contragan_mode 'studiogan': D is built unconditional (training.contrastive.presets.discriminator_label_dim),
+    the label reaches D only through 2C, and the embedding reads the epilogue's fc output.
+    'projection': StyleGAN2's projection-conditioned D plus 2C on the pooled 4x4 map.
+    """
 
     def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device, c_dim: int,
-                 D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None):
+                 D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None,
+                 seed: int = 0):
         if c_dim <= 0:
             raise ValueError("--method=contragan: the 2C loss needs class labels; use --cond=True with a "
                              "dataset whose dataset.json has labels")
+        if options.contragan_mode == "studiogan" and getattr(D.b4, "architecture", None) == "skip":
+            raise ValueError("--contragan_mode=studiogan: the fc embedding needs a resnet/orig D architecture; "
+                             "use --contragan_mode=projection with a skip D")
         self.opts = options
+        self.D = D
         channels = feature_channels or infer_feature_channels(D)
         self.head = _build_without_touching_rng(
-            lambda: ConditionalEmbedding(channels, c_dim, options.d_embed_dim)).to(device)
+            lambda: ConditionalEmbedding(channels, c_dim, options.d_embed_dim),
+            head_init_seed(seed, FAKE_BRANCH)).to(device)
         self.optimizer = make_head_optimizer(self.head.parameters(), D_opt_kwargs, D_reg_interval)
 
     def needs_features(self, phase: str) -> bool:
@@ -303,6 +350,8 @@ class ContraGAN2CHook(LossHook):
         return None
 
     def _term(self, features, c, frozen: bool, stat: str) -> torch.Tensor:
+        if self.opts.contragan_mode == "studiogan":
+            features = self.D.b4.penultimate(features)  # same batch, so the same minibatch-std groups
         e, p = self.head(features, c, frozen=frozen)
         e, p = contrastive_dist.all_gather_with_grad(e), contrastive_dist.all_gather_with_grad(p)
         labels = contrastive_dist.all_gather_cat(c)

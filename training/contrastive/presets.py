@@ -26,9 +26,14 @@ from training.contrastive.queue import QUEUE_SCHEDULES
 METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 ENQUEUE_MODES = ("key", "query_momentum")
 COND_LOSSES = ("none", "2c")
-UPSTREAM_FLAGS = ("no_insgen", "no_fakeclr", "no_cl_on_g")  # mapped onto the options below
+QUERY_VIEWS = ("shared", "independent")
+CONTRAGAN_MODES = ("studiogan", "projection")
+UPSTREAM_FLAGS = ("no_insgen", "no_fakeclr", "no_cl_on_g", "forgetting")  # mapped onto the options below
+# --forgetting=paper|code|off names MethodOptions.forgetting_mode; the field's own values are accepted too.
+FORGETTING_CHOICES = {"paper": "paper", "code": "code_constant", "code_constant": "code_constant", "off": "off"}
 DEFAULT_NOISE_SCALE = {"relative": 0.1, "fixed": 0.15}
 QUEUE_FRACTION = 0.05  # default queue length: 5 % of the dataset (x2 with --mirror)
+QUEUE_START_BATCHES = 4  # a shrinking queue starts at >= 4 global batches, so it can shrink on few-shot data
 
 
 @dataclasses.dataclass
@@ -54,7 +59,7 @@ class MethodOptions:
     fqs: Optional[int] = None            # fake queue length; None: 5 % of the data (x2 mirror), > batch
     rqs: Optional[int] = None            # real queue length; same default
     fqs_schedule: str = "fixed"          # 'fixed' | 'linear' (diversity-aware queue)
-    fqs_min: Optional[int] = None        # floor of the linear schedule; None: max(fqs // 2, batch + 1)
+    fqs_min: Optional[int] = None        # floor of the linear schedule; None: see default_queue_schedule
     forgetting_mode: str = "paper"       # 'paper' | 'code_constant' | 'off'
     tau_m: float = 0.01                  # forgetting-factor temperature
     g_cl_forgetting: bool = False        # apply the forgetting term on G's side too (code does)
@@ -63,10 +68,12 @@ class MethodOptions:
     noise_clamp: Optional[float] = 3.0   # clamp on |z_j| for relative noise; None: paper-literal
     cl_independent_mixing: bool = False  # fresh style-mixing draw for the perturbed key (code)
     enqueue: str = "key"                 # 'key' (FakeCLR) | 'query_momentum' (InsGen)
+    cl_query_view: str = "shared"        # 'shared': the adversarial pass's features | 'independent': a fresh T
     # ContraGAN 2C
     lambda_2c: float = 1.0
     tau_2c: float = 1.0
     d_embed_dim: int = 512
+    contragan_mode: str = "studiogan"    # 'studiogan': unconditional D, 2C on the FC output | 'projection'
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for training_options.json and snapshots."""
@@ -121,8 +128,16 @@ def resolve_method(method: str, overrides: Optional[dict[str, Any]] = None, *, d
 def _translate_upstream_flags(overrides: dict[str, Any]) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(MethodOptions)} - {"method", "code_compat"}
     values = {}
+    if "forgetting" in overrides and "forgetting_mode" in overrides and \
+            _forgetting_mode(overrides["forgetting"]) != FORGETTING_CHOICES.get(overrides["forgetting_mode"]):
+        raise ValueError(f"--forgetting={overrides['forgetting']}: contradicts "
+                         f"--forgetting_mode={overrides['forgetting_mode']}; give only one of them")
     for name, value in overrides.items():
-        if name in ("no_insgen", "no_fakeclr"):
+        if name == "forgetting":
+            values["forgetting_mode"] = _forgetting_mode(value)
+        elif name == "forgetting_mode":  # an unknown value is reported by _validate with the field's choices
+            values["forgetting_mode"] = FORGETTING_CHOICES.get(value, value)
+        elif name in ("no_insgen", "no_fakeclr"):
             if value:
                 values.update(fake_head=False, real_head=False)
         elif name == "no_cl_on_g":
@@ -134,6 +149,12 @@ def _translate_upstream_flags(overrides: dict[str, Any]) -> dict[str, Any]:
         else:
             raise ValueError(f"--{name}: not a method option; known: {', '.join(sorted(known | set(UPSTREAM_FLAGS)))}")
     return values
+
+
+def _forgetting_mode(value: str) -> str:
+    if value not in FORGETTING_CHOICES:
+        raise ValueError(f"--forgetting={value!r}: use one of paper, code, off")
+    return FORGETTING_CHOICES[value]
 
 
 def default_queue_length(dataset_size: int, mirror: bool) -> int:
@@ -150,6 +171,18 @@ def _clamp_queue(name: str, value: int, batch: int, explicit: bool, warn) -> int
     return batch + 1
 
 
+def default_queue_schedule(dataset_size: int, mirror: bool, batch: int) -> tuple[int, int]:
+    """(start, end) of the shrinking fake queue when --fqs / --fqs_min are not given.
+
+    start = max(5 % rule, 4 x global batch): on few-shot data the 5 % rule is below one batch,
+    so without the multiple of the batch the queue would be clamped to batch + 1 and never shrink.
+    end = max(half the 5 % rule, batch + 1): a queue always keeps negatives of an earlier iteration.
+    """
+    data_rule = default_queue_length(dataset_size, mirror)
+    start = max(data_rule, QUEUE_START_BATCHES * batch, batch + 1)
+    return start, min(start, max(data_rule // 2, batch + 1))
+
+
 def _fill_defaults(opts: MethodOptions, dataset_size: int, mirror: bool, batch: int, warn) -> None:
     if opts.noise_scale is None:
         opts.noise_scale = DEFAULT_NOISE_SCALE.get(opts.noise_mode, 0.1)
@@ -157,20 +190,32 @@ def _fill_defaults(opts: MethodOptions, dataset_size: int, mirror: bool, batch: 
         return
     default = default_queue_length(dataset_size, mirror)
     if opts.fake_head:
-        opts.fqs = _clamp_queue("fqs", opts.fqs if opts.fqs is not None else default, batch, opts.fqs is not None, warn)
-        if opts.fqs_min is None:
-            opts.fqs_min = min(opts.fqs, max(opts.fqs // 2, batch + 1))
-        elif opts.fqs_min > opts.fqs:
-            raise ValueError(f"--fqs_min={opts.fqs_min}: must not exceed --fqs={opts.fqs}")
-        else:
-            opts.fqs_min = _clamp_queue("fqs_min", opts.fqs_min, batch, True, warn)
+        _fill_fake_queue(opts, dataset_size, mirror, batch, warn)
     if opts.real_head:
         opts.rqs = _clamp_queue("rqs", opts.rqs if opts.rqs is not None else default, batch, opts.rqs is not None, warn)
 
 
+def _fill_fake_queue(opts: MethodOptions, dataset_size: int, mirror: bool, batch: int, warn) -> None:
+    if opts.fqs is None and opts.fqs_schedule == "linear":
+        start, end = default_queue_schedule(dataset_size, mirror, batch)
+        opts.fqs = start
+        opts.fqs_min = end if opts.fqs_min is None else opts.fqs_min
+    else:
+        explicit = opts.fqs is not None
+        opts.fqs = _clamp_queue("fqs", opts.fqs if explicit else default_queue_length(dataset_size, mirror),
+                                batch, explicit, warn)
+        if opts.fqs_min is None:
+            opts.fqs_min = min(opts.fqs, max(opts.fqs // 2, batch + 1))
+            return
+    if opts.fqs_min > opts.fqs:
+        raise ValueError(f"--fqs_min={opts.fqs_min}: must not exceed --fqs={opts.fqs}")
+    opts.fqs_min = _clamp_queue("fqs_min", opts.fqs_min, batch, True, warn)
+
+
 def _validate(opts: MethodOptions) -> None:
     choices = {"fqs_schedule": QUEUE_SCHEDULES, "forgetting_mode": FORGETTING_MODES, "noise_mode": NOISE_MODES,
-               "enqueue": ENQUEUE_MODES, "cond_loss": COND_LOSSES}
+               "enqueue": ENQUEUE_MODES, "cond_loss": COND_LOSSES, "cl_query_view": QUERY_VIEWS,
+               "contragan_mode": CONTRAGAN_MODES}
     for name, allowed in choices.items():
         if getattr(opts, name) not in allowed:
             raise ValueError(f"--{name}={getattr(opts, name)!r}: use one of {', '.join(allowed)}")
@@ -195,3 +240,61 @@ def contrastive_enabled(opts: MethodOptions) -> bool:
     instance = (opts.fake_head and (opts.lambda_D > 0 or (opts.cl_on_g and opts.lambda_G > 0))) or \
                (opts.real_head and opts.lambda_real > 0)
     return instance or (opts.cond_loss == "2c" and opts.lambda_2c > 0)
+
+
+def discriminator_label_dim(opts: MethodOptions, label_dim: int) -> int:
+    """D's c_dim: 0 for StudioGAN's 2C arrangement (the label reaches D only through 2C)."""
+    if opts.cond_loss == "2c" and opts.contragan_mode == "studiogan":
+        return 0
+    return label_dim
+
+
+# ----------------------------------------------------------------------------
+# What the start of a run says about the method.
+
+# The upstream FakeCLR / InsGen flags: given without --method they are ignored here (or, for --ada_linear,
+# give ADA-Linear), while in the FakeCLR / InsGen repositories the same command trains FakeCLR / InsGen.
+# Any other method option given without --method is named too.
+CONTRASTIVE_ONLY_FLAGS = ("ada_linear", "fqs", "rqs", "no_cl_on_g", "no_insgen", "no_fakeclr")
+
+
+def implicit_method_note(method_given: Optional[str], overrides: dict[str, Any], opts: MethodOptions) -> Optional[str]:
+    """One line when FakeCLR / InsGen flags come without --method (so no contrastive head trains)."""
+    if method_given is not None:
+        return None
+    given = [name for name, value in overrides.items() if value is not None]  # every method option counts
+    flags = [name for name in CONTRASTIVE_ONLY_FLAGS if name in given] + \
+        sorted(name for name in given if name not in CONTRASTIVE_ONLY_FLAGS)
+    if not flags:
+        return None
+    runs = "ADA-Linear" if opts.ada_linear else "ADA"
+    given = " ".join(f"--{name}" for name in flags)
+    return (f"Method: {runs} without a contrastive head ({given} given without --method; the default --method is ada); "
+            "to train FakeCLR add --method=fakeclr (InsGen: --method=insgen)")
+
+
+def describe_method(opts: MethodOptions, total_kimg: float) -> list[str]:
+    """The status block's method lines: the method and its key settings."""
+    augment = "ADA-Linear p ramp" if opts.ada_linear else "adaptive p"
+    if not contrastive_enabled(opts):
+        return [f"{opts.method} ({augment}, no contrastive term)"]
+    lines = [f"{opts.method} ({augment})"]
+    if opts.fake_head:
+        lines.append(f"fake head: lambda_D {opts.lambda_D:g}, lambda_G {opts.lambda_G if opts.cl_on_g else 0:g}, "
+                     f"tau {opts.tau:g}, query view {opts.cl_query_view}, enqueue {opts.enqueue}")
+        lines.append(fake_queue_line(opts, total_kimg))
+        forgetting = opts.forgetting_mode + (f" (tau_m {opts.tau_m:g})" if opts.forgetting_mode == "paper" else "")
+        clamp = "" if opts.noise_mode != "relative" else f", clamp {opts.noise_clamp}"
+        lines.append(f"forgetting factor: {forgetting}; latent noise: {opts.noise_mode} {opts.noise_scale:g}{clamp}")
+    if opts.real_head:
+        lines.append(f"real head: lambda_real {opts.lambda_real:g}, real queue: {opts.rqs} (fixed)")
+    if opts.cond_loss == "2c":
+        lines.append(f"2C: lambda_2c {opts.lambda_2c:g}, tau_2c {opts.tau_2c:g}, mode {opts.contragan_mode}")
+    return lines
+
+
+def fake_queue_line(opts: MethodOptions, total_kimg: float) -> str:
+    """e.g. 'fake queue: 256 → 65 over 10000 kimg (linear)'."""
+    if opts.fqs_schedule == "linear" and opts.fqs_min != opts.fqs:
+        return f"fake queue: {opts.fqs} → {opts.fqs_min} over {total_kimg:g} kimg (linear)"
+    return f"fake queue: {opts.fqs} ({opts.fqs_schedule})"

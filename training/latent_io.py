@@ -1,0 +1,91 @@
+"""Inputs and outputs shared by the latent-space tools (projector.py, style_mixing.py, the continuity report).
+
+Networks are read with our safe loader (nothing in a pickle is executed); every bad input becomes a one-line
+click error naming the option, and every file is written through a temp file (dnnlib.util.atomic_write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator
+
+import click
+import numpy as np
+import PIL.Image
+import torch
+
+from dnnlib import util
+
+
+@contextlib.contextmanager
+def output_errors(option: str = "--outdir") -> Iterator[None]:
+    """A failed write (disk full, no permission) becomes one line naming the file instead of a traceback."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename if err.filename is not None else option
+        raise click.ClickException(f"{where}: {(err.strerror or str(err)).lower()}; check {option}, its "
+                                   "permissions and the free disk space") from None
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """--device=cpu|cuda, or CUDA when available."""
+    if name is None:
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException("--device=cuda: no CUDA device is visible; use --device=cpu")
+    return torch.device(name)
+
+
+def load_generator(network_pkl: str, device: torch.device, option: str = "--network") -> Any:
+    """G_ema of a snapshot (ours or upstream's), in eval mode without gradients, on the device."""
+    from training.network_pickle import load_network_pkl  # heavy import kept out of --help
+
+    if not util.is_url(network_pkl) and not os.path.isfile(network_pkl):
+        raise click.ClickException(f"{option}={network_pkl}: no such file; give a network-snapshot-*.pkl")
+    try:
+        G = load_network_pkl(network_pkl)["G_ema"]
+    except (OSError, ValueError, KeyError) as err:
+        raise click.ClickException(f"{option}={network_pkl}: not a readable network snapshot ({err}); "
+                                   "give a network-snapshot-*.pkl written by train.py or upstream") from None
+    return G.eval().requires_grad_(False).to(device)
+
+
+def require_unconditional(G: Any, network_pkl: str, what: str) -> None:
+    if G.c_dim != 0:
+        raise click.ClickException(f"--network={network_pkl}: {what} needs an unconditional network, this one has "
+                                   f"{G.c_dim} classes; use a network trained without --cond")
+
+
+def load_target_image(path: str, resolution: int, channels: int, option: str = "--target") -> torch.Tensor:
+    """uint8 [C, H, W]: the largest centred square of the image, resized (Lanczos) to the network's size."""
+    try:
+        image = PIL.Image.open(path)
+        image = image.convert("L" if channels == 1 else "RGB")
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f"{option}={path}: cannot read the image ({err}); give a PNG or JPEG") from None
+    w, h = image.size
+    s = min(w, h)
+    image = image.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2))
+    image = image.resize((resolution, resolution), PIL.Image.LANCZOS)
+    array = np.asarray(image, dtype=np.uint8).reshape(resolution, resolution, channels)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8 (x * 127.5 + 128, clamped), as upstream saves images."""
+    return (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def save_png(array: np.ndarray, path: str) -> None:
+    """[H, W, C] uint8 (C = 1 or 3) -> PNG, atomically."""
+    image = PIL.Image.fromarray(array[:, :, 0], "L") if array.shape[2] == 1 else PIL.Image.fromarray(array, "RGB")
+    with util.atomic_write(path, "wb") as f:
+        image.save(f, format="PNG")
+
+
+def save_projected_w(ws: torch.Tensor, path: str) -> None:
+    """projected_w.npz with key 'w' [N, num_ws, w_dim], the file `generate.py --projected-w` reads."""
+    with util.atomic_write(path, "wb") as f:
+        np.savez(f, w=ws.detach().cpu().numpy().astype(np.float32))

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import click
 
 import dnnlib
+from dnnlib import cli_errors
 from training import devices, preflight
 from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
@@ -80,7 +81,7 @@ def _method_options(func):
 @click.command(context_settings=dict(max_content_width=120))
 @click.pass_context
 # General options.
-@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR")
+@click.option("--outdir", help="Where to save the results", required=True, metavar="DIR", callback=cli_errors.expand_user)
 @click.option("--gpus", help="Number of GPUs [default: 1; WORLD_SIZE under torchrun]", type=int, default=None, metavar="INT")
 @click.option("--cpu-procs", "--cpu_procs", "cpu_procs", help="Run --gpus=N processes on the CPU (no GPUs needed) [default: false]",
               type=bool, default=False, metavar="BOOL")
@@ -90,7 +91,7 @@ def _method_options(func):
 @click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 # Dataset.
-@click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True)
+@click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True, callback=cli_errors.expand_user)
 @click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool, default=False, metavar="BOOL")
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
 @click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")
@@ -106,7 +107,8 @@ def _method_options(func):
 @click.option("--target", help="ADA target value for --aug=ada [default: 0.6]", type=float)
 @click.option("--augpipe", help="Augmentation pipeline [default: bgc]", type=click.Choice(AUGPIPE_NAMES))
 # Transfer learning and resume.
-@click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL")
+@click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL",
+              callback=cli_errors.expand_user)
 @click.option("--resume-mode", "--resume_mode", "resume_mode", type=click.Choice(RESUME_MODES), default="continue",
               help="For a run directory or 'latest': continue in that directory, or start a new one [default: continue]")
 @click.option("--freezed", help="Freeze-D: number of D layers to freeze [default: 0]", type=int, metavar="INT")
@@ -145,6 +147,8 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
         try:
             opts, run_dir = resolve_options(kwargs)
         except (ConfigError, ValueError, FileNotFoundError) as err:
+            if cli_errors.debugging():  # FAKECLR_DEBUG=1: the traceback, for bug reports
+                raise
             raise click.ClickException(str(err).splitlines()[0]) from None
         except RunComplete as done:
             print(done)
@@ -156,6 +160,8 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
         try:
             launch(opts, run_dir)
         except (RunWriteError, rundir.RunInUse) as err:
+            if cli_errors.debugging():
+                raise
             raise click.ClickException(str(err)) from None
 
 
@@ -202,9 +208,6 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
         kwargs["gpus"] = torchrun_world_size() or 1
-    for name in ("data", "outdir", "resume"):  # `~` as a shell would expand it (click does not)
-        if kwargs.get(name):
-            kwargs[name] = os.path.expanduser(kwargs[name])
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
     o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else devices.default_workers()
     o.ada_linear = bool(method_overrides.get("ada_linear"))

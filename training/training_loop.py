@@ -36,7 +36,6 @@ from training.contrastive import MethodOptions, build_hook
 from training.contrastive.presets import discriminator_label_dim
 from training.phases import build_phases
 from training.resume_plan import EXACT_RESUME_KEYS
-from training.run_dir import reporting_write_errors
 
 SNAPSHOT_VERSION = 1
 # ADA's reflect padding and blit/resample split change tensor shapes on every call; each new shape adds a
@@ -87,10 +86,6 @@ class StopRequest:
         if not self._requested and self._shared is not None and self._shared.value != 0:
             self._handle(self._shared.value, None)
         return self._requested
-
-    @property
-    def installed(self) -> bool:
-        return bool(self._previous)
 
     def install(self) -> None:
         for sig in self._SIGNALS:
@@ -346,7 +341,7 @@ class Trainer:
         grid = tuple(self.o.image_grid) if self.o.get("image_grid") else None
         self.grid_size, images, labels = image_grid.setup_snapshot_image_grid(self.training_set, grid=grid)
         reals = os.path.join(self.run_dir, "reals.png")
-        with reporting_write_errors(reals):
+        with rundir.reporting_write_errors(reals):
             image_grid.save_image_grid(images, reals, drange=[0, 255], grid=self.grid_size)
         gen = torch.Generator().manual_seed(0)
         self.grid_z = torch.randn([labels.shape[0], self.G.z_dim], generator=gen).to(self.device)
@@ -506,7 +501,7 @@ class Trainer:
         images = [self.G_ema(z=z, c=c, noise_mode="const").cpu()
                   for z, c in zip(self.grid_z.split(self.o.batch_gpu), self.grid_c.split(self.o.batch_gpu))]
         path = os.path.join(self.run_dir, file_name)
-        with reporting_write_errors(path):
+        with rundir.reporting_write_errors(path):
             image_grid.save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid=self.grid_size)
 
     def save_snapshot(self) -> tuple[str, torch.nn.Module]:
@@ -523,7 +518,7 @@ class Trainer:
         path = os.path.join(self.run_dir, rundir.snapshot_name(self.cur_nimg, o.kimg_per_tick))
         if self.rank == 0:
             snapshot["resume_state"] = state
-            with reporting_write_errors(path):
+            with rundir.reporting_write_errors(path):
                 network_pickle.save_network_pkl(path, snapshot)
             self.last_snapshot = path
         distributed.barrier()
@@ -554,7 +549,7 @@ class Trainer:
                                            rank=self.rank, device=self.device)
         for result in results:  # FID/KID/PR of the same detector and counts share one feature pass
             if self.rank == 0:
-                with reporting_write_errors(os.path.join(self.run_dir, f"metric-{result['metric']}.jsonl")):
+                with rundir.reporting_write_errors(os.path.join(self.run_dir, f"metric-{result['metric']}.jsonl")):
                     metric_main.report_metric(result, run_dir=self.run_dir, snapshot_pkl=snapshot_pkl)
                 if self.tb_writer is not None:
                     for key, value in result.results.items():
@@ -568,7 +563,7 @@ class Trainer:
         if self.rank != 0:
             return
         if self.stats_jsonl is not None:
-            with reporting_write_errors(self.stats_jsonl):
+            with rundir.reporting_write_errors(self.stats_jsonl):
                 atomic_append_line(self.stats_jsonl, json.dumps(dict(stats, timestamp=time.time())))
         if self.tb_writer is not None:
             global_step = int(self.cur_nimg / 1e3)

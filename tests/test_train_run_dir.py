@@ -92,3 +92,25 @@ def test_plan_resume_continues_the_newest_matching_run(tmp_path):
         plan_resume("latest", "continue", str(tmp_path), _opts(random_seed=7))
     with pytest.raises(ConfigError, match=r"the run was made with another --seed .*--resume-mode=new"):
         plan_resume(str(tmp_path / "00002-b"), "continue", str(tmp_path), _opts())
+
+
+def test_runs_saved_before_newer_method_fields_still_compare_equal():
+    """Options written before cl_query_view / contragan_mode existed match today's defaults (exact resume key)."""
+    from training.contrastive.presets import MethodOptions, resolve_method
+    from training.resume_plan import first_difference
+    from training.training_loop import options_key
+
+    for method in ("ada", "fakeclr", "insgen"):
+        today = resolve_method(method, dataset_size=169, mirror=True, batch=8).to_dict()
+        older = {k: v for k, v in today.items() if k not in ("cl_query_view", "contragan_mode")}
+        assert options_key({"method_kwargs": today}) == options_key({"method_kwargs": older}), method
+        assert first_difference({"method_kwargs": older}, {"method_kwargs": today}) is None, method
+        assert MethodOptions.from_dict(older).cl_query_view == "shared"
+    # A setting that does act is still a difference; an older 2C run was the projection arrangement.
+    fakeclr = resolve_method("fakeclr", dataset_size=169, mirror=True, batch=8).to_dict()
+    independent = dict(fakeclr, cl_query_view="independent")
+    assert "cl_query_view" in first_difference({"method_kwargs": fakeclr}, {"method_kwargs": independent})
+    contragan = resolve_method("contragan", dataset_size=169, mirror=True, batch=8).to_dict()
+    older_2c = {k: v for k, v in contragan.items() if k != "contragan_mode"}
+    assert MethodOptions.from_dict(older_2c).contragan_mode == "projection"
+    assert "contragan_mode" in first_difference({"method_kwargs": older_2c}, {"method_kwargs": contragan})

@@ -28,6 +28,29 @@ EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwarg
 # Transfer settings (spec 1.1) a continued transfer run keeps even though this command has no preset --resume.
 TRANSFER_KEYS = ("ada_kimg", "ema_rampup")
 RESUME_MODES = ("continue", "new")
+# Method fields added after runs were first written, with the value such older runs implied. A field is left
+# out of every comparison where it holds that value or does not act in the run, so older runs still continue
+# (exactly, when nothing else changed) and an ada run is not told it differs in a ContraGAN setting.
+LEGACY_METHOD_FIELDS = {"cl_query_view": "shared", "contragan_mode": "projection"}
+
+
+def comparable_options(o: dict) -> dict:
+    """The EXACT_RESUME_KEYS part of `o`, with method fields that cannot matter left out (see above)."""
+    picked = {key: o.get(key) for key in EXACT_RESUME_KEYS}
+    method = picked.get("method_kwargs")
+    if isinstance(method, dict):
+        picked["method_kwargs"] = {k: v for k, v in method.items() if not _inert_method_field(method, k, v)}
+    return picked
+
+
+def _inert_method_field(method: dict, key: str, value: Any) -> bool:
+    if key not in LEGACY_METHOD_FIELDS:
+        return False
+    if value == LEGACY_METHOD_FIELDS[key]:
+        return True
+    if key == "contragan_mode":
+        return method.get("cond_loss", "none") != "2c"
+    return not (method.get("fake_head") or method.get("real_head"))  # cl_query_view: instance heads only
 
 
 @dataclasses.dataclass
@@ -124,6 +147,7 @@ def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
     previous = dict(previous)
     current = json.loads(json.dumps(dict(opts), default=str))  # the form training_options.json has
     inherit_transfer_settings(previous, current)
+    previous, current = comparable_options(previous), comparable_options(current)
     for key in EXACT_RESUME_KEYS:
         path = _first_differing_path(previous.get(key), current.get(key), key)
         if path is not None:

@@ -35,7 +35,7 @@ from training.ada import make_ada_controller
 from training.contrastive import MethodOptions, build_hook
 from training.contrastive.presets import discriminator_label_dim
 from training.phases import build_phases
-from training.resume_plan import EXACT_RESUME_KEYS
+from training.resume_plan import comparable_options
 
 SNAPSHOT_VERSION = 1
 # ADA's reflect padding and blit/resample split change tensor shapes on every call; each new shape adds a
@@ -605,7 +605,7 @@ def _with_loop_defaults(opts: dnnlib.EasyDict) -> dnnlib.EasyDict:
 
 def options_key(o: dict) -> str:
     """What must match between a snapshot and the current run for an exact continuation."""
-    return json.dumps({k: o.get(k) for k in EXACT_RESUME_KEYS}, sort_keys=True, default=str)
+    return json.dumps(comparable_options(o), sort_keys=True, default=str)
 
 
 def loop_options_key(opts: dict) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from training.contrastive.losses import FORGETTING_MODES
 from training.contrastive.noise import NOISE_MODES
 from training.contrastive.queue import QUEUE_SCHEDULES
+from training.resume_plan import LEGACY_METHOD_FIELDS
 
 METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 ENQUEUE_MODES = ("key", "query_momentum")
@@ -85,7 +86,7 @@ class MethodOptions:
         if unknown:
             raise ValueError(f"method options: unknown key(s) {', '.join(unknown)} in the saved options; "
                              "was the snapshot written by a newer version?")
-        return cls(**values)
+        return cls(**{**LEGACY_METHOD_FIELDS, **values})  # older runs lack newer fields
 
 
 PRESETS: dict[str, dict[str, Any]] = {

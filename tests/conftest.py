@@ -40,3 +40,32 @@ def shared_data_dir() -> pathlib.Path:
 @pytest.fixture
 def embedded_dataset_dir() -> pathlib.Path:
     return EMBEDDED_DATASET
+
+
+@pytest.fixture
+def toy_detector(monkeypatch):
+    """Replace Inception by a cheap colour-histogram detector; returns the batch sizes it saw."""
+    import torch.nn.functional as F
+
+    from metrics import runners
+    from metrics.features import Detector
+
+    seen = []
+
+    def colour(img):
+        seen.append(img.shape[0])
+        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
+
+    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", colour))
+    return seen
+
+
+@pytest.fixture
+def fresh_plugin_dispatch(monkeypatch):
+    """No plugin choice or cached plugin leaks between tests of the op dispatch."""
+    from torch_utils.ops import plugin_dispatch
+
+    monkeypatch.delenv(plugin_dispatch.ENV_VAR, raising=False)
+    plugin_dispatch.forget_plugins()
+    yield
+    plugin_dispatch.forget_plugins()

@@ -6,12 +6,9 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 import calc_metrics
-from metrics import runners
-from metrics.features import Detector
 from training.network_pickle import save_network_pkl
 from training.networks import Generator
 
@@ -22,18 +19,6 @@ def _save(path, training_set_kwargs=None, res=64):
                   mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
     save_network_pkl(str(path), dict(G_ema=G, training_set_kwargs=training_set_kwargs))
     return str(path)
-
-
-@pytest.fixture
-def toy_detector(monkeypatch):
-    seen = []
-
-    def colour(img):
-        seen.append(img.shape[0])
-        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
-
-    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", colour))
-    return seen
 
 
 def _invoke(*args):

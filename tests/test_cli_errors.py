@@ -15,14 +15,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from click.testing import CliRunner
 
 import calc_metrics
 import generate
 from dnnlib import cli_errors
-from metrics import metric_main, runners
-from metrics.features import Detector
+from metrics import metric_main
 from training.network_pickle import NetworkPickleError, save_network_pkl
 from training.networks import Generator
 
@@ -172,18 +170,6 @@ def test_tilde_expands_in_network_outdir_and_data(tmp_path, good_pkl, embedded_d
 
 # ----------------------------------------------------------------------------
 # One feature pass for FID and KID.
-
-@pytest.fixture
-def toy_detector(monkeypatch):
-    seen = []
-
-    def colour(img):
-        seen.append(img.shape[0])
-        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
-
-    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", colour))
-    return seen
-
 
 def test_fid_and_kid_in_one_call_extract_features_once(tmp_path, good_pkl, embedded_dataset_dir, toy_detector):
     result = run(calc_metrics.main, f"--network={good_pkl}", "--metrics=fid10_full,kid10_full",

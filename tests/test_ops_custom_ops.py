@@ -20,12 +20,7 @@ from torch_utils.ops import bias_act, plugin_dispatch, upfirdn2d
 FAKE_CUDA_TENSOR = types.SimpleNamespace(is_cuda=True, device="cuda:0")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_dispatch(monkeypatch):
-    monkeypatch.delenv(plugin_dispatch.ENV_VAR, raising=False)
-    plugin_dispatch.forget_plugins()
-    yield
-    plugin_dispatch.forget_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugin_dispatch")
 
 
 def _failing_loader():

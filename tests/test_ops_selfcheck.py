@@ -17,12 +17,7 @@ CPU = torch.device("cpu")
 CUDA_LIKE_INPUT = types.SimpleNamespace(is_cuda=True, device=CPU)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_dispatch(monkeypatch):
-    monkeypatch.delenv(plugin_dispatch.ENV_VAR, raising=False)
-    plugin_dispatch.forget_plugins()
-    yield
-    plugin_dispatch.forget_plugins()
+pytestmark = pytest.mark.usefixtures("fresh_plugin_dispatch")
 
 
 class GradientOffBiasAct(FakeBiasActPlugin):

@@ -73,7 +73,7 @@ def test_preset_resolves_to_the_documented_runs(tmp_path):
         assert sorted(r.settings.seed for r in runs if r.method == method) == [0, 0, 1, 1, 2, 2]
     for run in runs:
         s = run.settings
-        assert (s.cfg, s.mirror, s.dataset_resolution, s.kimg, s.num_gen, s.threads) == ("tiny", True, 32, 16, 200, 1)
+        assert (s.cfg, s.mirror, s.dataset_resolution, s.kimg, s.num_gen, s.threads) == ("tiny", True, 32, 12, 200, 1)
         command = cm.train_command(s, run.method)
         assert f"--seed={s.seed}" in command and f"--method={run.method}" in command and "--mirror=True" in command
         assert run.key == f"{s.dataset_name}/{run.method}/seed{s.seed}"

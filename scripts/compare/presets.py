@@ -35,7 +35,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       contrastive_ada_linear=True, workers=1),
     # The multi-seed CPU benchmark (scripts/compare/benchmark.py: datasets, seeds, the long curve run).
     # Budget and fake count were chosen from measurements, see docs/results.md ("CPU benchmark").
-    "cpu-bench": dict(cfg="tiny", batch=None, mirror=True, kimg=16, tick=1, snap=4, num_gen=200,
+    "cpu-bench": dict(cfg="tiny", batch=None, mirror=True, kimg=12, tick=1, snap=3, num_gen=200,
                       contrastive_ada_linear=True, workers=1, threads=1, baseline="adalinear"),
 }
 # Ablation variants: selectable by name, never run unless asked for. (The train.py options of the

@@ -207,3 +207,13 @@ def test_continuity_step_says_one_line_when_the_script_is_missing(monkeypatch, t
     lines = []
     assert benchmark.run_continuity(_constructed_results(), str(tmp_path), str(tmp_path), lines.append) is None
     assert len(lines) == 1 and "latent_continuity.py is missing" in lines[0]
+
+
+def test_two_harnesses_saving_one_results_file_keep_both_runs(tmp_path):
+    path = str(tmp_path / "results.json")
+    first, second = (bench_results.load(path, "cpu-bench") for _ in range(2))  # both read the empty file
+    first["runs"]["a/ada/seed0"] = dict(kind="bench", recorded="2026-12-02T08:00:00")
+    second["runs"]["a/ada/seed1"] = dict(kind="bench", recorded="2026-12-02T08:01:00")
+    bench_results.save(path, first)
+    bench_results.save(path, second)
+    assert set(json.loads(pathlib.Path(path).read_text())["runs"]) == {"a/ada/seed0", "a/ada/seed1"}

@@ -46,6 +46,15 @@ def load(path: str, preset: str) -> dict:
 
 
 def save(path: str, results: dict) -> None:
+    """Write the file, first taking over what another harness recorded since we read it (newer entries win)."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            disk = json.load(f)
+        for key, run in disk.get("runs", {}).items():
+            mine = results["runs"].get(key)
+            if mine is None or run.get("recorded", "") > mine.get("recorded", ""):
+                results["runs"][key] = run
+        merge_expected(results, disk.get("expected", []))
     results["updated"] = now()
     with atomic_write(path, "w") as f:
         json.dump(results, f, indent=2, allow_nan=True)

@@ -108,16 +108,16 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
     evaluator = evaluator or make_evaluator(runs[0].settings)
     jobs = pending_jobs(runs, results, results_path, evaluator, plan.harness_command, log)
     recorder = _recorder(results, results_path, {id(job): run for job, run in jobs}, log)
-    if plan.score_only:
-        for job, _ in jobs:
-            evaluate_method(job.settings, job.state, job.method, evaluator, log)
-            recorder(job)
-    else:
-        try:
+    try:
+        if plan.score_only:
+            for job, _ in jobs:
+                evaluate_method(job.settings, job.state, job.method, evaluator, log)
+                recorder(job)
+        else:
             train_and_score([job for job, _ in jobs], options.get("parallel") or 1, evaluator, log, on_scored=recorder)
-        finally:
-            finish(results_path, results, plan, outdir, log)
-    return finish(results_path, results, plan, outdir, log)
+    finally:  # also after an interruption: the report shows what is done
+        finish(results_path, results, plan, outdir, log)
+    return results
 
 
 def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict) -> list[PlannedRun]:

@@ -196,8 +196,8 @@ def test_pictures_have_the_right_sizes(benched):
         assert image.size == (cols * 32, rows * 32)
     with Image.open(strip) as image:
         assert image.size == (pictures.STRIP_STEPS * 32, pictures.STRIP_PAIRS * 32)
-        pixels = list(image.convert("RGB").getdata())
-    assert len(set(pixels)) > 100  # real images, not an empty canvas
+        colours = image.convert("RGB").getcolors(1 << 20)
+    assert len(colours) > 100  # real images, not an empty canvas
     ends = pictures.strip_latents(8)
     assert ends.shape == (8, 8, 8) and not pytest.approx(ends[:, 0]) == ends[:, -1]
 

@@ -115,14 +115,15 @@ def paired_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[st
         for method in methods:
             if method == BASELINE:
                 continue
+            if not set(bench_stats.scores_by_seed(runs, dataset, BASELINE, "final", "fid")) & set(
+                    bench_stats.scores_by_seed(runs, dataset, method, "final", "fid")):
+                lines.append(f"| {dataset} | {method} | all | 0 | — (no seed finished by both yet) | — | — |")
+                continue
             for name, point, score in bench_stats.METRICS:
                 base = bench_stats.scores_by_seed(runs, dataset, BASELINE, point, score)
                 result = bench_stats.paired(base, bench_stats.scores_by_seed(runs, dataset, method, point, score))
                 scale = 1000.0 if score == "kid" else 1.0
                 label = name + (" ×10³" if score == "kid" else "")
-                if result.n == 0:
-                    lines.append(f"| {dataset} | {method} | {label} | 0 | — | — | — |")
-                    continue
                 delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale)
                 lines.append(f"| {dataset} | {method} | {label} | {result.n} | {delta} | {result.better} of {result.n} "
                              f"| {'—' if result.t is None else f'{result.t:+.2f}'} |")

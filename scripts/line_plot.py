@@ -55,11 +55,13 @@ def _tick_label(value: float) -> str:
 
 
 def draw_plot(series: dict[str, list[tuple[float, float]]], path: str, title: str, ylabel: str, xlabel: str,
-              colours: Optional[dict[str, tuple[int, int, int]]] = None, size: tuple[int, int] = PLOT_SIZE) -> None:
+              colours: Optional[dict[str, tuple[int, int, int]]] = None, size: tuple[int, int] = PLOT_SIZE,
+              bands: Optional[dict[str, list[tuple[float, float, float]]]] = None) -> None:
     """Line plot of (x, y) points per named series with axes, ticks, labels and a legend; PNG written atomically.
 
     `colours` fixes a series' colour by name (so a method keeps its colour across plots); others take
-    the next colour of EXTRA_COLOURS.
+    the next colour of EXTRA_COLOURS. `bands` adds a pale filled band (x, low, high) behind a series,
+    e.g. mean ± std over seeds.
     """
     from PIL import Image, ImageDraw
 
@@ -67,7 +69,10 @@ def draw_plot(series: dict[str, list[tuple[float, float]]], path: str, title: st
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     font, small = _font(16), _font(13)
+    bands = bands or {}
     points = [(x, y) for pts in series.values() for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+    points += [(x, y) for band in bands.values() for x, lo, hi in band for y in (lo, hi)
+               if math.isfinite(x) and math.isfinite(y)]
     xs = [x for x, _ in points] or [0.0, 1.0]
     ys = [y for _, y in points] or [0.0, 1.0]
     xticks = nice_ticks(0.0, max(xs) if max(xs) > 0 else 1.0)
@@ -104,8 +109,13 @@ def draw_plot(series: dict[str, list[tuple[float, float]]], path: str, title: st
     image.paste(label, (14, plot[1]))
 
     extra = iter(EXTRA_COLOURS)
+    chosen = {name: (colours or {}).get(name) or next(extra, (0, 0, 0)) for name in series}
+    for name, band in bands.items():
+        _draw_band(image, [(to_px(x, lo), to_px(x, hi)) for x, lo, hi in sorted(band)
+                           if math.isfinite(lo) and math.isfinite(hi)], chosen.get(name, (0, 0, 0)))
+    draw = ImageDraw.Draw(image)
     for i, (name, pts) in enumerate(series.items()):
-        colour = (colours or {}).get(name) or next(extra, (0, 0, 0))
+        colour = chosen[name]
         pts = sorted((x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y))
         pixels = [to_px(x, y) for x, y in pts]
         if len(pixels) > 1:
@@ -119,3 +129,16 @@ def draw_plot(series: dict[str, list[tuple[float, float]]], path: str, title: st
         _text(draw, (lx + 38, ly), name, font, "lm")
     with atomic_write(path, "wb") as f:
         image.save(f, format="PNG")
+
+
+def _draw_band(image: Any, edges: list[tuple[tuple[float, float], tuple[float, float]]], colour: tuple) -> None:
+    """A filled polygon between the low and high edge, blended 25 % into what is already drawn."""
+    from PIL import Image, ImageDraw
+
+    if len(edges) < 2:
+        return
+    polygon = [low for low, _ in edges] + [high for _, high in reversed(edges)]
+    layer = Image.new("RGB", image.size, colour)
+    mask = Image.new("L", image.size, 0)
+    ImageDraw.Draw(mask).polygon(polygon, fill=64)
+    image.paste(layer, (0, 0), mask)

@@ -1,0 +1,207 @@
+"""The report of a benchmark, written beside its results file: results.md, FID-vs-kimg plots, pictures.
+
+Everything in the results file is reported: every run (finished or partial), every seed; runs the
+benchmark expects but nobody has recorded are listed as pending. Pictures need the run's snapshot,
+so they are (re)drawn only on a machine that has it; the ones already drawn stay.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional
+
+from compare import bench_results, bench_stats
+from compare.presets import format_number
+from compare.report import METHOD_COLOURS, fmt, train_time
+from dnnlib.util import atomic_write
+from line_plot import draw_plot
+
+BASELINE = "adalinear"
+
+
+def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print) -> None:
+    os.makedirs(report_dir, exist_ok=True)
+    runs = bench_results.runs_of(results, "bench")
+    datasets = sorted({r["dataset"] for r in runs.values()} | {k.split("/")[0] for k in results.get("expected", [])})
+    for dataset in datasets:
+        write_curve_plot(runs, dataset, os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png"))
+        write_pictures(results, outdir, report_dir, dataset, log)
+    curves = bench_results.runs_of(results, "curve")
+    for key, run in curves.items():
+        series = {f"{run['method']} seed {run['seed']}": [(p["kimg"], p["fid"]) for p in run.get("curve", [])]}
+        draw_plot(series, os.path.join(report_dir, f"budget_curve-{run['dataset']}.png"),
+                  title=f"Budget run: FID vs kimg, {run['dataset']}", ylabel="FID", xlabel="kimg",
+                  colours={name: METHOD_COLOURS.get(run["method"], (0, 0, 0)) for name in series})
+    with atomic_write(os.path.join(report_dir, "results.md"), "w") as f:
+        f.write("\n".join(markdown(results, report_dir, datasets)) + "\n")
+
+
+def methods_in(results: dict, runs: dict) -> list[str]:
+    order = []
+    for key in results.get("expected", []) + sorted(runs):
+        method = key.split("/")[1]
+        if method not in order:
+            order.append(method)
+    return order
+
+
+def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
+    runs = bench_results.runs_of(results, "bench")
+    done = [k for k, r in runs.items() if r.get("status") == "done"]
+    expected = results.get("expected", [])
+    pending = [k for k in expected if k not in done]
+    methods = methods_in(results, runs)
+    options = next(iter(runs.values()), {}).get("options", {}) if runs else {}
+    lines = [f"# CPU benchmark `{results.get('benchmark')}`", "",
+             f"Status: **{len([k for k in expected if k in done])} of {len(expected)} runs done**"
+             + (f" ({len(done)} recorded in all)" if len(done) != len([k for k in expected if k in done]) else "")
+             + f"; updated {results.get('updated', '')[:16]}.", "",
+             protocol_line(options), ""]
+    lines += table_lines(runs, datasets, methods)
+    lines += paired_lines(runs, datasets, methods)
+    for dataset in datasets:
+        if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
+            lines += [f"### FID vs kimg, {dataset} (mean over seeds, band ± 1 std)", "",
+                      f"![FID vs kimg {dataset}](fid_vs_kimg-{dataset}.png)", ""]
+    lines += picture_lines(report_dir, datasets, methods)
+    lines += curve_lines(results, report_dir)
+    lines += every_run_lines(results)
+    lines += ["## Pending runs", ""] + ([f"- `{k}`" for k in pending] or ["(none)"]) + [""]
+    return lines
+
+
+def protocol_line(options: dict) -> str:
+    if not options:
+        return "No run recorded yet."
+    return (f"Protocol: `--cfg={options.get('cfg')}`, {options.get('resolution')} px, --mirror={options.get('mirror')}, "
+            f"{format_number(options.get('kimg', 0))} kimg per run, a snapshot every "
+            f"{format_number(options.get('tick', 0) * options.get('snap', 1))} kimg; every snapshot scored with FID "
+            f"and unbiased KID of {options.get('num_gen')} fakes (latent seed {options.get('eval_seed')}) against the "
+            f"full training set with x-flips. Lower is better. FID with so few fakes is biased upwards: compare "
+            f"methods with each other, not with the papers.")
+
+
+def _mean_std(summary: bench_stats.Summary, scale: float = 1.0) -> str:
+    if summary.mean is None:
+        return "—"
+    if summary.std is None:
+        return f"{fmt(summary.mean * scale)} (n=1)"
+    return f"{fmt(summary.mean * scale)} ± {fmt(summary.std * scale)}"
+
+
+def table_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str]:
+    lines = ["## Final and best scores (mean ± std over seeds)", "",
+             "| Dataset | Method | Seeds done | Final FID | Best FID | Final KID ×10³ | Best KID ×10³ |",
+             "|---|---|---|---|---|---|---|"]
+    for dataset in datasets:
+        for method in methods:
+            cells = []
+            for _, point, score in bench_stats.METRICS:
+                values = bench_stats.scores_by_seed(runs, dataset, method, point, score)
+                cells.append(_mean_std(bench_stats.summarize(list(values.values())), 1000.0 if score == "kid" else 1.0))
+            seeds = sorted(bench_stats.scores_by_seed(runs, dataset, method, "final", "fid"))
+            lines.append(f"| {dataset} | {method} | {len(seeds)} ({', '.join(map(str, seeds)) or '—'}) | "
+                         + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def paired_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str]:
+    lines = [f"## Improvement over {BASELINE}, paired over seeds", "",
+             f"Δ = score({BASELINE}) − score(method) for each seed both finished; positive = the method is better. "
+             "Mean ± std of Δ, the number of seeds where the method is better, and the paired t statistic "
+             "(mean / (std / √n); with n = 3, |t| > 4.3 is significant at 5 % two-sided).", "",
+             "| Dataset | Method | Metric | n | Δ mean ± std | Better in | t |", "|---|---|---|---|---|---|---|"]
+    for dataset in datasets:
+        for method in methods:
+            if method == BASELINE:
+                continue
+            if not set(bench_stats.scores_by_seed(runs, dataset, BASELINE, "final", "fid")) & set(
+                    bench_stats.scores_by_seed(runs, dataset, method, "final", "fid")):
+                lines.append(f"| {dataset} | {method} | all | 0 | — (no seed finished by both yet) | — | — |")
+                continue
+            for name, point, score in bench_stats.METRICS:
+                base = bench_stats.scores_by_seed(runs, dataset, BASELINE, point, score)
+                result = bench_stats.paired(base, bench_stats.scores_by_seed(runs, dataset, method, point, score))
+                scale = 1000.0 if score == "kid" else 1.0
+                label = name + (" ×10³" if score == "kid" else "")
+                delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale)
+                lines.append(f"| {dataset} | {method} | {label} | {result.n} | {delta} | {result.better} of {result.n} "
+                             f"| {'—' if result.t is None else f'{result.t:+.2f}'} |")
+    return lines + [""]
+
+
+def write_curve_plot(runs: dict, dataset: str, path: str) -> None:
+    series, bands = {}, {}
+    for method in sorted({r["method"] for r in runs.values() if r["dataset"] == dataset}):
+        band = bench_stats.curve_band(runs, dataset, method)
+        if not band:
+            continue
+        series[method] = [(kimg, s.mean) for kimg, s in band]
+        bands[method] = [(kimg, s.mean - (s.std or 0.0), s.mean + (s.std or 0.0)) for kimg, s in band]
+    if series:
+        draw_plot(series, path, title=f"FID vs kimg: {dataset} (mean ± std over seeds)", ylabel="FID",
+                  xlabel="kimg (thousands of real images shown to D)", colours=METHOD_COLOURS, bands=bands)
+
+
+def picture_names(dataset: str, method: str) -> tuple[str, str]:
+    return f"samples-{dataset}-{method}.png", f"interpolation-{dataset}-{method}.png"
+
+
+def write_pictures(results: dict, outdir: str, report_dir: str, dataset: str, log: Callable) -> None:
+    """Sample grid and interpolation strips of every method's seed-0 final snapshot that is on this machine."""
+    from compare import pictures
+    from training.network_pickle import load_network_pkl
+
+    runs = bench_results.runs_of(results, "bench")
+    for method in sorted({r["method"] for r in runs.values() if r["dataset"] == dataset and r.get("status") == "done"}):
+        path = bench_results.final_snapshot(results, outdir, dataset, method, 0)
+        if path is None:
+            continue
+        grid, strip = (os.path.join(report_dir, name) for name in picture_names(dataset, method))
+        pictures.write_pictures(load_network_pkl(path)["G_ema"], grid, strip)
+        log(f"[{dataset}/{method}/seed0] pictures from {os.path.basename(path)}")
+
+
+def picture_lines(report_dir: str, datasets: list[str], methods: list[str]) -> list[str]:
+    lines = []
+    for dataset in datasets:
+        found = [m for m in methods if os.path.isfile(os.path.join(report_dir, picture_names(dataset, m)[0]))]
+        if not found:
+            continue
+        lines += [f"## Samples and interpolations, {dataset} (seed-0 run, final snapshot, same latents for every method)",
+                  "", "| Method | Samples (4 × 8) | Interpolation strips (8 pairs × 8 steps, slerp in z) |", "|---|---|---|"]
+        for method in found:
+            grid, strip = picture_names(dataset, method)
+            lines.append(f"| {method} | ![{method} samples]({grid}) | ![{method} interpolations]({strip}) |")
+        lines.append("")
+    return lines
+
+
+def curve_lines(results: dict, report_dir: str) -> list[str]:
+    lines = []
+    for key, run in bench_results.runs_of(results, "curve").items():
+        lines += [f"## Budget run `{key}` ({run['status']}, {format_number(run['kimg'])} of "
+                  f"{format_number(run['target_kimg'])} kimg)", "",
+                  f"![budget curve](budget_curve-{run['dataset']}.png)", "", "| kimg | FID | KID ×10³ |", "|---|---|---|"]
+        lines += [f"| {format_number(p['kimg'])} | {fmt(p['fid'])} | {fmt(p['kid'] * 1000)} |" for p in run.get("curve", [])]
+        lines.append("")
+    return lines
+
+
+def every_run_lines(results: dict) -> list[str]:
+    lines = ["## Every recorded run", "",
+             "| Run | Status | kimg | Final FID | Best FID (kimg) | Train time | Score time | Threads | Load avg start → end "
+             "(1/5/15 min) | Commit |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, run in sorted(results["runs"].items()):
+        final, best = run.get("final") or {}, run.get("best") or {}
+        load = run.get("load_average") or {}
+        lines.append(
+            f"| `{key}` | {run['status']} | {format_number(run.get('kimg', 0))} | {fmt(final.get('fid'))} "
+            f"| {fmt(best.get('fid'))} ({format_number(best.get('kimg', 0))}) | {train_time(run)} "
+            f"| {train_time(dict(train_seconds=run.get('eval_seconds', 0)))} | {run.get('threads')} "
+            f"| {_load(load.get('start'))} → {_load(load.get('end'))} | {str(run.get('git_commit', ''))[:10]} |")
+    return lines + [""]
+
+
+def _load(values: Optional[list]) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"

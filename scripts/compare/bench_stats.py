@@ -1,0 +1,73 @@
+"""Statistics of a benchmark over seeds: mean ± std per method, paired differences against a baseline.
+
+Paired over seeds: for every seed both the method and the baseline finished, d = baseline − method
+(positive = the method has the lower, better score). Reported: n, mean ± std of d (std with ddof=1),
+the sign count (seeds where the method is better) and the paired t statistic mean / (std / sqrt(n)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+# (name in the report, which point of a run, which score)
+METRICS = (("final FID", "final", "fid"), ("best FID", "best", "fid"),
+           ("final KID", "final", "kid"), ("best KID", "best", "kid"))
+
+
+@dataclass
+class Summary:
+    n: int
+    mean: Optional[float]
+    std: Optional[float]  # None below two values
+
+
+@dataclass
+class Paired:
+    n: int
+    mean: Optional[float]
+    std: Optional[float]
+    better: int  # seeds where the method beats the baseline
+    t: Optional[float]  # None when n < 2 or the differences do not vary
+
+
+def summarize(values: list[float]) -> Summary:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return Summary(0, None, None)
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return Summary(len(values), mean, None)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return Summary(len(values), mean, math.sqrt(var))
+
+
+def paired(baseline: dict[int, float], method: dict[int, float]) -> Paired:
+    """Paired differences baseline − method over the seeds both have."""
+    seeds = sorted(set(baseline) & set(method))
+    diffs = [baseline[s] - method[s] for s in seeds]
+    stats = summarize(diffs)
+    t = None
+    if stats.std is not None and stats.std > 0:
+        t = stats.mean / (stats.std / math.sqrt(stats.n))
+    return Paired(stats.n, stats.mean, stats.std, sum(d > 0 for d in diffs), t)
+
+
+def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str) -> dict[int, float]:
+    """{seed: value} of the finished runs of one method on one dataset."""
+    out = {}
+    for run in runs.values():
+        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done" and run.get(point):
+            out[int(run["seed"])] = float(run[point][score])
+    return out
+
+
+def curve_band(runs: dict, dataset: str, method: str, score: str = "fid") -> list[tuple[float, Summary]]:
+    """(kimg, summary over seeds) at every snapshot kimg that any finished run of the method has."""
+    by_kimg: dict[float, list[float]] = {}
+    for run in runs.values():
+        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
+            for p in run.get("curve", []):
+                by_kimg.setdefault(round(p["kimg"], 3), []).append(p[score])
+    return [(kimg, summarize(values)) for kimg, values in sorted(by_kimg.items())]

@@ -1,0 +1,242 @@
+"""A multi-seed benchmark: datasets x methods x seeds, resumable across sessions and machines.
+
+Each (dataset, seed) is one ordinary comparison (scripts/compare/comparison.py) under --outdir, which
+holds the run directories and a local results.json; they never leave the machine. Every run that
+finishes (trained to the budget, every snapshot scored) is copied, with its options, seed, wall time,
+git commit, thread count and load average, into ONE results file meant to be committed
+(bench_results.py). A rerun on any machine skips the runs that file records; a run that is not
+recorded resumes from its newest snapshot when its run directory exists locally, else starts over.
+
+Stages: `curve` is the one long run that chooses the budget (FID against kimg, snapshots every kimg);
+`bench` is the table itself. Datasets given as image folders (or zips at another resolution) are
+converted once with dataset_tool.py into <outdir>/data/<name>-<resolution>.zip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import click
+
+from compare import bench_results
+from compare.comparison import open_comparison, train_and_score
+from compare.presets import REPO, Settings, dataset_info, display_command, parse_methods, resolve_settings, train_command
+from compare.runs import Job, training_status
+from compare.scores import evaluate_method, make_evaluator
+from compare.state import method_record, save_state
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """The long run whose FID-vs-kimg curve chooses the budget."""
+
+    dataset: int  # index into BenchmarkSpec.datasets
+    method: str
+    seed: int
+    kimg: float
+    tick: float
+    snap: int
+    score_every: float  # kimg between scored snapshots (snapshots stay every tick*snap kimg)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    datasets: tuple[str, ...]  # relative to the repository root
+    resolution: int
+    seeds: tuple[int, ...]
+    methods: str
+    results: str  # committed results file, relative to the repository root
+    curve: CurveSpec
+
+
+BENCHMARKS = {
+    "cpu-bench": BenchmarkSpec(
+        datasets=("../shared/data/emoji-smileys", "../shared/data/emoji-food"), resolution=32, seeds=(0, 1, 2),
+        methods="ada,adalinear,insgen,fakeclr", results="examples/cpu-bench/results.json",
+        curve=CurveSpec(dataset=0, method="adalinear", seed=0, kimg=60, tick=0.5, snap=2, score_every=4)),
+}
+
+
+@dataclass
+class BenchOptions:
+    """What the command line asked for (None: the spec's value)."""
+
+    data: list[str] = field(default_factory=list)
+    outdir: Optional[str] = None
+    methods: Optional[str] = None
+    seeds: Optional[str] = None
+    stage: str = "bench"
+    results: Optional[str] = None
+    score_only: bool = False
+    report_only: bool = False
+    continuity: bool = False
+    dry_run: bool = False
+    harness_command: str = ""
+
+
+@dataclass
+class PlannedRun:
+    key: str  # the run's name in the results file, e.g. "emoji-smileys-32/fakeclr/seed1"
+    kind: str  # "bench" or "curve"
+    settings: Settings
+    method: str
+
+
+def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Optional[Callable] = None,
+                  log: Callable = print) -> dict:
+    """Train, score and record every planned run not yet in the results file; write the report. Returns the file."""
+    spec = BENCHMARKS[preset]
+    results_path = os.path.abspath(plan.results or os.path.join(REPO, spec.results))
+    outdir = os.path.abspath(plan.outdir or os.path.join("runs", preset))
+    results = bench_results.load(results_path, preset)
+    if plan.report_only:
+        return finish(results_path, results, plan, outdir, log)
+    runs = planned_runs(spec, preset, plan, outdir, options)
+    if plan.stage == "bench":  # the table's full set of runs, so that missing ones show as pending
+        bench_results.merge_expected(results, bench_results.expected_keys(
+            sorted({r.settings.dataset_name for r in runs}), parse_methods(spec.methods) + sorted(
+                {r.method for r in runs} - set(parse_methods(spec.methods))), sorted({r.settings.seed for r in runs}
+                                                                                      | set(spec.seeds))))
+    if plan.dry_run:
+        for run in runs:
+            print(f"{run.key}: {display_command(train_command(run.settings, run.method))}")
+        return results
+    evaluator = evaluator or make_evaluator(runs[0].settings)
+    jobs = pending_jobs(runs, results, results_path, evaluator, plan.harness_command, log)
+    recorder = _recorder(results, results_path, {id(job): run for job, run in jobs}, log)
+    try:
+        if plan.score_only:
+            for job, _ in jobs:
+                evaluate_method(job.settings, job.state, job.method, evaluator, log)
+                recorder(job)
+        else:
+            train_and_score([job for job, _ in jobs], options.get("parallel") or 1, evaluator, log, on_scored=recorder)
+    finally:  # also after an interruption: the report shows what is done
+        finish(results_path, results, plan, outdir, log)
+    return results
+
+
+def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict) -> list[PlannedRun]:
+    """The runs of the stage, in the order they train: dataset by dataset, seed by seed, method by method."""
+    sources = plan.data or [os.path.join(REPO, path) for path in spec.datasets]
+    data = [prepare_dataset(source, spec.resolution, os.path.join(outdir, "data")) for source in sources]
+    options = {k: v for k, v in options.items() if k not in ("seed",)}
+    if plan.stage == "curve":
+        curve = spec.curve
+        overrides = dict(options, kimg=curve.kimg, tick=curve.tick, snap=curve.snap, score_every=curve.score_every)
+        return _cell_runs("curve", data[min(curve.dataset, len(data) - 1)], curve.seed, [curve.method], preset,
+                          outdir, overrides)
+    methods = parse_methods(plan.methods or spec.methods)
+    seeds = parse_seeds(plan.seeds) if plan.seeds else list(spec.seeds)
+    return [run for path in data for seed in seeds for run in _cell_runs("bench", path, seed, methods, preset, outdir, options)]
+
+
+def _cell_runs(kind: str, data: str, seed: int, methods: list[str], preset: str, outdir: str,
+               overrides: dict) -> list[PlannedRun]:
+    name = dataset_info(data)[0]
+    cell = os.path.join(outdir, kind if kind == "curve" else "bench", name, f"seed{seed}")
+    settings = resolve_settings(data, preset, cell, methods, **dict(overrides, seed=seed))
+    return [PlannedRun(bench_results.run_key(kind, name, method, seed), kind, settings, method) for method in methods]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.ClickException(f"--seeds={text}: give distinct integers separated by commas, e.g. --seeds=0,1,2")
+    return seeds
+
+
+def prepare_dataset(source: str, resolution: int, data_dir: str) -> str:
+    """A zip at `resolution`: the source itself when it already is one, else a converted copy (made once)."""
+    source = os.path.abspath(os.path.expanduser(source))
+    name, _, current, _ = dataset_info(source)
+    if current == resolution:
+        return source
+    dest = os.path.join(data_dir, f"{name}-{resolution}.zip")
+    if os.path.isfile(dest):
+        return dest
+    os.makedirs(data_dir, exist_ok=True)
+    partial = dest + ".partial.zip"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "dataset_tool.py"), f"--source={source}",
+                             f"--dest={partial}", f"--resolution={resolution}x{resolution}"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise click.ClickException(f"--data={source}: dataset_tool.py could not convert it to {resolution} px: "
+                                   f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    os.replace(partial, dest)
+    return dest
+
+
+def pending_jobs(runs: list[PlannedRun], results: dict, results_path: str, evaluator: Callable, harness: str,
+                 log: Callable) -> list[tuple[Job, PlannedRun]]:
+    """Runs the results file does not record as done (a record with other options is an error)."""
+    states: dict[str, dict] = {}
+    jobs = []
+    for run in runs:
+        recorded = results["runs"].get(run.key)
+        if recorded is not None:
+            bench_results.check_options(results_path, run.key, recorded, run.settings, evaluator)
+            if recorded.get("status") == "done":
+                log(f"[{run.key}] recorded in {os.path.relpath(results_path)}; skipped")
+                continue
+        if run.settings.outdir not in states:
+            states[run.settings.outdir] = open_comparison(run.settings, evaluator, harness)
+        state = states[run.settings.outdir]
+        jobs.append((Job(run.settings, state, run.method), run))
+    return jobs
+
+
+def _recorder(results: dict, results_path: str, runs: dict[int, PlannedRun], log: Callable) -> Callable[[Job], None]:
+    """on_scored callback: copy the run into the committed results file (atomically) and say so."""
+    def record(job: Job) -> None:
+        run = runs[id(job)]
+        trained, _, _ = training_status(job.settings, job.method, method_record(job.state, job.method))
+        entry = bench_results.record_run(results, run.key, run.kind, job.settings, job.method,
+                                         method_record(job.state, job.method), finished=trained)
+        save_state(job.state, job.settings)
+        bench_results.save(results_path, results)
+        log(f"[{run.key}] {entry['status']}: recorded in {os.path.relpath(results_path)}")
+    return record
+
+
+def finish(results_path: str, results: dict, plan: BenchOptions, outdir: str, log: Callable) -> dict:
+    """The report beside the results file (and, when asked, the latent-continuity step)."""
+    from compare import bench_report
+
+    bench_results.save(results_path, results)
+    bench_report.write_report(results, os.path.dirname(results_path), outdir, log=log)
+    if plan.continuity:
+        run_continuity(results, outdir, os.path.dirname(results_path), log)
+    return results
+
+
+CONTINUITY_SCRIPT = os.path.join(REPO, "scripts", "latent_continuity.py")
+
+
+def run_continuity(results: dict, outdir: str, report_dir: str, log: Callable,
+                   methods: tuple[str, str] = ("ada", "fakeclr")) -> Optional[int]:
+    """scripts/latent_continuity.py on the seed-0 final snapshots of ada and fakeclr, per dataset."""
+    if not os.path.isfile(CONTINUITY_SCRIPT):
+        log(f"--continuity: {os.path.relpath(CONTINUITY_SCRIPT, REPO)} is missing (it comes with the latent-continuity "
+            f"issue); step skipped")
+        return None
+    code = 0
+    for dataset in sorted({r["dataset"] for r in results["runs"].values() if r.get("kind") == "bench"}):
+        networks = [bench_results.final_snapshot(results, outdir, dataset, method, 0) for method in methods]
+        data = next((r["data"] for r in results["runs"].values() if r["dataset"] == dataset), None)
+        if None in networks or data is None or not os.path.exists(bench_results.local_data(outdir, data)):
+            log(f"--continuity: {dataset}: no local seed-0 snapshot of {' and '.join(methods)}; skipped")
+            continue
+        args = [sys.executable, CONTINUITY_SCRIPT, *[f"--network={n}" for n in networks],
+                *[f"--label={m}" for m in methods], f"--data={bench_results.local_data(outdir, data)}",
+                f"--outdir={os.path.join(report_dir, 'continuity', dataset)}"]
+        log(f"--continuity: {' '.join(args[1:])}")
+        code = max(code, subprocess.run(args, cwd=REPO).returncode)
+    return code

@@ -1,0 +1,217 @@
+"""What a comparison trains: methods and their variants, presets, resolved settings, train.py commands.
+
+A preset fills every training and scoring field; explicit options override it. A method name is one
+of METHODS or a VARIANT (a method plus extra train.py options, e.g. an ablation), so a variant is
+trained, recorded and reported exactly like a method.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import click
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
+DEFAULT_METHODS = "ada,adalinear,insgen,fakeclr"
+INSGEN_ADA_LINEAR_BELOW = 5000  # InsGen switches to ADA-Linear below 5K images (FakeCLR paper footnote)
+
+# Presets. kimg=None: chosen from the dataset size (paper_kimg). Explicit options override every field.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The FakeCLR paper's recipe: paper256, global batch 64, x-flips, ADA-Linear for the contrastive
+    # methods, FID with 50k fakes against the full training set.
+    "paper": dict(cfg="paper256", batch=64, mirror=True, kimg=None, tick=4, snap=50, num_gen=50000,
+                  contrastive_ada_linear=True, workers=None),
+    # About one GPU-hour per method on one H100-class GPU (an estimate, see docs/results.md): the paper
+    # recipe cut to 200 kimg, a snapshot every 40 kimg, FID/KID with 10k fakes.
+    "gpu-hour": dict(cfg="paper256", batch=64, mirror=True, kimg=200, tick=4, snap=10, num_gen=10000,
+                     contrastive_ada_linear=True, workers=None),
+    # CPU smoke test (tiny preset, 32 px data, minutes): 2 kimg, a snapshot every kimg, 200 fakes.
+    "cpu-smoke": dict(cfg="tiny", batch=None, mirror=True, kimg=2, tick=1, snap=1, num_gen=200,
+                      contrastive_ada_linear=True, workers=1),
+    # The multi-seed CPU benchmark (scripts/compare/benchmark.py: datasets, seeds, the long curve run).
+    # Budget and fake count were chosen from measurements, see docs/results.md ("CPU benchmark").
+    "cpu-bench": dict(cfg="tiny", batch=None, mirror=True, kimg=12, tick=1, snap=3, num_gen=200,
+                      contrastive_ada_linear=True, workers=1, threads=1, baseline="adalinear"),
+}
+# Ablation variants: selectable by name, never run unless asked for. (The train.py options of the
+# FakeCLR fidelity issue: forgetting factor as the released code computes it; a query view drawn
+# independently of the key's.)
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fakeclr-forget-code": ("fakeclr", ("--forgetting=code",)),
+    "fakeclr-query-indep": ("fakeclr", ("--cl_query_view=independent",)),
+}
+
+
+def base_method(name: str) -> str:
+    """The train.py --method of a method or variant name."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
+def parse_methods(methods: str | list[str]) -> list[str]:
+    """Comma-separated method/variant names, checked."""
+    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    names = [m for m in names if m]
+    unknown = [m for m in names if m not in METHODS and m not in VARIANTS]
+    if not names or unknown:
+        raise click.ClickException(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                                   f"use a comma-separated list of {', '.join(METHODS + tuple(VARIANTS))}")
+    if len(set(names)) != len(names):
+        raise click.ClickException("--methods: a method is listed twice")
+    return names
+
+
+def paper_kimg(num_images: int) -> tuple[float, str]:
+    """Training length of the `paper` preset for a dataset of num_images (before x-flips)."""
+    if num_images < INSGEN_ADA_LINEAR_BELOW:
+        return 10000.0, (f"{num_images} < 5,000 images: 10,000 kimg, the FakeCLR README command (the paper prints no "
+                         f"per-dataset durations)")
+    return 25000.0, f"{num_images} >= 5,000 images: 25,000 kimg, the paper256 default (InsGen)"
+
+
+@dataclass
+class Settings:
+    data: str
+    outdir: str
+    preset: str
+    methods: list[str]
+    cfg: str
+    batch: Optional[int]
+    mirror: bool
+    kimg: float
+    tick: float
+    snap: int
+    seed: int = 0
+    gamma: Optional[float] = None
+    workers: Optional[int] = None
+    gpus_per_run: int = 1
+    parallel: int = 1
+    threads: Optional[int] = None  # OMP/MKL threads of each train.py child (None: inherited)
+    train_args: list[str] = field(default_factory=list)
+    contrastive_ada_linear: bool = True
+    num_gen: int = 50000
+    score_every: Optional[float] = None  # kimg between scored snapshots (None: score every snapshot)
+    eval_seed: int = 0
+    eval_data: Optional[str] = None
+    eval_batch: int = 64
+    evaluator: str = "inception"
+    inception: Optional[str] = None
+    baseline: str = "ada"
+    dataset_name: str = ""
+    dataset_size: int = 0
+    dataset_resolution: int = 0
+    kimg_note: str = ""
+
+    def training_key(self) -> dict:
+        """What must not change between a comparison and its resumption."""
+        return dict(data=self.data, cfg=self.cfg, batch=self.batch, mirror=self.mirror, kimg=self.kimg, tick=self.tick,
+                    snap=self.snap, seed=self.seed, gamma=self.gamma, gpus_per_run=self.gpus_per_run,
+                    train_args=list(self.train_args), contrastive_ada_linear=self.contrastive_ada_linear)
+
+    def eval_key(self, evaluator_name: str) -> dict:
+        return dict(evaluator=evaluator_name, num_gen=self.num_gen, eval_seed=self.eval_seed, eval_data=self.eval_data)
+
+
+def dataset_info(path: str) -> tuple[str, int, int, bool]:
+    """(name, number of images, resolution, has labels) of a dataset folder or zip."""
+    from training.dataset import ImageFolderDataset
+
+    if not os.path.exists(path):
+        raise click.ClickException(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
+    dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
+    info = dataset.name, len(dataset), dataset.resolution
+    dataset.close()
+    try:
+        labelled = ImageFolderDataset(path=path, use_labels=True, cache_in_ram=False).label_dim > 0
+    except ValueError:
+        labelled = False
+    return (*info, labelled)
+
+
+def resolve_settings(data: str, preset: str = "cpu-smoke", outdir: Optional[str] = None,
+                     methods: str | list[str] = DEFAULT_METHODS, **overrides: Any) -> Settings:
+    """The preset's values, then every override that is not None; kimg=None in `paper` follows the dataset size."""
+    if preset not in PRESETS:
+        raise click.ClickException(f"--preset={preset}: use one of {', '.join(PRESETS)}")
+    names = parse_methods(methods)
+    data = os.path.abspath(os.path.expanduser(data))
+    name, size, resolution, labelled = dataset_info(data)
+    if "contragan" in names and not labelled:
+        raise click.ClickException("--methods=contragan needs a labelled dataset (dataset.json labels)")
+    values = dict(PRESETS[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    note = ""
+    if values.get("kimg") is None:
+        values["kimg"], note = paper_kimg(size)
+    if outdir is None:
+        outdir = os.path.join("runs", f"compare-{name}-{preset}")
+    settings = Settings(data=data, outdir=os.path.abspath(outdir), preset=preset, methods=names,
+                        dataset_name=name, dataset_size=size, dataset_resolution=resolution, kimg_note=note,
+                        **{k: v for k, v in values.items() if k in Settings.__dataclass_fields__})
+    settings.train_args = list(settings.train_args or [])
+    if settings.kimg <= 0 or settings.tick <= 0 or settings.snap < 1 or settings.num_gen < 2:
+        raise click.ClickException("--kimg and --tick must be positive, --snap and --num-gen at least 1 and 2")
+    if settings.eval_data is not None:
+        settings.eval_data = os.path.abspath(os.path.expanduser(settings.eval_data))
+    if settings.baseline not in names:
+        settings.baseline = names[0]
+    return settings
+
+
+def format_number(value: float) -> str:
+    """1.0 -> '1', 0.032 -> '0.032', 10000.0 -> '10000' (never an exponent)."""
+    text = f"{float(value):.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def method_train_args(settings: Settings, name: str) -> list[str]:
+    method = base_method(name)
+    args = [f"--method={method}"]
+    if method == "insgen" and settings.contrastive_ada_linear and settings.dataset_size < INSGEN_ADA_LINEAR_BELOW:
+        args.append("--ada_linear=True")  # fakeclr's preset already ramps p linearly
+    if method == "contragan":
+        args.append("--cond=True")
+    return args + list(VARIANTS[name][1] if name in VARIANTS else ())
+
+
+def train_command(settings: Settings, method: str, resume: Optional[str] = None) -> list[str]:
+    """train.py arguments (without the interpreter) for one method."""
+    args = [os.path.join(REPO, "train.py"), f"--outdir={method_runs_dir(settings, method)}", f"--data={settings.data}",
+            f"--cfg={settings.cfg}", f"--mirror={settings.mirror}", f"--kimg={format_number(settings.kimg)}",
+            f"--tick={format_number(settings.tick)}", f"--snap={settings.snap}", f"--seed={settings.seed}",
+            "--metrics=none", f"--gpus={settings.gpus_per_run}"]
+    if settings.batch is not None:
+        args.append(f"--batch={settings.batch}")
+    if settings.gamma is not None:
+        args.append(f"--gamma={format_number(settings.gamma)}")
+    if settings.workers is not None:
+        args.append(f"--workers={settings.workers}")
+    args += method_train_args(settings, method) + list(settings.train_args)
+    if resume is not None:  # a new run directory per resume: each run's snapshots keep their own record
+        args += [f"--resume={resume}", "--resume-mode=new"]
+    return args
+
+
+def display_command(args: list[str]) -> str:
+    """The command as a user would type it from the repository root."""
+    shown = ["python"]
+    for arg in args:
+        for prefix in ("", "--outdir=", "--data=", "--resume="):
+            if arg.startswith(prefix) and os.path.isabs(arg[len(prefix):]):
+                arg = prefix + short_path(arg[len(prefix):])
+                break
+        shown.append(arg)
+    return shlex.join(shown)
+
+
+def short_path(path: str) -> str:
+    rel = os.path.relpath(path, REPO)
+    return rel if not rel.startswith("..") else path
+
+
+def method_runs_dir(settings: Settings, method: str) -> str:
+    return os.path.join(settings.outdir, "runs", method)

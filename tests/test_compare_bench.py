@@ -1,0 +1,219 @@
+"""The cpu-bench benchmark of scripts/compare_methods.py: preset, committed results file, resume, report, pictures.
+
+Training runs are real but tiny (0.032 kimg = 4 steps); scores use the harness's `colour` evaluator (the
+FID/KID formulas on 4x4 colours), so no Inception weights are needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import compare_methods as cm  # noqa: E402,F401 (puts scripts/ and the repo on sys.path)
+from compare import bench_report, bench_results, bench_stats, benchmark, pictures  # noqa: E402
+from compare.scores import ColourEvaluator  # noqa: E402
+
+TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour", parallel=1)
+SHARED = REPO.parent / "shared" / "data"
+
+
+class CountingEvaluator(ColourEvaluator):
+    def __init__(self):
+        super().__init__(seed=0, batch_size=16)
+        self.calls = 0
+
+    def __call__(self, G, dataset_kwargs, num_gen):
+        self.calls += 1
+        return super().__call__(G, dataset_kwargs, num_gen)
+
+
+@pytest.fixture(scope="module")
+def data_zip(tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("bench-data") / "emoji24.zip"
+    subprocess.run([sys.executable, "dataset_tool.py", "--source=datasets/emoji-smileys", f"--dest={out}",
+                    "--resolution=32x32", "--max-images=24"], cwd=REPO, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def benched(data_zip, tmp_path_factory):
+    """One finished tiny benchmark: ada, seed 0, on the 24-image zip."""
+    root = tmp_path_factory.mktemp("bench")
+    plan = benchmark.BenchOptions(data=[str(data_zip)], outdir=str(root / "runs"), methods="ada", seeds="0",
+                                  results=str(root / "report" / "results.json"))
+    evaluator = CountingEvaluator()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DNNLIB_CACHE_DIR", str(root / "cache"))
+        results = benchmark.run_benchmark("cpu-bench", plan, dict(TINY), evaluator=evaluator, log=lambda *a: None)
+    return root, plan, results, evaluator
+
+
+@pytest.mark.skipif(not (SHARED / "emoji-smileys").is_dir(), reason="../shared/data is absent")
+def test_preset_resolves_to_the_documented_runs(tmp_path):
+    spec = benchmark.BENCHMARKS["cpu-bench"]
+    plan = benchmark.BenchOptions(outdir=str(tmp_path))
+    runs = benchmark.planned_runs(spec, "cpu-bench", plan, str(tmp_path), {})
+    keys = [r.key for r in runs]
+    assert len(keys) == 24 == len(set(keys))
+    assert {r.settings.dataset_name for r in runs} == {"emoji-smileys-32", "emoji-food-32"}
+    assert {r.settings.dataset_size for r in runs} == {169, 131}
+    for method in ("ada", "adalinear", "insgen", "fakeclr"):
+        assert sorted(r.settings.seed for r in runs if r.method == method) == [0, 0, 1, 1, 2, 2]
+    for run in runs:
+        s = run.settings
+        assert (s.cfg, s.mirror, s.dataset_resolution, s.kimg, s.num_gen, s.threads) == ("tiny", True, 32, 12, 200, 1)
+        command = cm.train_command(s, run.method)
+        assert f"--seed={s.seed}" in command and f"--method={run.method}" in command and "--mirror=True" in command
+        assert run.key == f"{s.dataset_name}/{run.method}/seed{s.seed}"
+    assert not any("forget" in k or "query" in k for k in keys)  # ablations never run by default
+
+    variants = benchmark.planned_runs(spec, "cpu-bench", benchmark.BenchOptions(
+        methods="fakeclr-forget-code,fakeclr-query-indep", seeds="0"), str(tmp_path), {})
+    commands = {r.method: cm.train_command(r.settings, r.method) for r in variants}
+    assert "--method=fakeclr" in commands["fakeclr-forget-code"] and "--forgetting=code" in commands["fakeclr-forget-code"]
+    assert "--cl_query_view=independent" in commands["fakeclr-query-indep"]
+
+    (curve,) = benchmark.planned_runs(spec, "cpu-bench", benchmark.BenchOptions(stage="curve"), str(tmp_path), {})
+    assert curve.key == "curve/emoji-smileys-32/adalinear/seed0"
+    assert (curve.settings.kimg, curve.settings.tick * curve.settings.snap, curve.settings.score_every) == (60, 1, 4)
+
+
+def test_finished_run_is_recorded_and_skipped_on_rerun(benched):
+    root, plan, results, evaluator = benched
+    stored = json.loads(pathlib.Path(plan.results).read_text())
+    run = stored["runs"]["emoji24/ada/seed0"]
+    assert run["status"] == "done" and run["seed"] == 0 and run["final"]["kimg"] == pytest.approx(0.032)
+    # (sub-kimg ticks keep a snapshot each: 0.008, 0.024 and 0.032 kimg are all scored)
+    assert evaluator.calls == len(run["curve"]) == 3 and all(math.isfinite(p["fid"]) for p in run["curve"])
+    assert run["threads"] == 1 and run["options"]["kimg"] == 0.032 and run["options"]["num_gen"] == 16
+    assert len(run["load_average"]["start"]) == 3 and run["train_seconds"] > 0 and run["git_commit"]
+    assert "emoji24/adalinear/seed2" in stored["expected"] and len(stored["expected"]) == 12  # 4 methods x 3 seeds
+
+    # Rerun, here and on a "machine" without the run directories: nothing trains or scores again.
+    shutil.rmtree(root / "runs" / "bench")
+    again, lines = CountingEvaluator(), []
+    benchmark.run_benchmark("cpu-bench", plan, dict(TINY), evaluator=again, log=lines.append)
+    assert again.calls == 0 and not (root / "runs" / "bench").exists()
+    assert any("skipped" in line for line in lines)
+    assert json.loads(pathlib.Path(plan.results).read_text())["runs"]["emoji24/ada/seed0"] == run
+
+    with pytest.raises(cm.click.ClickException, match="other options"):
+        benchmark.run_benchmark("cpu-bench", plan, dict(TINY, kimg=0.064), evaluator=again, log=lambda *a: None)
+
+
+def test_killed_harness_resumes(data_zip, tmp_path):
+    results = tmp_path / "report" / "results.json"
+    env = dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / "cache"))
+    command = [sys.executable, "scripts/compare_methods.py", "--preset=cpu-bench", f"--data={data_zip}",
+               f"--outdir={tmp_path / 'runs'}", f"--results={results}", "--methods=ada", "--seeds=0", "--kimg=0.128",
+               "--tick=0.064", "--snap=100", "--evaluator=colour", "--num-gen=16"]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("runs/bench/*/seed0/runs/ada/*/network-snapshot-*.pkl")) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "rerun the same command to resume" in output, output
+    assert "emoji24/ada/seed0" not in json.loads(results.read_text())["runs"]  # not finished: not recorded
+
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    run = json.loads(results.read_text())["runs"]["emoji24/ada/seed0"]
+    assert run["status"] == "done" and len(run["run_dirs"]) == 2 and "resume" in run["run_dirs"][1]
+    assert len(run["commands"]) == 2 and "--resume=" in run["commands"][1] and run["final"]["kimg"] >= 0.128
+
+
+def _constructed_results() -> dict:
+    """Three seeds of adalinear and fakeclr (final and best FID/KID chosen by hand), one pending seed of ada."""
+    fids = {"adalinear": [100.0, 110.0, 120.0], "fakeclr": [90.0, 112.0, 100.0]}
+    kids = {"adalinear": [0.10, 0.12, 0.11], "fakeclr": [0.09, 0.10, 0.12]}
+    runs = {}
+    for method, values in fids.items():
+        for seed, fid in enumerate(values):
+            kid = kids[method][seed]
+            curve = [dict(kimg=0.0, fid=300.0 + seed, kid=0.3), dict(kimg=4.0, fid=fid - 5, kid=kid), dict(kimg=8.0, fid=fid, kid=kid)]
+            runs[f"toy/{method}/seed{seed}"] = dict(
+                kind="bench", dataset="toy", method=method, seed=seed, status="done", kimg=8.0, target_kimg=8.0,
+                options=dict(cfg="tiny", resolution=32, mirror=True, kimg=8.0, tick=1, snap=4, num_gen=200, eval_seed=0),
+                curve=curve, final=dict(curve[-1]), best=dict(curve[1]), train_seconds=60.0, eval_seconds=30.0,
+                threads=1, load_average=dict(start=[1.0, 1.0, 1.0], end=[2.0, 2.0, 2.0]), git_commit="abc",
+                run_dirs=[], local_dir="bench/toy/seed0")
+    expected = [f"toy/{m}/seed{s}" for s in range(3) for m in ("ada", "adalinear", "fakeclr")]
+    return dict(version=1, benchmark="cpu-bench", runs=runs, expected=expected, updated="2026-12-02T08:00")
+
+
+def test_report_statistics_equal_a_hand_computation(tmp_path):
+    results = _constructed_results()
+    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None)
+    text = (tmp_path / "results.md").read_text()
+    assert "**6 of 9 runs done**" in text
+    for seed in range(3):
+        assert f"- `toy/ada/seed{seed}`" in text  # pending, listed
+
+    # Final FID adalinear 100, 110, 120: mean 110, std 10. fakeclr 90, 112, 100: mean 100.67, std sqrt(121.33) = 11.015.
+    assert re.search(r"\| toy \| adalinear \| 3 \(0, 1, 2\) \| 110\.00 ± 10\.00 \| 105\.00 ± 10\.00 \| 110\.00 ± 10\.00 \|", text)
+    assert re.search(r"\| toy \| fakeclr \| 3 \(0, 1, 2\) \| 100\.67 ± 11\.02 \|", text)
+    # Paired final FID: d = 10, -2, 20 -> mean 9.333, std 11.015, better in 2 of 3, t = 9.333 / (11.015 / sqrt 3) = 1.468.
+    row = re.search(r"\| toy \| fakeclr \| final FID \| 3 \| ([\d.]+) ± ([\d.]+) \| 2 of 3 \| \+([\d.]+) \|", text)
+    assert row, text
+    assert float(row.group(1)) == pytest.approx(9.33, abs=0.006) and float(row.group(2)) == pytest.approx(11.02, abs=0.006)
+    assert float(row.group(3)) == pytest.approx(9.3333 / (math.sqrt(121.3333) / math.sqrt(3)), abs=0.006)
+    # Final KID x1000: adalinear 100, 120, 110; fakeclr 90, 100, 120 -> d = 10, 20, -10: mean 6.67, std 15.28, 2 of 3.
+    kid = re.search(r"\| toy \| fakeclr \| final KID ×10³ \| 3 \| ([-\d.]+) ± ([\d.]+) \| 2 of 3 \|", text)
+    assert kid and float(kid.group(1)) == pytest.approx(6.67, abs=0.006) and float(kid.group(2)) == pytest.approx(15.28, abs=0.006)
+
+    stats = bench_stats.paired({0: 1.0, 1: 2.0}, {0: 1.5, 1: 1.0, 2: 0.0})  # seed 2 unpaired: ignored
+    assert (stats.n, stats.better) == (2, 1) and stats.mean == pytest.approx(0.25)
+    from PIL import Image
+
+    with Image.open(tmp_path / "fid_vs_kimg-toy.png") as image:
+        assert image.size == cm.PLOT_SIZE
+        colours = {c for _, c in image.convert("RGB").getcolors(1 << 20)}
+    assert cm.METHOD_COLOURS["adalinear"] in colours and cm.METHOD_COLOURS["fakeclr"] in colours
+
+
+def test_pictures_have_the_right_sizes(benched):
+    root, plan, _, _ = benched
+    report = pathlib.Path(plan.results).parent
+    from PIL import Image
+
+    grid, strip = (report / name for name in bench_report.picture_names("emoji24", "ada"))
+    rows, cols = pictures.GRID_SHAPE
+    with Image.open(grid) as image:
+        assert image.size == (cols * 32, rows * 32)
+    with Image.open(strip) as image:
+        assert image.size == (pictures.STRIP_STEPS * 32, pictures.STRIP_PAIRS * 32)
+        colours = image.convert("RGB").getcolors(1 << 20)
+    assert len(colours) > 100  # real images, not an empty canvas
+    ends = pictures.strip_latents(8)
+    assert ends.shape == (8, 8, 8) and not pytest.approx(ends[:, 0]) == ends[:, -1]
+
+
+def test_continuity_step_says_one_line_when_the_script_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(benchmark, "CONTINUITY_SCRIPT", str(tmp_path / "latent_continuity.py"))
+    lines = []
+    assert benchmark.run_continuity(_constructed_results(), str(tmp_path), str(tmp_path), lines.append) is None
+    assert len(lines) == 1 and "latent_continuity.py is missing" in lines[0]
+
+
+def test_two_harnesses_saving_one_results_file_keep_both_runs(tmp_path):
+    path = str(tmp_path / "results.json")
+    first, second = (bench_results.load(path, "cpu-bench") for _ in range(2))  # both read the empty file
+    first["runs"]["a/ada/seed0"] = dict(kind="bench", recorded="2026-12-02T08:00:00")
+    second["runs"]["a/ada/seed1"] = dict(kind="bench", recorded="2026-12-02T08:01:00")
+    bench_results.save(path, first)
+    bench_results.save(path, second)
+    assert set(json.loads(pathlib.Path(path).read_text())["runs"]) == {"a/ada/seed0", "a/ada/seed1"}

@@ -23,27 +23,15 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_methods as cm  # noqa: E402
+from compare_helpers import CountingEvaluator, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour")
 CLI_TINY = ["--preset=cpu-smoke", "--tick=0.016", "--snap=1", "--evaluator=colour", "--num-gen=16"]
 
 
-class CountingEvaluator(cm.ColourEvaluator):
-    def __init__(self):
-        super().__init__(seed=0, batch_size=16)
-        self.calls = 0
-
-    def __call__(self, G, dataset_kwargs, num_gen):
-        self.calls += 1
-        return super().__call__(G, dataset_kwargs, num_gen)
-
-
 @pytest.fixture(scope="module")
 def data_zip(tmp_path_factory) -> pathlib.Path:
-    out = tmp_path_factory.mktemp("compare-data") / "emoji24.zip"
-    subprocess.run([sys.executable, "dataset_tool.py", "--source=datasets/emoji-smileys", f"--dest={out}",
-                    "--resolution=32x32", "--max-images=24"], cwd=REPO, check=True, capture_output=True)
-    return out
+    return make_emoji24_zip(tmp_path_factory.mktemp("compare-data"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,31 @@
+"""Shared pieces of the comparison-harness tests: a scoring evaluator that counts its calls, a tiny dataset."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from compare.scores import ColourEvaluator  # noqa: E402
+
+
+class CountingEvaluator(ColourEvaluator):
+    """The harness's colour evaluator, counting how many snapshots it scored."""
+
+    def __init__(self):
+        super().__init__(seed=0, batch_size=16)
+        self.calls = 0
+
+    def __call__(self, G, dataset_kwargs, num_gen):
+        self.calls += 1
+        return super().__call__(G, dataset_kwargs, num_gen)
+
+
+def make_emoji24_zip(folder: pathlib.Path) -> pathlib.Path:
+    """The first 24 embedded emoji at 32 px, through dataset_tool.py."""
+    out = folder / "emoji24.zip"
+    subprocess.run([sys.executable, "dataset_tool.py", "--source=datasets/emoji-smileys", f"--dest={out}",
+                    "--resolution=32x32", "--max-images=24"], cwd=REPO, check=True, capture_output=True)
+    return out

@@ -22,7 +22,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_methods as cm  # noqa: E402,F401 (puts scripts/ and the repo on sys.path)
-from compare import bench_report, bench_results, bench_stats, benchmark, pictures  # noqa: E402
+from compare import bench_diagnostics, bench_report, bench_results, bench_stats, benchmark, pictures  # noqa: E402
 from compare_helpers import CountingEvaluator, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour", parallel=1)
@@ -71,6 +71,12 @@ def test_preset_resolves_to_the_documented_runs(tmp_path):
     commands = {r.method: cm.train_command(r.settings, r.method) for r in variants}
     assert "--method=fakeclr" in commands["fakeclr-forget-code"] and "--forgetting=code" in commands["fakeclr-forget-code"]
     assert "--cl_query_view=independent" in commands["fakeclr-query-indep"]
+    ablations = {"fakeclr-queue-fixed32": ["--fqs_schedule=fixed", "--fqs=32"], "fakeclr-lambda-0.3": ["--lambda_D=0.3"],
+                 "fakeclr-lambda-3": ["--lambda_D=3"], "fakeclr-noise-0.3": ["--noise_scale=0.3"]}
+    for variant in benchmark.planned_runs(spec, "cpu-bench", benchmark.BenchOptions(
+            methods=",".join(ablations), seeds="0"), str(tmp_path), {}):
+        command = cm.train_command(variant.settings, variant.method)
+        assert command[-len(ablations[variant.method]) - 1:] == ["--method=fakeclr"] + ablations[variant.method]
 
     (curve,) = benchmark.planned_runs(spec, "cpu-bench", benchmark.BenchOptions(stage="curve"), str(tmp_path), {})
     assert curve.key == "curve/emoji-smileys-32/adalinear/seed0"
@@ -98,6 +104,24 @@ def test_finished_run_is_recorded_and_skipped_on_rerun(benched):
 
     with pytest.raises(cm.click.ClickException, match="other options"):
         benchmark.run_benchmark("cpu-bench", plan, dict(TINY, kimg=0.064), evaluator=again, log=lambda *a: None)
+
+
+def test_dry_run_marks_the_recorded_runs(benched, capsys):
+    _, plan, _, _ = benched
+    dry = benchmark.BenchOptions(**{**plan.__dict__, "methods": "ada,fakeclr", "dry_run": True})
+    benchmark.run_benchmark("cpu-bench", dry, dict(TINY), evaluator=CountingEvaluator(), log=lambda *a: None)
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
+    assert lines["emoji24/ada/seed0"] == "recorded, skipped"
+    assert lines["emoji24/fakeclr/seed0"].startswith("python train.py") and "--method=fakeclr" in lines["emoji24/fakeclr/seed0"]
+
+
+def test_recorded_run_carries_its_training_statistics(benched):
+    _, plan, _, _ = benched
+    run = json.loads(pathlib.Path(plan.results).read_text())["runs"]["emoji24/ada/seed0"]
+    ticks = run["diagnostics"]
+    assert [t["kimg"] for t in ticks] == [0.008, 0.024, 0.032]  # one tick per line, as the scored snapshots
+    assert all(0.0 <= t["augment_p"] <= 1.0 and -1.0 <= t["rt"] <= 1.0 for t in ticks)
+    assert not any("cl_fake_D" in t for t in ticks)  # ada has no contrastive term
 
 
 def test_killed_harness_resumes(data_zip, tmp_path):
@@ -138,6 +162,11 @@ def _constructed_results() -> dict:
                 curve=curve, final=dict(curve[-1]), best=dict(curve[1]), train_seconds=60.0, eval_seconds=30.0,
                 threads=1, load_average=dict(start=[1.0, 1.0, 1.0], end=[2.0, 2.0, 2.0]), git_commit="abc",
                 run_dirs=[], local_dir="bench/toy/seed0")
+    for seed in range(3):  # four ticks of training statistics per fakeclr run
+        runs[f"toy/fakeclr/seed{seed}"]["diagnostics"] = [
+            dict(kimg=float(k), cl_fake_D=loss + 0.1 * seed, fake_chance=math.log(33), fake_negatives=32.0,
+                 fake_top1=0.1 * k, rt=0.6, score_real=1.0 + seed, score_fake=-1.0)
+            for k, loss in enumerate([3.5, 3.0, 2.8, 2.6])]
     expected = [f"toy/{m}/seed{s}" for s in range(3) for m in ("ada", "adalinear", "fakeclr")]
     return dict(version=1, benchmark="cpu-bench", runs=runs, expected=expected, updated="2026-12-02T08:00")
 
@@ -161,6 +190,18 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     # Final KID x1000: adalinear 100, 120, 110; fakeclr 90, 100, 120 -> d = 10, 20, -10: mean 6.67, std 15.28, 2 of 3.
     kid = re.search(r"\| toy \| fakeclr \| final KID ×10³ \| 3 \| ([-\d.]+) ± ([\d.]+) \| 2 of 3 \|", text)
     assert kid and float(kid.group(1)) == pytest.approx(6.67, abs=0.006) and float(kid.group(2)) == pytest.approx(15.28, abs=0.006)
+
+    # Diagnostics: the mean of the last 3 ticks per run, then mean ± std over seeds. CL fake_D: 2.8 + 0.1 seed
+    # -> 2.90 ± 0.10; first tick 3.5 + 0.1 seed -> 3.60 ± 0.10; top-1 (0.1 + 0.2 + 0.3) / 3 = 0.20 in every seed;
+    # D real - fake = 2 + seed -> 3.00 ± 1.00; log(1+K) = log 33 = 3.50; the runs without statistics have no row.
+    diag = next(line for line in text.splitlines() if line.startswith("| toy | fakeclr | 3 | "))
+    cells = [c.strip() for c in diag.strip("|").split("|")]
+    columns = dict(zip([title for title, _, _ in bench_diagnostics.COLUMNS], cells[3:]))
+    assert columns["CL fake_D"] == "2.90 ± 0.10" and columns["CL fake_D first tick"] == "3.60 ± 0.10"
+    assert columns["top-1"] == "0.20 ± 0.00" and columns["D real − fake"] == "3.00 ± 1.00"
+    assert columns["log(1+K)"] == "3.50 ± 0.00" and columns["K"] == "32 ± 0" and columns["CL real_D"] == "—"
+    assert "| toy | adalinear | 3 | " not in text
+    assert (tmp_path / "cl_gain-toy.png").is_file() and (tmp_path / "rt-toy.png").is_file()
 
     stats = bench_stats.paired({0: 1.0, 1: 2.0}, {0: 1.5, 1: 1.0, 2: 0.0})  # seed 2 unpaired: ignored
     assert (stats.n, stats.better) == (2, 1) and stats.mean == pytest.approx(0.25)

@@ -304,3 +304,23 @@ def test_hook_held_tensors_keep_no_graph_alive():
         assert branch.pending_keys is None
         assert branch.queue.keys.grad_fn is None and not branch.queue.keys.requires_grad
     assert not any(p.requires_grad for p in hook.D_ema.parameters())
+
+
+def test_discrimination_stats_count_the_negatives_in_play():
+    """negatives / chance level log(1 + K) / top-1 per D step, K = the queue's active entries before it."""
+    import math
+
+    from torch_utils import training_stats
+
+    G, D = _nets()
+    hook = _build(_options("insgen", fqs=10, rqs=10), G, D)
+    collector = training_stats.Collector(regex="Loss/contrastive/.*", keep_previous=False)
+    train_steps(G, D, hook, num_steps=4)  # 4 keys per step: 0, 4, 8, then 10 (full) negatives
+    collector.update()
+    for branch in ("fake", "real"):
+        assert collector.num(f"Loss/contrastive/{branch}_negatives") == 4
+        assert collector.mean(f"Loss/contrastive/{branch}_negatives") == pytest.approx((0 + 4 + 8 + 10) / 4)
+        expected_chance = sum(math.log(1 + k) for k in (0, 4, 8, 10)) / 4
+        assert collector.mean(f"Loss/contrastive/{branch}_chance_nats") == pytest.approx(expected_chance)
+        assert collector.num(f"Loss/contrastive/{branch}_top1") == 3 * 4  # no top-1 on an empty queue
+        assert 0.0 <= collector.mean(f"Loss/contrastive/{branch}_top1") <= 1.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from compare import bench_results, bench_stats
+from compare import bench_diagnostics, bench_results, bench_stats
 from compare.presets import format_number
 from compare.report import METHOD_COLOURS, fmt, train_time
 from dnnlib.util import atomic_write
@@ -25,6 +25,7 @@ def write_report(results: dict, report_dir: str, outdir: str, log: Callable = pr
     datasets = sorted({r["dataset"] for r in runs.values()} | {k.split("/")[0] for k in results.get("expected", [])})
     for dataset in datasets:
         write_curve_plot(runs, dataset, os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png"))
+        write_diagnostic_plots(runs, dataset, report_dir)
         write_pictures(results, outdir, report_dir, dataset, log)
     curves = bench_results.runs_of(results, "curve")
     for key, run in curves.items():
@@ -64,6 +65,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
             lines += [f"### FID vs kimg, {dataset} (mean over seeds, band ± 1 std)", "",
                       f"![FID vs kimg {dataset}](fid_vs_kimg-{dataset}.png)", ""]
     lines += picture_lines(report_dir, datasets, methods)
+    lines += diagnostic_lines(runs, report_dir, datasets, methods)
     lines += curve_lines(results, report_dir)
     lines += every_run_lines(results)
     lines += ["## Pending runs", ""] + ([f"- `{k}`" for k in pending] or ["(none)"]) + [""]
@@ -81,12 +83,12 @@ def protocol_line(options: dict) -> str:
             f"methods with each other, not with the papers.")
 
 
-def _mean_std(summary: bench_stats.Summary, scale: float = 1.0) -> str:
+def _mean_std(summary: bench_stats.Summary, scale: float = 1.0, digits: int = 2) -> str:
     if summary.mean is None:
         return "—"
     if summary.std is None:
-        return f"{fmt(summary.mean * scale)} (n=1)"
-    return f"{fmt(summary.mean * scale)} ± {fmt(summary.std * scale)}"
+        return f"{fmt(summary.mean * scale, digits)} (n=1)"
+    return f"{fmt(summary.mean * scale, digits)} ± {fmt(summary.std * scale, digits)}"
 
 
 def table_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str]:
@@ -205,3 +207,48 @@ def every_run_lines(results: dict) -> list[str]:
 
 def _load(values: Optional[list]) -> str:
     return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
+DIAGNOSTIC_PLOTS = (  # (file prefix, statistic, title, y label)
+    ("rt", "rt", "D overfitting heuristic r_t = E[sign D(real)]", "r_t"),
+    ("cl_gain", "cl_gain", "Contrastive head: log(1+K) − InfoNCE loss (nats above chance)", "nats"),
+)
+
+
+def write_diagnostic_plots(runs: dict, dataset: str, report_dir: str) -> None:
+    for prefix, short, title, ylabel in DIAGNOSTIC_PLOTS:
+        series, bands = {}, {}
+        for method in sorted({r["method"] for r in runs.values() if r["dataset"] == dataset}):
+            band = bench_diagnostics.series_over_seeds(runs, dataset, method, short)
+            if band:
+                series[method] = [(kimg, s.mean) for kimg, s in band]
+                bands[method] = [(kimg, s.mean - (s.std or 0.0), s.mean + (s.std or 0.0)) for kimg, s in band]
+        if series:
+            draw_plot(series, os.path.join(report_dir, f"{prefix}-{dataset}.png"), title=f"{title}: {dataset}",
+                      ylabel=ylabel, xlabel="kimg", colours=METHOD_COLOURS, bands=bands)
+
+
+def diagnostic_lines(runs: dict, report_dir: str, datasets: list[str], methods: list[str]) -> list[str]:
+    """The training statistics that say why (docs: scripts/compare/bench_diagnostics.py)."""
+    titles = [title for title, _, _ in bench_diagnostics.COLUMNS]
+    lines = ["## Why: training statistics at the end of training (mean ± std over seeds)", "",
+             f"Mean of the last {bench_diagnostics.TAIL} ticks of each run's stats.jsonl, then mean ± std over the "
+             "finished runs that have them (runs trained before the statistic existed, or whose directory was not "
+             "kept, have none). r_t = E[sign D(real)] (ADA steers it to 0.6; higher = D separates the training set "
+             "more); K = negatives in play; log(1+K) = the InfoNCE loss of a head that cannot tell the positive "
+             "from the negatives; top-1 = share of queries whose positive beats every negative.", "",
+             "| Dataset | Method | Runs | " + " | ".join(titles) + " |", "|---|---|---|" + "---|" * len(titles)]
+    for dataset in datasets:
+        for method in methods:
+            count, summaries = bench_diagnostics.method_summary(runs, dataset, method)
+            if not count:
+                continue
+            cells = [_mean_std(summaries[name], digits=digits) for _, name, digits in bench_diagnostics.COLUMNS]
+            lines.append(f"| {dataset} | {method} | {count} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for dataset in datasets:
+        for prefix, _, title, _ in DIAGNOSTIC_PLOTS:
+            if os.path.isfile(os.path.join(report_dir, f"{prefix}-{dataset}.png")):
+                lines += [f"![{title}, {dataset}]({prefix}-{dataset}.png)", ""]
+    return lines
+

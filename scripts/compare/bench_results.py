@@ -108,12 +108,17 @@ def record_run(results: dict, key: str, kind: str, settings: Settings, method: s
         curve=curve, final=_point(record.get("final")), best=_point(record.get("best")),
         train_seconds=round(record.get("train_seconds", 0.0), 1), eval_seconds=round(record.get("eval_seconds", 0.0), 1),
         commands=list(record.get("commands", [])), run_dirs=list(record.get("run_dirs", [])),
-        local_dir=os.path.relpath(settings.outdir, os.path.dirname(os.path.dirname(os.path.dirname(settings.outdir)))),
+        local_dir=os.path.relpath(settings.outdir, bench_root(settings.outdir)),
         git_commit=git_commit(), threads=settings.threads or _env_threads(),
         load_average=dict(start=record.get("load_average_start"), end=record.get("load_average_end")),
         device=device_description(), recorded=now())
     results["runs"][key] = entry
     return entry
+
+
+def bench_root(cell_dir: str) -> str:
+    """The benchmark's --outdir, from one cell's directory <outdir>/<kind>/<dataset>/seed<k>."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(cell_dir)))
 
 
 class _Named:

@@ -22,7 +22,7 @@ from typing import Callable, Optional
 
 import click
 
-from compare import bench_results
+from compare import bench_diagnostics, bench_results
 from compare.comparison import open_comparison, train_and_score
 from compare.presets import REPO, Settings, dataset_info, display_command, parse_methods, resolve_settings, train_command
 from compare.runs import Job, training_status
@@ -103,7 +103,9 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
                                                                                       | set(spec.seeds))))
     if plan.dry_run:
         for run in runs:
-            print(f"{run.key}: {display_command(train_command(run.settings, run.method))}")
+            done = (results["runs"].get(run.key) or {}).get("status") == "done"
+            print(f"{run.key}: " + ("recorded, skipped" if done else display_command(train_command(run.settings,
+                                                                                               run.method))))
         return results
     evaluator = evaluator or make_evaluator(runs[0].settings)
     jobs = pending_jobs(runs, results, results_path, evaluator, plan.harness_command, log)
@@ -201,6 +203,8 @@ def _recorder(results: dict, results_path: str, runs: dict[int, PlannedRun], log
         entry = bench_results.record_run(results, run.key, run.kind, job.settings, job.method,
                                          method_record(job.state, job.method), finished=trained)
         save_state(job.state, job.settings)
+        bench_diagnostics.attach({"runs": {run.key: entry}}, bench_results.bench_root(job.settings.outdir),
+                                 log=lambda _: None)
         bench_results.save(results_path, results)
         log(f"[{run.key}] {entry['status']}: recorded in {os.path.relpath(results_path)}")
     return record
@@ -210,6 +214,7 @@ def finish(results_path: str, results: dict, plan: BenchOptions, outdir: str, lo
     """The report beside the results file (and, when asked, the latent-continuity step)."""
     from compare import bench_report
 
+    bench_diagnostics.attach(results, outdir, log)
     bench_results.save(results_path, results)
     bench_report.write_report(results, os.path.dirname(results_path), outdir, log=log)
     if plan.continuity:

@@ -38,12 +38,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-bench": dict(cfg="tiny", batch=None, mirror=True, kimg=12, tick=1, snap=3, num_gen=200,
                       contrastive_ada_linear=True, workers=1, threads=1, baseline="adalinear"),
 }
-# Ablation variants: selectable by name, never run unless asked for. (The train.py options of the
-# FakeCLR fidelity issue: forgetting factor as the released code computes it; a query view drawn
-# independently of the key's.)
+# Ablation variants: selectable by name, never run unless asked for. Each changes one FakeCLR
+# option against the `fakeclr` preset: the forgetting factor as the released code computes it; a
+# query view drawn independently of the key's; the fake queue held at its starting length (32 at
+# the cpu-bench batch of 8) instead of shrinking; the contrastive weight on D (lambda^f) lowered and
+# raised; a larger relative latent noise.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fakeclr-forget-code": ("fakeclr", ("--forgetting=code",)),
     "fakeclr-query-indep": ("fakeclr", ("--cl_query_view=independent",)),
+    "fakeclr-queue-fixed32": ("fakeclr", ("--fqs_schedule=fixed", "--fqs=32")),
+    "fakeclr-lambda-0.3": ("fakeclr", ("--lambda_D=0.3",)),
+    "fakeclr-lambda-3": ("fakeclr", ("--lambda_D=3",)),
+    "fakeclr-noise-0.3": ("fakeclr", ("--noise_scale=0.3",)),
 }
 
 

@@ -15,6 +15,8 @@ The query's D(T(.)) is the adversarial pass's (cl_query_view='shared') or a fres
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Optional
 
 import torch
@@ -184,9 +186,25 @@ class InstanceContrastHook(LossHook):
     def _nce(self, query, key, queue: TimestampedQueue, mode: str, stat: Optional[str] = None) -> torch.Tensor:
         margin = forgetting_margin(mode, queue.stamps, queue.active, self.opts.tau_m)
         loss = info_nce(query, key, queue.keys, self.opts.tau, queue.active, margin)
-        if stat is not None and margin is not None:
-            self._report_margin(stat, query, key, queue, margin, loss)
+        if stat is not None:
+            self._report_discrimination(stat, query, key, queue)
+            if margin is not None:
+                self._report_margin(stat, query, key, queue, margin, loss)
         return loss
+
+    @torch.no_grad()
+    def _report_discrimination(self, stat, query, key, queue: TimestampedQueue) -> None:
+        """Is the head learning? Negatives in play, the loss of a head that cannot tell them apart
+        (log(1 + K)), and the share of queries whose positive beats every negative (top-1)."""
+        num_negatives = queue.num_active  # a host integer: no device sync
+        training_stats.report(f"{stat}_negatives", float(num_negatives))
+        training_stats.report(f"{stat}_chance_nats", math.log1p(num_negatives))
+        if num_negatives == 0:
+            return
+        positive = (query * key).sum(dim=1)
+        similarity = (query @ queue.keys.to(query.dtype).t()).masked_fill(~queue.active, float("-inf"))
+        hardest = similarity.amax(dim=1)
+        training_stats.report(f"{stat}_top1", (positive > hardest).to(torch.float32))
 
     @torch.no_grad()
     def _report_margin(self, stat, query, key, queue: TimestampedQueue, margin, loss) -> None:
@@ -243,7 +261,7 @@ class InstanceContrastHook(LossHook):
             _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features)
         branch.pending_keys = key
-        loss = self._nce(query, key, branch.queue, "off")
+        loss = self._nce(query, key, branch.queue, "off", stat="Loss/contrastive/real")
         training_stats.report("Loss/CL/real_D", loss)
         return loss.mean() * o.lambda_real
 

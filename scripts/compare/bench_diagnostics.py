@@ -1,0 +1,139 @@
+"""Why a method helps or not: per-tick training statistics of every benchmark run, from its stats.jsonl.
+
+The FID table says *whether* FakeCLR beats ADA-Linear; these numbers say *why*, so that a negative
+result points at a cause instead of a guess:
+
+- overfitting of D: ADA's p and the sign statistic r_t = E[sign(D(real))] (the heuristic ADA steers
+  to 0.6), and the gap between D's mean real and fake scores;
+- the contrastive term: its InfoNCE loss next to the loss of a head that cannot tell the positive
+  from the negatives, log(1 + K) with K negatives in play (the loss "moves" when it falls below that),
+  the head's top-1 instance accuracy, the fake queue's effective length, and the nats the
+  forgetting term adds.
+
+Each run's record in the results file gets `diagnostics`: one dict per tick with the short names of
+DIAGNOSTIC_STATS. Runs whose directory is not on this machine keep what they had.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional
+
+from compare import bench_stats
+
+# short name in the results file -> stats.jsonl key
+DIAGNOSTIC_STATS = {
+    "augment_p": "Progress/augment",
+    "rt": "Loss/signs/real",
+    "score_real": "Loss/scores/real",
+    "score_fake": "Loss/scores/fake",
+    "cl_fake_D": "Loss/CL/fake_D",
+    "cl_fake_G": "Loss/CL/fake_G",
+    "cl_real_D": "Loss/CL/real_D",
+    "fake_negatives": "Loss/contrastive/fake_negatives",
+    "fake_chance": "Loss/contrastive/fake_chance_nats",
+    "fake_top1": "Loss/contrastive/fake_top1",
+    "real_chance": "Loss/contrastive/real_chance_nats",
+    "real_top1": "Loss/contrastive/real_top1",
+    "margin_nats": "Loss/contrastive/fake_margin_nats",
+}
+
+# (column title, short name, digits) of the report's table; the value is the mean of the last TAIL ticks
+COLUMNS = (("ADA p", "augment_p", 3), ("r_t", "rt", 2), ("D real − fake", "score_gap", 2),
+           ("CL fake_D first tick", "cl_fake_D@first", 2), ("CL fake_D", "cl_fake_D", 2),
+           ("log(1+K)", "fake_chance", 2), ("K", "fake_negatives", 0), ("top-1", "fake_top1", 2),
+           ("CL fake_G", "cl_fake_G", 2), ("forgetting nats", "margin_nats", 3), ("CL real_D", "cl_real_D", 2),
+           ("real top-1", "real_top1", 2))
+TAIL = 3  # ticks averaged for the "end of training" value (a quarter of the 12-tick benchmark)
+
+
+def read_run_stats(run_dirs: list[str]) -> list[dict]:
+    """One dict per tick (kimg + the DIAGNOSTIC_STATS present), over the run's directories in order."""
+    ticks = []
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "stats.jsonl")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            for line in f:
+                tick = _tick(line)
+                if tick is not None:
+                    ticks.append(tick)
+    return ticks
+
+
+def _tick(line: str) -> Optional[dict]:
+    try:
+        stats = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # a line cut by a kill: the tick is lost, the rest is fine
+    kimg = (stats.get("Progress/kimg") or {}).get("mean")
+    if kimg is None:
+        return None
+    tick = {"kimg": round(float(kimg), 3)}
+    for short, key in DIAGNOSTIC_STATS.items():
+        value = stats.get(key)
+        if isinstance(value, dict) and value.get("num", 0) > 0 and value.get("mean") is not None:
+            tick[short] = round(float(value["mean"]), 5)
+    return tick
+
+
+def attach(results: dict, outdir: str, log: Callable = print) -> int:
+    """Refresh `diagnostics` of every run whose directory is here; returns how many were refreshed."""
+    refreshed = 0
+    for key, run in results.get("runs", {}).items():
+        local = os.path.join(outdir, run.get("local_dir", ""))
+        ticks = read_run_stats([os.path.join(local, d) for d in run.get("run_dirs", [])])
+        if ticks and ticks != run.get("diagnostics"):
+            run["diagnostics"] = ticks
+            refreshed += 1
+    if refreshed:
+        log(f"diagnostics: refreshed {refreshed} run(s) from their stats.jsonl")
+    return refreshed
+
+
+def end_values(ticks: list[dict], tail: int = TAIL) -> dict[str, float]:
+    """Mean of the last `tail` ticks per statistic, plus the first tick's CL loss and the D score gap."""
+    out: dict[str, float] = {}
+    for short in list(DIAGNOSTIC_STATS) + ["score_gap"]:
+        values = [_value(t, short) for t in ticks]
+        values = [v for v in values if v is not None][-tail:]
+        if values:
+            out[short] = sum(values) / len(values)
+    first = next((t["cl_fake_D"] for t in ticks if "cl_fake_D" in t), None)
+    if first is not None:
+        out["cl_fake_D@first"] = first
+    return out
+
+
+def _value(tick: dict, short: str) -> Optional[float]:
+    if short == "cl_gain":  # nats the head is above chance
+        if "fake_chance" in tick and "cl_fake_D" in tick:
+            return tick["fake_chance"] - tick["cl_fake_D"]
+        return None
+    if short == "score_gap":
+        if "score_real" in tick and "score_fake" in tick:
+            return tick["score_real"] - tick["score_fake"]
+        return None
+    return tick.get(short)
+
+
+def method_summary(runs: dict, dataset: str, method: str) -> tuple[int, dict[str, bench_stats.Summary]]:
+    """(runs with diagnostics, {column: summary over those runs}) of one method on one dataset."""
+    ends = [end_values(r["diagnostics"]) for r in runs.values()
+            if r["dataset"] == dataset and r["method"] == method and r.get("status") == "done" and r.get("diagnostics")]
+    names = {name for _, name, _ in COLUMNS}
+    return len(ends), {name: bench_stats.summarize([e[name] for e in ends if name in e]) for name in names}
+
+
+def series_over_seeds(runs: dict, dataset: str, method: str, short: str) -> list[tuple[float, bench_stats.Summary]]:
+    """(kimg, summary over seeds) of one statistic, for a plot with a band."""
+    by_kimg: dict[float, list[float]] = {}
+    for run in runs.values():
+        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
+            for tick in run.get("diagnostics", []):
+                value = _value(tick, short)
+                if value is not None:
+                    by_kimg.setdefault(round(tick["kimg"]), []).append(value)
+    return [(kimg, bench_stats.summarize(values)) for kimg, values in sorted(by_kimg.items())]

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -184,3 +185,44 @@ def test_presets_and_overrides(data_zip):
         cm.resolve_settings(str(data_zip), "cpu-smoke", None, "contragan")
     assert cm.format_number(10000.0) == "10000" and cm.format_number(0.032) == "0.032"
     assert cm.nice_ticks(0, 4) == [0, 1, 2, 3, 4] and cm.nice_ticks(183, 312)[0] <= 183
+
+
+def test_parallel_trainings_start_before_the_scoring_of_a_finished_one(monkeypatch):
+    """--parallel: a freed slot gets its next training before the finished run is scored (minutes on a CPU)."""
+    from compare import runs
+
+    events, clock = [], {"polls": 0}
+
+    class FakeProc:
+        def __init__(self, name, lifetime):
+            self.name, self.lifetime = name, lifetime
+
+        def poll(self):
+            clock["polls"] += 1
+            self.lifetime -= 1
+            return 0 if self.lifetime <= 0 else None
+
+    def fake_start(settings, state, method, children, env, log_file, log):
+        events.append(f"start {method}")
+        return FakeProc(method, {"a": 1, "b": 6, "c": 6}[method]), 0.0, set()
+
+    def fake_finish(settings, state, method, proc, started, before, children):
+        events.append(f"trained {method}")
+
+    monkeypatch.setattr(runs, "start_training", fake_start)
+    monkeypatch.setattr(runs, "finish_training", fake_finish)
+    monkeypatch.setattr(runs, "slot_environments", lambda parallel, gpus, threads: [({}, "slot")] * parallel)
+    monkeypatch.setattr(runs.time, "sleep", lambda seconds: None)
+    settings = types.SimpleNamespace(outdir="/nonexistent-outdir", gpus_per_run=1, threads=1, dataset_name="toy",
+                                     seed=0)
+    monkeypatch.setattr(runs.os, "makedirs", lambda *a, **k: None)
+    jobs = [runs.Job(settings, {}, method) for method in ("a", "b", "c")]
+
+    class Children:
+        signalled = None
+
+    runs.train_in_parallel(jobs, 2, Children(), log=lambda *a: None,
+                           on_trained=lambda job: events.append(f"score {job.method}"))
+    assert events.index("start c") < events.index("score a")  # c took a's slot before a was scored
+    assert sorted(e for e in events if e.startswith("score")) == ["score a", "score b", "score c"]
+    assert events[-1] == "score c"

@@ -187,14 +187,19 @@ def slot_environments(parallel: int, gpus_per_run: int, threads: Optional[int]) 
 
 def train_in_parallel(jobs: list[Job], parallel: int, children: ChildProcesses, log: Callable,
                       on_trained: Optional[Callable[[Job], None]] = None) -> None:
-    """Up to `parallel` trainings at once (see slot_environments); on_trained(job) runs as each one finishes."""
+    """Up to `parallel` trainings at once (see slot_environments); on_trained(job) runs as each one finishes.
+
+    A finished job's on_trained (the scoring, minutes on a CPU) waits until the freed slot has its next
+    training started, so the trainings never stand still behind the scoring.
+    """
     first = jobs[0].settings if jobs else None
     slots = slot_environments(parallel, first.gpus_per_run, first.threads) if first else []
     free_slots = list(range(parallel))
     queue = list(jobs)
     running: dict[int, tuple[Job, tuple]] = {}
+    trained: list[Job] = []
     errors = []
-    while queue or running:
+    while queue or running or trained:
         while queue and free_slots and children.signalled is None:
             job = queue.pop(0)
             slot = free_slots.pop(0)
@@ -206,8 +211,7 @@ def train_in_parallel(jobs: list[Job], parallel: int, children: ChildProcesses, 
                 free_slots.append(slot)
                 method_record(job.state, job.method)["status"] = "trained"
                 save_state(job.state, job.settings)
-                if on_trained is not None:
-                    on_trained(job)
+                trained.append(job)
                 continue
             log(f"[{job.name}] on {slots[slot][1]}; output in {log_file}")
             running[slot] = (job, started)
@@ -223,8 +227,12 @@ def train_in_parallel(jobs: list[Job], parallel: int, children: ChildProcesses, 
             except click.ClickException as err:
                 errors.append(err.message)
                 continue
+            trained.append(job)
+        if trained and (not queue or not free_slots or children.signalled is not None):
+            job = trained.pop(0)  # every free slot is busy again (or nothing is left to start): score one
             if on_trained is not None and children.signalled is None:
                 on_trained(job)
+            continue
         time.sleep(0.5)
     if errors:
         raise click.ClickException("; ".join(errors))

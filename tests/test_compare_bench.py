@@ -192,12 +192,13 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     assert kid and float(kid.group(1)) == pytest.approx(6.67, abs=0.006) and float(kid.group(2)) == pytest.approx(15.28, abs=0.006)
 
     # Diagnostics: the mean of the last 3 ticks per run, then mean ± std over seeds. CL fake_D: 2.8 + 0.1 seed
-    # -> 2.90 ± 0.10; first tick 3.5 + 0.1 seed -> 3.60 ± 0.10; top-1 (0.1 + 0.2 + 0.3) / 3 = 0.20 in every seed;
+    # -> 2.90 ± 0.10; tick 1 (tick 0 is one step on an empty queue) 3.0 + 0.1 seed -> 3.10 ± 0.10;
+    # top-1 (0.1 + 0.2 + 0.3) / 3 = 0.20 in every seed;
     # D real - fake = 2 + seed -> 3.00 ± 1.00; log(1+K) = log 33 = 3.50; the runs without statistics have no row.
     diag = next(line for line in text.splitlines() if line.startswith("| toy | fakeclr | 3 | "))
     cells = [c.strip() for c in diag.strip("|").split("|")]
     columns = dict(zip([title for title, _, _ in bench_diagnostics.COLUMNS], cells[3:]))
-    assert columns["CL fake_D"] == "2.90 ± 0.10" and columns["CL fake_D first tick"] == "3.60 ± 0.10"
+    assert columns["CL fake_D"] == "2.90 ± 0.10" and columns["CL fake_D tick 1"] == "3.10 ± 0.10"
     assert columns["top-1"] == "0.20 ± 0.00" and columns["D real − fake"] == "3.00 ± 1.00"
     assert columns["log(1+K)"] == "3.50 ± 0.00" and columns["K"] == "32 ± 0" and columns["CL real_D"] == "—"
     assert "| toy | adalinear | 3 | " not in text

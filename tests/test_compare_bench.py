@@ -202,6 +202,13 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     assert columns["top-1"] == "0.20 ± 0.00" and columns["D real − fake"] == "3.00 ± 1.00"
     assert columns["log(1+K)"] == "3.50 ± 0.00" and columns["K"] == "32 ± 0" and columns["CL real_D"] == "—"
     assert "| toy | adalinear | 3 | " not in text
+
+    # An ablation expected on another dataset only: a row there, none on the datasets it was not planned for.
+    results["expected"].append("toy2/fakeclr-lambda-3/seed0")
+    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None)
+    text = (tmp_path / "results.md").read_text()
+    assert "| toy2 | fakeclr-lambda-3 | 0 (—) |" in text and "| toy | fakeclr-lambda-3 |" not in text
+    assert "| toy2 | adalinear |" not in text and "- `toy2/fakeclr-lambda-3/seed0`" in text
     assert (tmp_path / "cl_gain-toy.png").is_file() and (tmp_path / "rt-toy.png").is_file()
 
     stats = bench_stats.paired({0: 1.0, 1: 2.0}, {0: 1.5, 1: 1.0, 2: 0.0})  # seed 2 unpaired: ignored

@@ -37,11 +37,12 @@ def write_report(results: dict, report_dir: str, outdir: str, log: Callable = pr
         f.write("\n".join(markdown(results, report_dir, datasets)) + "\n")
 
 
-def methods_in(results: dict, runs: dict) -> list[str]:
+def methods_in(results: dict, runs: dict, dataset: Optional[str] = None) -> list[str]:
+    """Methods expected or recorded (on `dataset` only, when given), in the order they were planned."""
     order = []
     for key in results.get("expected", []) + sorted(runs):
-        method = key.split("/")[1]
-        if method not in order:
+        data, method = key.split("/")[:2]
+        if method not in order and dataset in (None, data):
             order.append(method)
     return order
 
@@ -58,8 +59,9 @@ def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
              + (f" ({len(done)} recorded in all)" if len(done) != len([k for k in expected if k in done]) else "")
              + f"; updated {results.get('updated', '')[:16]}.", "",
              protocol_line(options), ""]
-    lines += table_lines(runs, datasets, methods)
-    lines += paired_lines(runs, datasets, methods)
+    per_dataset = {dataset: methods_in(results, runs, dataset) for dataset in datasets}
+    lines += table_lines(runs, datasets, per_dataset)
+    lines += paired_lines(runs, datasets, per_dataset)
     for dataset in datasets:
         if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
             lines += [f"### FID vs kimg, {dataset} (mean over seeds, band ± 1 std)", "",
@@ -91,12 +93,12 @@ def _mean_std(summary: bench_stats.Summary, scale: float = 1.0, digits: int = 2)
     return f"{fmt(summary.mean * scale, digits)} ± {fmt(summary.std * scale, digits)}"
 
 
-def table_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str]:
+def table_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) -> list[str]:
     lines = ["## Final and best scores (mean ± std over seeds)", "",
              "| Dataset | Method | Seeds done | Final FID | Best FID | Final KID ×10³ | Best KID ×10³ |",
              "|---|---|---|---|---|---|---|"]
     for dataset in datasets:
-        for method in methods:
+        for method in methods[dataset]:
             cells = []
             for _, point, score in bench_stats.METRICS:
                 values = bench_stats.scores_by_seed(runs, dataset, method, point, score)
@@ -107,14 +109,14 @@ def table_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str
     return lines + [""]
 
 
-def paired_lines(runs: dict, datasets: list[str], methods: list[str]) -> list[str]:
+def paired_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) -> list[str]:
     lines = [f"## Improvement over {BASELINE}, paired over seeds", "",
              f"Δ = score({BASELINE}) − score(method) for each seed both finished; positive = the method is better. "
              "Mean ± std of Δ, the number of seeds where the method is better, and the paired t statistic "
              "(mean / (std / √n); with n = 3, |t| > 4.3 is significant at 5 % two-sided).", "",
              "| Dataset | Method | Metric | n | Δ mean ± std | Better in | t |", "|---|---|---|---|---|---|---|"]
     for dataset in datasets:
-        for method in methods:
+        for method in methods[dataset]:
             if method == BASELINE:
                 continue
             if not set(bench_stats.scores_by_seed(runs, dataset, BASELINE, "final", "fid")) & set(

@@ -145,6 +145,9 @@ def test_killed_harness_resumes(data_zip, tmp_path):
     run = json.loads(results.read_text())["runs"]["emoji24/ada/seed0"]
     assert run["status"] == "done" and len(run["run_dirs"]) == 2 and "resume" in run["run_dirs"][1]
     assert len(run["commands"]) == 2 and "--resume=" in run["commands"][1] and run["final"]["kimg"] >= 0.128
+    from compare.state import git_commit
+
+    assert run["git_commit"] == git_commit()  # both starts ran the same code: one commit, not two
 
 
 def _constructed_results() -> dict:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-import subprocess
 from typing import Any, Callable, Optional
 
 import click
 
 from compare.presets import REPO, Settings
 from compare.scores import evaluator_name
-from compare.state import device_description, now
+from compare.state import device_description, git_commit, now
 from dnnlib.util import atomic_write
 
 VERSION = 1
@@ -80,18 +79,6 @@ def check_options(path: str, key: str, recorded: dict, settings: Settings, evalu
                                    f"repeat the recorded options or use another --results file")
 
 
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
 def record_run(results: dict, key: str, kind: str, settings: Settings, method: str, record: dict,
                finished: bool) -> dict:
     """Copy one run (its comparison record) into the results file; status done only when trained and scored."""
@@ -109,7 +96,7 @@ def record_run(results: dict, key: str, kind: str, settings: Settings, method: s
         train_seconds=round(record.get("train_seconds", 0.0), 1), eval_seconds=round(record.get("eval_seconds", 0.0), 1),
         commands=list(record.get("commands", [])), run_dirs=list(record.get("run_dirs", [])),
         local_dir=os.path.relpath(settings.outdir, bench_root(settings.outdir)),
-        git_commit=git_commit(), threads=settings.threads or _env_threads(),
+        git_commit=training_commit(record), threads=settings.threads or _env_threads(),
         load_average=dict(start=record.get("load_average_start"), end=record.get("load_average_end")),
         device=device_description(), recorded=now())
     results["runs"][key] = entry
@@ -119,6 +106,12 @@ def record_run(results: dict, key: str, kind: str, settings: Settings, method: s
 def bench_root(cell_dir: str) -> str:
     """The benchmark's --outdir, from one cell's directory <outdir>/<kind>/<dataset>/seed<k>."""
     return os.path.dirname(os.path.dirname(os.path.dirname(cell_dir)))
+
+
+def training_commit(record: dict) -> str:
+    """The commit(s) the run's train.py processes started from (the harness's own, for older records)."""
+    commits = list(dict.fromkeys(record.get("train_commits", [])))
+    return ",".join(commits) if commits else git_commit()
 
 
 class _Named:

@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import click
 
 from compare.presets import REPO, Settings, display_command, format_number, method_runs_dir, train_command
-from compare.state import method_record, rel, run_dirs, run_number, save_state, snapshot_nimg, snapshots
+from compare.state import git_commit, method_record, rel, run_dirs, run_number, save_state, snapshot_nimg, snapshots
 
 
 class ChildProcesses:
@@ -100,6 +100,7 @@ def start_training(settings: Settings, state: dict, method: str, children: Child
     record["commands"].append(command)
     record.setdefault("command", command)
     record["status"] = "training"
+    record.setdefault("train_commits", []).append(git_commit())  # the code this train.py runs
     record["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
     save_state(state, settings)
     what = f"resuming from {nimg / 1000:g} kimg" if resume_dir else "training"

@@ -8,11 +8,12 @@ import json
 import os
 import platform
 import re
+import subprocess
 from typing import Optional
 
 import click
 
-from compare.presets import Settings, method_runs_dir
+from compare.presets import REPO, Settings, method_runs_dir
 from dnnlib.util import atomic_write
 
 STATE_VERSION = 1
@@ -102,3 +103,16 @@ def rel(settings: Settings, path: str) -> str:
 def method_record(state: dict, method: str) -> dict:
     return state["methods"].setdefault(method, dict(status="pending", run_dirs=[], commands=[], snapshots={},
                                                     train_seconds=0.0, eval_seconds=0.0))
+
+
+def git_commit() -> str:
+    """HEAD of the repository, with +dirty when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

@@ -213,6 +213,9 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     assert "| toy2 | fakeclr-lambda-3 | 0 (—) |" in text and "| toy | fakeclr-lambda-3 |" not in text
     assert "| toy2 | adalinear |" not in text and "- `toy2/fakeclr-lambda-3/seed0`" in text
     assert (tmp_path / "cl_gain-toy.png").is_file() and (tmp_path / "rt-toy.png").is_file()
+    gain = bench_diagnostics.series_over_seeds(bench_results.runs_of(results), "toy", "fakeclr", "cl_gain")
+    assert [kimg for kimg, _ in gain] == [1, 2, 3]  # tick 0 (one step) is left out
+    assert gain[0][1].mean == pytest.approx(math.log(33) - 3.1) and gain[0][1].std == pytest.approx(0.1)
 
     stats = bench_stats.paired({0: 1.0, 1: 2.0}, {0: 1.5, 1: 1.0, 2: 0.0})  # seed 2 unpaired: ignored
     assert (stats.n, stats.better) == (2, 1) and stats.mean == pytest.approx(0.25)

@@ -109,9 +109,9 @@ def end_values(ticks: list[dict], tail: int = TAIL) -> dict[str, float]:
 
 
 def _value(tick: dict, short: str) -> Optional[float]:
-    if short == "cl_gain":  # nats the head is above chance
+    if short == "cl_gain":  # nats the head is above chance, on the loss without the forgetting term
         if "fake_chance" in tick and "cl_fake_D" in tick:
-            return tick["fake_chance"] - tick["cl_fake_D"]
+            return tick["fake_chance"] - (tick["cl_fake_D"] - tick.get("margin_nats", 0.0))
         return None
     if short == "score_gap":
         if "score_real" in tick and "score_fake" in tick:
@@ -133,7 +133,7 @@ def series_over_seeds(runs: dict, dataset: str, method: str, short: str) -> list
     by_kimg: dict[float, list[float]] = {}
     for run in runs.values():
         if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
-            for tick in run.get("diagnostics", []):
+            for tick in run.get("diagnostics", [])[1:]:  # tick 0 is a single step
                 value = _value(tick, short)
                 if value is not None:
                     by_kimg.setdefault(round(tick["kimg"]), []).append(value)

@@ -213,7 +213,7 @@ def _load(values: Optional[list]) -> str:
 
 DIAGNOSTIC_PLOTS = (  # (file prefix, statistic, title, y label)
     ("rt", "rt", "D overfitting heuristic r_t = E[sign D(real)]", "r_t"),
-    ("cl_gain", "cl_gain", "Contrastive head: log(1+K) − InfoNCE loss (nats above chance)", "nats"),
+    ("cl_gain", "cl_gain", "Fake head: log(1+K) - InfoNCE loss without the forgetting term", "nats above chance"),
 )
 
 

@@ -191,20 +191,19 @@ def test_parallel_trainings_start_before_the_scoring_of_a_finished_one(monkeypat
     """--parallel: a freed slot gets its next training before the finished run is scored (minutes on a CPU)."""
     from compare import runs
 
-    events, clock = [], {"polls": 0}
+    events = []
 
-    class FakeProc:
-        def __init__(self, name, lifetime):
-            self.name, self.lifetime = name, lifetime
+    class FakeProc:  # finishes after `lifetime` polls
+        def __init__(self, lifetime):
+            self.lifetime = lifetime
 
         def poll(self):
-            clock["polls"] += 1
             self.lifetime -= 1
             return 0 if self.lifetime <= 0 else None
 
     def fake_start(settings, state, method, children, env, log_file, log):
         events.append(f"start {method}")
-        return FakeProc(method, {"a": 1, "b": 6, "c": 6}[method]), 0.0, set()
+        return FakeProc({"a": 1, "b": 6, "c": 6}[method]), 0.0, set()
 
     def fake_finish(settings, state, method, proc, started, before, children):
         events.append(f"trained {method}")

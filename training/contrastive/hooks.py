@@ -16,7 +16,6 @@ The query's D(T(.)) is the adversarial pass's (cl_query_view='shared') or a fres
 from __future__ import annotations
 
 import math
-
 from typing import Any, Optional
 
 import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -9,6 +10,21 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from compare.scores import ColourEvaluator  # noqa: E402
+
+
+# Hang guard for a harness subprocess, not a speed limit: the slowest (Inception scoring of a trained comparison)
+# took 95 s on a loaded 2-core machine; 30 minutes is many times that.
+HANG_GUARD_S = 1800
+
+
+def harness_env(tmp_path: pathlib.Path) -> dict:
+    """Environment of a harness subprocess: its own cache, and one thread per process.
+
+    One thread because the harness's training and scoring children share the machine with pytest itself;
+    several processes each running two OpenMP threads on two busy cores slow down by far more than 2x
+    (a scoring run that takes 95 s went past 600 s that way).
+    """
+    return dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
 
 
 class CountingEvaluator(ColourEvaluator):

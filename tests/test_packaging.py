@@ -65,3 +65,54 @@ def test_pyproject_distribution_packages_and_test_extra():
     include = data["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {p.rstrip("*") for p in include} == {"dnnlib", "torch_utils", "training", "metrics"}
     assert "pytest" in dict(normalise(r) for r in data["project"]["optional-dependencies"]["test"])
+
+
+def _lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements" / "lock.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[_canonical(name)] = version
+    return pins
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_range():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    pins = _lock_pins()
+    declared = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for text in declared:
+        requirement = Requirement(text)
+        name = _canonical(requirement.name)
+        assert name in pins, f"requirements/lock.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name], str(requirement))
+    assert pins["torch"] == "2.13.0"  # the CPU wheel the README names (a bare torch pulls a CUDA build)
+
+
+def test_the_readme_set_up_installs_through_the_lock():
+    lines = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if re.search(r"# [12]: ", line)]
+    assert len(lines) == 2 and lines[0].endswith("# 1: main job on the embedded emoji dataset")
+    for line in lines:
+        assert line.startswith("pip install -c requirements/lock.txt torch==2.13.0 -e ") and "--no-deps" not in line
+    assert lines[1].endswith("python -m pytest -q  # 2: tests")
+
+
+def test_this_environment_has_the_locked_versions():
+    """The suite runs where README command 2 installed it: every locked package present has its pinned version."""
+    from importlib import metadata
+
+    wrong = {}
+    for name, version in _lock_pins().items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional extra that this environment did not install
+        if installed.split("+")[0] != version:
+            wrong[name] = (installed, version)
+    assert not wrong, f"installed vs locked: {wrong}; install through requirements/lock.txt (README command 2)"

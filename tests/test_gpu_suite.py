@@ -132,7 +132,7 @@ def test_the_real_executor_runs_a_command_and_kills_it_at_its_deadline(tmp_path)
     assert done.returncode == 0 and "hello" in done.output
     assert (tmp_path / "logs" / "a.log").read_text().startswith("$ python -c")
     killed = run_subprocess(["python", "-c", "import time; time.sleep(30)"], dict(os.environ), 1, str(tmp_path / "b.log"))
-    assert killed.returncode is None and killed.seconds < 10
+    assert killed.returncode is None and killed.seconds < 25  # killed at its 1 s deadline, not after the 30 s sleep
 
 
 # ----------------------------------------------------------------------------

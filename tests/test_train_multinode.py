@@ -15,7 +15,7 @@ from train_helpers import (FAST, SMALL_GRID_ENV, SNAPSHOT_WRITERS_ENV, STOP_AFTE
                            status_lines)
 from train_helpers import emoji_zip, one_torch_thread  # noqa: F401 (fixtures)
 
-NODE_TIMEOUT = 150  # seconds for one two-node run (imports, rendezvous, 4 steps, a snapshot)
+NODE_TIMEOUT = 900  # hang guard for one two-node run (imports, rendezvous, 4 steps, a snapshot): 46 s seen on a loaded machine
 
 
 def _free_port() -> int:

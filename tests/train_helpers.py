@@ -250,7 +250,7 @@ def status_lines(text: str) -> list[str]:
 # ----------------------------------------------------------------------------
 # train.py in a subprocess (signals, kills).
 
-START_TIMEOUT = 120  # seconds until an awaited line (process start, imports, spawn) on a loaded machine
+START_TIMEOUT = 600  # hang guard: seconds until an awaited line (process start, imports, spawn); 5-20 s idle, 60 s seen loaded
 
 
 def start_train(args: Iterable[Any], **env: str):

@@ -22,6 +22,7 @@ import torch
 
 from dnnlib import cli_errors, util
 from metrics import metric_main
+from training import finite_checks
 
 
 def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict, network_pkl: str = "--network") -> dict:
@@ -120,6 +121,11 @@ def main(network_pkl: str, metrics: list[str], data: str | None, mirror: bool | 
     with cli_errors.one_line_errors(FileNotFoundError, prefix="--network=", exit_code=2), \
             cli_errors.one_line_errors(NetworkPickleError):
         network_data = load_network_pkl(network_pkl)
+    if "G_ema" not in network_data:
+        raise cli_errors.OneLineError(f"{network_pkl}: the pickle holds no G_ema (generator) to evaluate; give a "
+                                      f"network-snapshot-*.pkl written by train.py or upstream")
+    with cli_errors.one_line_errors(finite_checks.NonFiniteError):
+        finite_checks.require_finite_generator(network_data["G_ema"], network_pkl)
     args = util.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, batch=batch, inception=inception,
                          vgg16=vgg16, network_pkl=network_pkl, G=network_data["G_ema"])
     args.dataset_kwargs = dataset_kwargs_for(data, mirror, network_data, network_pkl)

@@ -27,6 +27,7 @@ from test_security_names import Reduce, one_line_error, tiny_G
 from torch_utils import init_arg_limits, persistence
 from training import finite_checks, network_pickle
 from training.network_pickle import save_network_pkl
+from training.networks import Generator
 
 HANG_GUARD_S = 10  # a refusal takes well under 0.1 s here; the forged cases used to hang or take minutes
 
@@ -249,3 +250,19 @@ def test_finite_checks_pass_an_intact_network_and_name_what_is_wrong():
                                                            r"synthesis\.b4\.const, 1 in synthesis\.b8\.conv1\.weight, "
                                                            r"1 in mapping\.fc0\.weight and 1 more tensors\); "):
         finite_checks.require_finite_network(G, "x.pkl")
+
+
+def test_state_dict_implying_a_forged_size_is_refused(tmp_path):
+    """A bare torch.save state dict: the arguments inferred from its key names get the same range checks."""
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+                  synthesis_kwargs=dict(channel_base=128, channel_max=8))  # 8 channels at every resolution
+    state = dict(G.state_dict())
+    for name in ("conv1.weight", "torgb.weight", "conv1.affine.weight"):
+        state[f"synthesis.b{2 ** 21}.{name}"] = state[f"synthesis.b16.{name}"].clone()
+    path = tmp_path / "inferred.pt"
+    torch.save(state, path)
+    began = time.monotonic()
+    with pytest.raises(network_pickle.NetworkPickleError, match=r"inferred\.pt: img_resolution=2097152 must be a "
+                                                                r"power of two in \[4, 8192\]"):
+        network_pickle.load_network_pkl(str(path))
+    assert time.monotonic() - began < HANG_GUARD_S

@@ -240,3 +240,16 @@ def test_docs_security_lists_every_file_with_a_dynamic_call():
     assert "training/network_pickle.py" in files and "dnnlib/util.py" in files  # the scan sees what it must
     missing = sorted(f for f in files if f"`{f}" not in doc)
     assert missing == [], f"add these files' dynamic calls to the table in docs/security.md: {missing}"
+
+
+def test_numbers_read_back_from_training_options_json_are_checked():
+    from training.config import ConfigError
+    from training.resume_plan import first_difference, inherit_transfer_settings
+
+    opts = {}
+    inherit_transfer_settings(dict(resume_kind="transfer", ada_kimg=100, ema_rampup=None), opts)
+    assert opts == dict(ada_kimg=100, ema_rampup=None)
+    damaged = dict(resume_kind="transfer", ada_kimg="training.evil.Thing")
+    with pytest.raises(ConfigError, match=r"^training_options\.json: ada_kimg='training\.evil\.Thing' is not a number"):
+        inherit_transfer_settings(damaged, {})
+    assert first_difference(damaged, {}) == "training_options.json (a damaged transfer setting)"

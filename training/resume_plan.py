@@ -138,10 +138,10 @@ def inherit_transfer_settings(previous: dict, opts: dict) -> None:
     if previous.get("resume_kind") == "transfer":
         for key in TRANSFER_KEYS:
             if key in previous:
-                opts[key] = _transfer_number(previous[key], key)
+                opts[key] = number_from_options(previous[key], key)
 
 
-def _transfer_number(value: Any, key: str) -> Optional[float]:
+def number_from_options(value: Any, key: str) -> Optional[float]:
     """A number read back from training_options.json: null or finite and >= 0, else a one-line ConfigError."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
                          and math.isfinite(value) and 0 <= value <= 1e9):

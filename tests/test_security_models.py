@@ -62,6 +62,9 @@ SHARED = [0] * 64
 for _ in range(6):
     SHARED = [SHARED] * 64  # 64**7 values if walked naively; 2 kB pickled
 
+CYCLE: dict = {}
+CYCLE["self"] = CYCLE  # a dict that holds itself: any unbounded walk never ends
+
 FORGED = {
     "img_resolution=2**20": (dict(img_resolution=2 ** 20), "img_resolution=1048576 must be a power of two in [4, 8192]"),
     "img_resolution=2": (dict(img_resolution=2), "img_resolution=2 must be a power of two in [4, 8192]"),
@@ -75,6 +78,8 @@ FORGED = {
     "z_dim=-1": (dict(z_dim=-1), "z_dim=-1 is outside [0, 4096]"),
     "img_channels=0": (dict(img_channels=0), "img_channels=0 is outside [1, 4]"),
     "img_resolution=16.0": (dict(img_resolution=16.0), "img_resolution=16.0 must be an integer"),
+    "w_dim=True": (dict(w_dim=True), "w_dim=True must be a number, not true/false"),
+    "a cycle": (dict(mapping_kwargs=CYCLE), "nested too deeply"),
     "conv_clamp=nan": (dict(synthesis_kwargs=dict(conv_clamp=float("nan"))), "conv_clamp=nan is outside"),
     "lr_multiplier=inf": (dict(mapping_kwargs=dict(lr_multiplier=float("inf"))), "lr_multiplier=inf is outside"),
     "unknown argument": (dict(mapping_kwargs=dict(bogus=1)), "cannot build training.networks.Generator from the "

@@ -103,6 +103,8 @@ def _check_scalar(name: str, value: Any, what: str) -> None:
             raise InitArgError(f"{what}: {name}=None is not allowed; it must be a number")
         return
     if isinstance(value, bool):
+        if name in INT_RANGES or name in FLOAT_RANGES or name in RESOLUTION_NAMES:
+            raise InitArgError(f"{what}: {name}={value} must be a number, not true/false")
         return
     if isinstance(value, str):
         if len(value) > MAX_STRING:

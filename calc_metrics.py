@@ -4,8 +4,10 @@ Examples:
   python calc_metrics.py --metrics=fid50k_full,kid50k_full --network=run/network-snapshot-000400.pkl
   python calc_metrics.py --metrics=fid5k_full --data=datasets/emoji-smileys --mirror=1 --network=net.pkl
 
-Dataset options come from --data/--mirror, else from the pickle's training_set_kwargs. Each result is printed
-as one JSON line and, for a local pickle, appended to metric-<name>.jsonl beside it.
+Dataset options come from --data/--mirror, else from the pickle's training_set_kwargs, which are used only when
+they name our dataset class with known, in-range options (training/dataset_options.py; otherwise --data is
+required). Each result is printed as one JSON line and, for a local pickle, appended to metric-<name>.jsonl
+beside it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,26 @@ import torch
 
 from dnnlib import cli_errors, util
 from metrics import metric_main
+from training import finite_checks
 
 
-def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict) -> dict:
-    """--data/--mirror override the dataset options stored in the snapshot."""
+def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict, network_pkl: str = "--network") -> dict:
+    """--data/--mirror override the dataset options stored in the snapshot (used only when they check out)."""
+    from training.dataset_options import DEFAULT_DATASET_CLASS, DatasetOptionsError, dataset_kwargs_from_file
+
     if data is not None:
         if not os.path.exists(data):
             raise cli_errors.OneLineError(f"--data={data}: no such dataset folder or zip; give one made by "
                                           f"dataset_tool.py", exit_code=2)
-        kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=data)
+        kwargs = dict(class_name=DEFAULT_DATASET_CLASS, path=data)
     elif network_data.get("training_set_kwargs") is not None:
-        kwargs = dict(network_data["training_set_kwargs"])
+        try:
+            kwargs = dataset_kwargs_from_file(network_data["training_set_kwargs"], network_pkl)
+        except DatasetOptionsError as error:
+            raise cli_errors.OneLineError(f"{error}; give the real images with --data", exit_code=2) from None
+        if not os.path.exists(kwargs["path"]):
+            raise cli_errors.OneLineError(f"{network_pkl}: the dataset it was trained on, {kwargs['path']}, is not "
+                                          f"here; give the real images with --data", exit_code=2)
     else:
         raise cli_errors.OneLineError("--network: the pickle holds no dataset options; give the real images with "
                                       "--data", exit_code=2)
@@ -110,9 +121,14 @@ def main(network_pkl: str, metrics: list[str], data: str | None, mirror: bool | 
     with cli_errors.one_line_errors(FileNotFoundError, prefix="--network=", exit_code=2), \
             cli_errors.one_line_errors(NetworkPickleError):
         network_data = load_network_pkl(network_pkl)
+    if "G_ema" not in network_data:
+        raise cli_errors.OneLineError(f"{network_pkl}: the pickle holds no G_ema (generator) to evaluate; give a "
+                                      f"network-snapshot-*.pkl written by train.py or upstream")
+    with cli_errors.one_line_errors(finite_checks.NonFiniteError):
+        finite_checks.require_finite_generator(network_data["G_ema"], network_pkl)
     args = util.EasyDict(metrics=metrics, num_gpus=num_gpus, verbose=verbose, batch=batch, inception=inception,
                          vgg16=vgg16, network_pkl=network_pkl, G=network_data["G_ema"])
-    args.dataset_kwargs = dataset_kwargs_for(data, mirror, network_data)
+    args.dataset_kwargs = dataset_kwargs_for(data, mirror, network_data, network_pkl)
     with cli_errors.one_line_errors(ValueError, OSError, fix="rebuild the dataset with dataset_tool.py"):
         check_dataset_matches(args.dataset_kwargs, args.G)
     args.run_dir = os.path.dirname(os.path.abspath(network_pkl)) if os.path.isfile(network_pkl) else None

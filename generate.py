@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from dnnlib import cli_errors, util
-from training.latent_io import pick_device, save_png, to_uint8_hwc
+from training import finite_checks
+from training.latent_io import finite_number, pick_device, require_finite, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -62,11 +63,12 @@ def load_projected_w(path: str, G: Any) -> torch.Tensor:
     if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
         raise click.BadParameter(f"{path}: 'w' has shape {tuple(ws.shape)}, this network needs [N, {G.num_ws}, "
                                  f"{G.w_dim}]", param_hint="--projected-w")
+    require_finite(lambda: finite_checks.require_finite_array(ws, path, "--projected-w"))
     return ws
 
 
 def synthesize_seeds(G: Any, seeds: list[int], label: torch.Tensor, truncation_psi: float, noise_mode: str,
-                     batch: int, device: torch.device) -> np.ndarray:
+                     batch: int, device: torch.device, source: str = "--network") -> np.ndarray:
     """uint8 [N, H, W, C] images for the seeds, generated `batch` at a time."""
     out = []
     for start in range(0, len(seeds), batch):
@@ -75,15 +77,19 @@ def synthesize_seeds(G: Any, seeds: list[int], label: torch.Tensor, truncation_p
         torch.manual_seed(chunk[0])  # noise-mode=random: reproducible for the same seeds and batch
         with torch.no_grad():
             img = G(z, label.repeat(len(chunk), 1), truncation_psi=truncation_psi, noise_mode=noise_mode)
+        require_finite(lambda: finite_checks.require_finite_output(img, source))
         out.append(to_uint8_hwc(img))
     return np.concatenate(out)
 
 
-def synthesize_ws(G: Any, ws: torch.Tensor, noise_mode: str, batch: int, device: torch.device) -> np.ndarray:
+def synthesize_ws(G: Any, ws: torch.Tensor, noise_mode: str, batch: int, device: torch.device,
+                  source: str = "--network") -> np.ndarray:
     out = []
     for start in range(0, ws.shape[0], batch):
         with torch.no_grad():
-            out.append(to_uint8_hwc(G.synthesis(ws[start: start + batch].to(device), noise_mode=noise_mode)))
+            img = G.synthesis(ws[start: start + batch].to(device), noise_mode=noise_mode)
+        require_finite(lambda: finite_checks.require_finite_output(img, source))
+        out.append(to_uint8_hwc(img))
     return np.concatenate(out)
 
 
@@ -98,16 +104,17 @@ def generate_images(network_pkl: str, seeds: list[int] | None, truncation_psi: f
     with cli_errors.one_line_errors(FileNotFoundError, prefix="--network=", exit_code=2), \
             cli_errors.one_line_errors(NetworkPickleError):
         G = load_network_pkl(network_pkl)["G_ema"].eval().requires_grad_(False).to(device)
+    require_finite(lambda: finite_checks.require_finite_generator(G, network_pkl))
     if projected_w is not None:
         if seeds:
             print("warning: --seeds is ignored when using --projected-w")
-        images = synthesize_ws(G, load_projected_w(projected_w, G), noise_mode, batch, device)
+        images = synthesize_ws(G, load_projected_w(projected_w, G), noise_mode, batch, device, network_pkl)
         names = [f"proj{i:02d}.png" for i in range(len(images))]
     else:
         if not seeds:
             raise click.UsageError("give --seeds (e.g. --seeds=0-9,20) or --projected-w")
         label = make_label(G, class_idx, device)
-        images = synthesize_seeds(G, seeds, label, truncation_psi, noise_mode, batch, device)
+        images = synthesize_seeds(G, seeds, label, truncation_psi, noise_mode, batch, device, network_pkl)
         names = [f"seed{s:04d}.png" for s in seeds]
     os.makedirs(outdir, exist_ok=True)
     if grid:
@@ -133,7 +140,8 @@ def _parse_seeds(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--network", "network_pkl", help="Network pickle filename or URL", required=True,
               callback=cli_errors.expand_user)
 @click.option("--seeds", callback=_parse_seeds, help="List of random seeds, e.g. 0-9,20,30-35")
-@click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, help="Truncation psi")
+@click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, callback=finite_number,
+              help="Truncation psi")
 @click.option("--class", "class_idx", type=int, help="Class label (required for conditional networks)")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True, help="Noise mode")
 @click.option("--projected-w", type=str, metavar="FILE", help="Projection result file (.npz with 'w')")

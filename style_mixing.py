@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from dnnlib import util
-from training.latent_io import load_generator, output_errors, pick_device, require_unconditional, save_png, to_uint8_hwc
+from training import finite_checks
+from training.latent_io import (finite_number, load_generator, output_errors, pick_device, require_finite,
+                                require_unconditional, save_png, to_uint8_hwc)
 
 NOISE_MODES = ("const", "random", "none")
 DEFAULT_STYLES = range(7)  # upstream's 0-6: the coarse and middle layers of a 1024 px network
@@ -45,7 +47,8 @@ Cells = dict[tuple[int, int], np.ndarray]  # (row seed, col seed) -> uint8 [H, W
 
 
 def style_mixing_images(G: Any, row_seeds: list[int], col_seeds: list[int], styles: list[int],
-                        truncation_psi: float, noise_mode: str, device: torch.device) -> Cells:
+                        truncation_psi: float, noise_mode: str, device: torch.device,
+                        source: str = "--network") -> Cells:
     """{(row seed, col seed): uint8 [H, W, C]}; (s, s) is seed s unmixed."""
     seeds = list(dict.fromkeys(row_seeds + col_seeds))
     ws = seed_ws(G, seeds, truncation_psi, device)
@@ -54,7 +57,9 @@ def style_mixing_images(G: Any, row_seeds: list[int], col_seeds: list[int], styl
     images = []
     for start in range(0, len(keys), 16):
         with torch.no_grad():
-            images.append(to_uint8_hwc(G.synthesis(batch[start: start + 16], noise_mode=noise_mode)))
+            img = G.synthesis(batch[start: start + 16], noise_mode=noise_mode)
+        require_finite(lambda: finite_checks.require_finite_output(img, source))
+        images.append(to_uint8_hwc(img))
     return dict(zip(keys, np.concatenate(images)))
 
 
@@ -92,7 +97,7 @@ def generate_style_mix(network_pkl: str, row_seeds: list[int], col_seeds: list[i
     require_unconditional(G, network_pkl, "style mixing")
     styles = resolve_styles(styles, G.num_ws)
     print("Generating images...")
-    images = style_mixing_images(G, row_seeds, col_seeds, styles, truncation_psi, noise_mode, device)
+    images = style_mixing_images(G, row_seeds, col_seeds, styles, truncation_psi, noise_mode, device, network_pkl)
     os.makedirs(outdir, exist_ok=True)
     paths = []
     for (row, col), array in images.items():
@@ -122,7 +127,8 @@ def _range_list(option: str):
               help="Random seeds to use for image columns")
 @click.option("--styles", "col_styles", callback=_range_list("--styles"),
               help="Style layers taken from the column seeds  [default: 0-6, or those the network has]")
-@click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, help="Truncation psi")
+@click.option("--trunc", "truncation_psi", type=float, default=1, show_default=True, callback=finite_number,
+              help="Truncation psi")
 @click.option("--noise-mode", type=click.Choice(NOISE_MODES), default="const", show_default=True, help="Noise mode")
 @click.option("--outdir", type=str, required=True, metavar="DIR", help="Where to save the output images")
 def main(network_pkl: str, row_seeds: list[int], col_seeds: list[int], col_styles: list[int] | None,

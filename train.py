@@ -26,7 +26,7 @@ from training import devices, preflight
 from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
-from training.resume_plan import RESUME_MODES, inherit_transfer_settings, plan_resume
+from training.resume_plan import RESUME_MODES, inherit_transfer_settings, number_from_options, plan_resume
 from training.run_dir import RunWriteError
 
 # Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
@@ -300,7 +300,7 @@ def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, m
         inherit_transfer_settings(plan.previous_opts, opts)
         opts.continued_run = True
         if plan.previous_opts.get("total_kimg") != opts.total_kimg:
-            opts.previous_total_kimg = plan.previous_opts.get("total_kimg")
+            opts.previous_total_kimg = number_from_options(plan.previous_opts.get("total_kimg"), "total_kimg")
     opts.resume_pkl = plan.resume_pkl
     if plan.resume_pkl is None:  # a run killed before its first snapshot: from zero, in its own directory
         opts.pop("resume_pkl")

@@ -173,20 +173,27 @@ def _download(url: str, num_attempts: int, verbose: bool) -> bytes:
 
 
 # ----------------------------------------------------------------------------
-# Construct objects by dotted name, limited to this project's own modules.
+# Construct objects by exact dotted name, from a registry fixed in code.
+#
+# Every name a construct-by-name call may resolve is listed here; anything else is refused BEFORE any module is
+# imported, so a name read from a file (a pickle, training_options.json, results.json) can never make Python import,
+# and so run, a module planted beside ours. The names are the ones train.py's option builder (training/config.py)
+# and the network records (torch_utils/persistence.py) use. docs/security.md lists every dynamic call.
 
-ALLOWED_MODULE_PREFIXES = ("training", "metrics", "torch_utils", "dnnlib", "torch.optim")
+NETWORK_CLASS_NAMES = tuple("training.networks." + name for name in (
+    "FullyConnectedLayer", "Conv2dLayer", "MappingNetwork", "SynthesisLayer", "ToRGBLayer", "SynthesisBlock",
+    "SynthesisNetwork", "Generator", "DiscriminatorBlock", "MinibatchStdLayer", "DiscriminatorEpilogue",
+    "Discriminator")) + ("training.augment.AugmentPipe",)
+CONSTRUCTIBLE_NAMES = frozenset(NETWORK_CLASS_NAMES + (
+    "training.dataset.ImageFolderDataset", "training.loss.StyleGAN2Loss", "torch.optim.Adam"))
 
 
 def get_obj_by_name(name: str) -> Any:
-    """Resolve 'package.module.attr' to the object, for the project's own modules only."""
-    if not isinstance(name, str) or "." not in name:
-        raise ValueError(f"get_obj_by_name: expected a dotted name like 'training.networks.Generator', got {name!r}")
+    """Resolve one of CONSTRUCTIBLE_NAMES ('package.module.attr') to the object; anything else is refused unimported."""
+    if not isinstance(name, str) or name not in CONSTRUCTIBLE_NAMES:
+        raise ValueError(f"get_obj_by_name: refusing {name!r:.120}; it is not one of the classes this project "
+                         f"constructs by name (dnnlib.util.CONSTRUCTIBLE_NAMES)")
     module_name, attr = name.rsplit(".", 1)
-    if not any(module_name == p or module_name.startswith(p + ".") for p in ALLOWED_MODULE_PREFIXES):
-        raise ValueError(
-            f"get_obj_by_name: refusing {name!r}; only names under {', '.join(ALLOWED_MODULE_PREFIXES)} are allowed"
-        )
     module = importlib.import_module(module_name)
     try:
         return getattr(module, attr)

@@ -22,8 +22,8 @@ import torch
 from dnnlib import util
 from metrics.feature_stats import FeatureStats
 from dnnlib.progress import ProgressBar
-
-DEFAULT_DATASET_CLASS = "training.dataset.ImageFolderDataset"
+from training import dataset_options
+from training.dataset_options import DEFAULT_DATASET_CLASS  # noqa: F401 - re-exported for the metrics scripts
 
 
 @dataclass
@@ -55,9 +55,8 @@ class MetricOptions:
 
 
 def open_dataset(dataset_kwargs: dict) -> Any:
-    kwargs = dict(dataset_kwargs)
-    kwargs.setdefault("class_name", DEFAULT_DATASET_CLASS)
-    return util.construct_class_by_name(**kwargs)
+    """Only our dataset class, with checked options (the options may come from a snapshot: training/dataset_options)."""
+    return dataset_options.open_dataset(dataset_kwargs)
 
 
 # ----------------------------------------------------------------------------

@@ -148,8 +148,8 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             return _TORCH_FUNCTIONS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
+        if module == "torch" and name in storage_records.TORCH_DTYPES:
+            return storage_records.TORCH_DTYPES[name]
         return _make_stub_class(f"{module}.{name}")
 
     def persistent_load(self, pid: Any) -> torch.Tensor:

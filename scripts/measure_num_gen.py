@@ -65,6 +65,7 @@ def main(network: str, pool: int, num_gen: str, seed: int, out: str) -> None:
 
     from metrics import runners
     from metrics.features import MetricOptions, compute_dataset_stats, compute_generator_stats
+    from training.dataset_options import DatasetOptionsError, dataset_kwargs_from_file
     from training.network_pickle import load_network_pkl
 
     sizes = sorted({int(n) for n in num_gen.split(",") if n.strip()})
@@ -74,7 +75,10 @@ def main(network: str, pool: int, num_gen: str, seed: int, out: str) -> None:
     if not os.path.isfile(network):
         raise click.ClickException(f"--network={network}: no such file")
     data = load_network_pkl(network)
-    kwargs = dict(data["training_set_kwargs"])
+    try:
+        kwargs = dataset_kwargs_from_file(data.get("training_set_kwargs"), network)
+    except DatasetOptionsError as error:
+        raise click.ClickException(f"{error}; this script scores against the snapshot's own training set") from None
     opts = MetricOptions(G=data["G_ema"], dataset_kwargs=kwargs, device=torch.device("cpu"), batch_size=32, progress=True)
     detector = runners.inception_features(opts)
     real = compute_dataset_stats(opts, detector, max_items=None, capture_all=True, capture_mean_cov=True)

@@ -169,24 +169,33 @@ def test_atomic_write_success_has_normal_permissions(tmp_path):
 
 
 def test_construct_class_by_name_in_project():
-    d = util.construct_class_by_name(class_name="dnnlib.util.EasyDict", x=1)
-    assert isinstance(d, dnnlib.EasyDict) and d.x == 1
     import torch
 
+    from training import dataset, networks
+
     assert util.get_obj_by_name("torch.optim.Adam") is torch.optim.Adam
-    assert util.call_func_by_name("1-2", func_name="dnnlib.util.parse_range_list") == [1, 2]
+    assert util.get_obj_by_name("training.networks.Generator") is networks.Generator
+    assert util.get_obj_by_name("training.dataset.ImageFolderDataset") is dataset.ImageFolderDataset
+    assert len(util.CONSTRUCTIBLE_NAMES) == 16  # 12 network classes, AugmentPipe, dataset, loss, Adam
 
 
+# Callables a name read from a file reached before the registry (issue 24): appending to or truncating a chosen file,
+# an HTTP request, compiling CUDA source; and any module of ours that is not a registered class.
 @pytest.mark.parametrize("name", ["os.system", "subprocess.Popen", "builtins.eval", "trainingx.evil.Thing",
-                                  "pickle.loads", "EasyDict"])
-def test_construct_class_by_name_refuses_outside_modules(name):
-    with pytest.raises(ValueError):
+                                  "pickle.loads", "EasyDict", "dnnlib.util.atomic_append_line", "dnnlib.util.Logger",
+                                  "dnnlib.util.open_url", "torch_utils.custom_ops.get_plugin", "dnnlib.util.EasyDict",
+                                  "torch.optim.SGD", "training.training_loop.training_loop", None, ["x"]])
+def test_construct_class_by_name_refuses_outside_the_registry(name):
+    with pytest.raises(ValueError, match="not one of the classes this project constructs by name"):
         util.construct_class_by_name(class_name=name)
 
 
-def test_get_obj_by_name_unknown_attribute():
-    with pytest.raises(ValueError, match="has no attribute 'Nope'"):
-        util.get_obj_by_name("dnnlib.util.Nope")
+def test_get_obj_by_name_refuses_before_importing(monkeypatch):
+    imported = []
+    monkeypatch.setattr(util.importlib, "import_module", lambda name: imported.append(name))
+    with pytest.raises(ValueError):
+        util.get_obj_by_name("training.planted_module.Generator")
+    assert imported == []
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from torch_utils import storage_records
+from torch_utils import init_arg_limits, storage_records
 
 RECORD_FORMAT = "fakeclr-persistent"
 RECORD_VERSION = 1
@@ -44,6 +44,11 @@ UPSTREAM_CLASS_NAMES = {
     )
 }
 UPSTREAM_CLASS_NAMES["AugmentPipe"] = "training.augment.AugmentPipe"
+# The only classes a record may name (exact names, checked before any import; dnnlib.util.CONSTRUCTIBLE_NAMES
+# holds them too). AugmentPipe computes fixed filters with real tensors, so it cannot be sized on the meta device;
+# its arguments are scalars only (init_arg_limits), so its size does not depend on the file.
+PERSISTENT_CLASS_NAMES = frozenset(UPSTREAM_CLASS_NAMES.values())
+UNPROBED_CLASS_NAMES = frozenset({"training.augment.AugmentPipe"})
 
 
 class RefusedRecord(pickle.UnpicklingError):
@@ -139,8 +144,15 @@ def make_record(module: torch.nn.Module) -> dict:
                 training=bool(module.training))
 
 
-def resolve_persistent_class(class_name: str) -> type:
-    """Look a persistent class up by dotted name, inside this project's packages only."""
+def resolve_persistent_class(class_name: Any) -> type:
+    """Look a persistent class up by its exact dotted name, from PERSISTENT_CLASS_NAMES only.
+
+    The name is checked against that fixed list before anything is imported: a record naming a module planted
+    beside ours (`training.evil.Generator`) is refused without Python ever importing, and so running, it.
+    """
+    if not isinstance(class_name, str) or class_name not in PERSISTENT_CLASS_NAMES:
+        raise RefusedRecord(f"cannot resolve network class {class_name!r:.120}: it is not a persistent network "
+                            f"class of this project (known: {', '.join(sorted(PERSISTENT_CLASS_NAMES))})")
     from dnnlib import util  # local import: dnnlib imports nothing from here, but keep the module light
     try:
         cls = util.get_obj_by_name(class_name)
@@ -161,7 +173,7 @@ def rebuild_persistent_module(record: dict) -> torch.nn.Module:
     cls = resolve_persistent_class(record["class_name"])
     state_dict = record["state_dict"]
     stored = storage_records.total_elements(state_dict.values()) if isinstance(state_dict, dict) else 0
-    module = build_within_stored_size(cls, tuple(record.get("init_args", ())), dict(record.get("init_kwargs", {})),
+    module = build_within_stored_size(cls, record.get("init_args", ()), record.get("init_kwargs", {}),
                                       stored, record["class_name"])
     module.load_state_dict(state_dict, strict=True)
     module.train(bool(record.get("training", False)))
@@ -174,24 +186,38 @@ UNSTORED_ELEMENTS_ALLOWANCE = 1 << 24
 
 def build_within_stored_size(cls: type, init_args: tuple, init_kwargs: dict, stored_elements: int,
                              what: str) -> torch.nn.Module:
-    """Construct cls, but only if its tensors are no larger than what the file stores for it.
+    """Construct cls, but only if its arguments are in range and its tensors no larger than the file stores.
 
-    Forged init arguments (a resolution of 2**20) would otherwise allocate any amount of memory before the
-    strict state-dict load could notice; the stored tensors themselves are bounded by the file's length
-    (`storage_records`). The size is measured on the meta device, which allocates nothing.
+    Forged init arguments (a resolution of 2**20, zero channels, 200000 layers) are refused first by the documented
+    ranges (`init_arg_limits`), then by size: the stored tensors themselves are bounded by the file's length
+    (`storage_records`), and the size is measured on the meta device, which allocates nothing. Any error a
+    constructor raises on the stored arguments becomes a one-line RefusedRecord.
     """
     try:
+        init_arg_limits.check_init_args(cls, init_args, init_kwargs, what)
+    except init_arg_limits.InitArgError as error:
+        raise RefusedRecord(f"{error}; " + storage_records.FIX_HINT) from None
+    probe = None
+    if class_name_of(cls) not in UNPROBED_CLASS_NAMES:
         with torch.device("meta"):
-            probe = cls(*init_args, **init_kwargs)
-    except (NotImplementedError, RuntimeError):  # computes with real tensors in __init__: fixed-size filters
-        probe = None
+            probe = _construct(cls, init_args, init_kwargs, what)
     if probe is not None:
         needed = storage_records.total_elements(itertools.chain(probe.parameters(), probe.buffers()))
         if needed > stored_elements + UNSTORED_ELEMENTS_ALLOWANCE:
             raise storage_records.OversizedRecord(
                 f"the stored arguments of {what} make a network of {needed} values but the file holds "
                 f"{stored_elements}; " + storage_records.FIX_HINT)
-    return cls(*init_args, **init_kwargs)
+    return _construct(cls, init_args, init_kwargs, what)
+
+
+def _construct(cls: type, init_args: tuple, init_kwargs: dict, what: str) -> torch.nn.Module:
+    try:
+        return cls(*init_args, **init_kwargs)
+    except (ArithmeticError, ValueError, TypeError, KeyError, IndexError, AttributeError, AssertionError,
+            RuntimeError, NotImplementedError, RecursionError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RefusedRecord(f"cannot build {what} from the stored init arguments ({type(error).__name__}: "
+                            f"{first:.200}); " + storage_records.FIX_HINT) from None
 
 
 # ----------------------------------------------------------------------------
@@ -241,14 +267,10 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
         raise RefusedRecord(f"{source}: upstream class {record.class_name!r} has no equivalent here "
                                      f"(known: {', '.join(sorted(UPSTREAM_CLASS_NAMES))})")
     cls = _resolve_known_class(our_name, source)
-    init_args = tuple(record.state.get("_init_args", ()))
-    init_kwargs = dict(record.state.get("_init_kwargs", {}))
+    init_args = record.state.get("_init_args", ())
+    init_kwargs = record.state.get("_init_kwargs", {})
     stored = storage_records.total_elements(record.named_tensors().values())
-    try:
-        module = build_within_stored_size(cls, init_args, init_kwargs, stored, record.class_name)
-    except TypeError as error:
-        raise RefusedRecord(f"{source}: cannot build {record.class_name} from the stored init "
-                                     f"arguments ({error})") from None
+    module = build_within_stored_size(cls, init_args, init_kwargs, stored, f"{source}: {record.class_name}")
     _copy_upstream_tensors(record, module, source, lenient=(record.class_name == "AugmentPipe"))
     module.train(bool(record.state.get("training", False)))
     return module

@@ -29,6 +29,9 @@ STORAGE_DTYPES = {
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
     "ComplexFloatStorage": torch.complex64, "ComplexDoubleStorage": torch.complex128,
 }
+# torch.float32, torch.half, ...: a fixed table, so a dtype name read from a file is looked up, never getattr'd on
+# torch (whose module __getattr__ would import submodules by that name).
+TORCH_DTYPES = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
 
 FIX_HINT = "the file is truncated or forged; use an intact snapshot"
 
@@ -113,8 +116,8 @@ class _RecordUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch" and name in STORAGE_DTYPES:
             return STORAGE_DTYPES[name]
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
+        if module == "torch" and name in TORCH_DTYPES:
+            return TORCH_DTYPES[name]
         return _Inert  # the real loader decides what it admits; here only the sizes matter
 
     def persistent_load(self, pid: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import click
 import numpy as np
@@ -16,6 +16,7 @@ import PIL.Image
 import torch
 
 from dnnlib import util
+from training import finite_checks
 
 
 @contextlib.contextmanager
@@ -40,16 +41,36 @@ def pick_device(name: str | None = None) -> torch.device:
 
 def load_generator(network_pkl: str, device: torch.device, option: str = "--network") -> Any:
     """G_ema of a snapshot (ours or upstream's), in eval mode without gradients, on the device."""
-    from training.network_pickle import load_network_pkl  # heavy import kept out of --help
+    from training.network_pickle import NetworkPickleError, load_network_pkl  # heavy import kept out of --help
 
     if not util.is_url(network_pkl) and not os.path.isfile(network_pkl):
         raise click.ClickException(f"{option}={network_pkl}: no such file; give a network-snapshot-*.pkl")
     try:
         G = load_network_pkl(network_pkl)["G_ema"]
+    except NetworkPickleError as err:  # already `<file>: <what is wrong>; <how to fix>`
+        raise click.ClickException(str(err)) from None
     except (OSError, ValueError, KeyError) as err:
         raise click.ClickException(f"{option}={network_pkl}: not a readable network snapshot ({err}); "
                                    "give a network-snapshot-*.pkl written by train.py or upstream") from None
-    return G.eval().requires_grad_(False).to(device)
+    G = G.eval().requires_grad_(False).to(device)
+    require_finite(lambda: finite_checks.require_finite_generator(G, network_pkl))
+    return G
+
+
+def require_finite(check: Callable[[], Any]) -> Any:
+    """Run a training.finite_checks check; a NonFiniteError becomes the one-line click error it already is."""
+    try:
+        return check()
+    except finite_checks.NonFiniteError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def finite_number(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click callback for float options such as --trunc: NaN and infinities are refused."""
+    if value is not None:
+        option = param.opts[0] if param.opts else str(param.name)
+        require_finite(lambda: finite_checks.require_finite_value(value, option))
+    return value
 
 
 def require_unconditional(G: Any, network_pkl: str, what: str) -> None:

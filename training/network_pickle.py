@@ -108,10 +108,7 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
     names[("torch._tensor", "Tensor")] = torch.Tensor
     names[("torch", "Tensor")] = torch.Tensor
     names[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
-    for name in dir(torch):
-        value = getattr(torch, name, None)
-        if isinstance(value, torch.dtype):
-            names[("torch", name)] = value
+    names.update({("torch", name): dtype for name, dtype in storage_records.TORCH_DTYPES.items()})
     return names
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any, Optional
 
@@ -137,7 +138,16 @@ def inherit_transfer_settings(previous: dict, opts: dict) -> None:
     if previous.get("resume_kind") == "transfer":
         for key in TRANSFER_KEYS:
             if key in previous:
-                opts[key] = previous[key]
+                opts[key] = number_from_options(previous[key], key)
+
+
+def number_from_options(value: Any, key: str) -> Optional[float]:
+    """A number read back from training_options.json: null or finite and >= 0, else a one-line ConfigError."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                         and math.isfinite(value) and 0 <= value <= 1e9):
+        return value
+    raise ConfigError(f"{rundir.OPTIONS_FILE}: {key}={str(value)[:40]!r} is not a number in [0, 1e9]; the file was "
+                      f"edited or damaged: restore it, or start a new run without --resume")
 
 
 def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
@@ -146,7 +156,10 @@ def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
         return "training_options.json (missing or unreadable)"
     previous = dict(previous)
     current = json.loads(json.dumps(dict(opts), default=str))  # the form training_options.json has
-    inherit_transfer_settings(previous, current)
+    try:
+        inherit_transfer_settings(previous, current)
+    except ConfigError:
+        return "training_options.json (a damaged transfer setting)"
     previous, current = comparable_options(previous), comparable_options(current)
     for key in EXACT_RESUME_KEYS:
         path = _first_differing_path(previous.get(key), current.get(key), key)

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import torch
 
+from torch_utils import persistence, storage_records
+
 NETWORK_KEYS = ("G", "D", "G_ema")
 
 
@@ -40,11 +42,14 @@ def build_from_state_dict(state: Mapping[str, torch.Tensor], source: str) -> tor
     from training import networks  # local: keeps this module importable on its own
     try:
         if _is_generator(state):
-            module = networks.Generator(**generator_kwargs(state))
+            cls, kwargs = networks.Generator, generator_kwargs(state)
         elif "b4.conv.weight" in state:
-            module = networks.Discriminator(**discriminator_kwargs(state))
+            cls, kwargs = networks.Discriminator, discriminator_kwargs(state)
         else:
             raise ValueError("neither a Generator (synthesis.*) nor a Discriminator (b4.conv.*) state dict")
+        # Key names and shapes are the file's: the inferred arguments get the same range and size checks as a record.
+        stored = storage_records.total_elements(state.values())
+        module = persistence.build_within_stored_size(cls, (), kwargs, stored, source)
         module.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0]

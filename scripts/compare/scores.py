@@ -96,7 +96,7 @@ def evaluate_method(settings: Settings, state: dict, method: str, evaluator: Cal
         if old is not None and old.get("fingerprint") == fingerprint(path) and old.get("eval") == eval_key:
             continue
         nimg, data = load_snapshot(path)
-        dataset_kwargs = dict(data.get("training_set_kwargs") or dict(path=settings.data, xflip=settings.mirror))
+        dataset_kwargs = snapshot_dataset_kwargs(data, settings, key, log)
         if settings.eval_data is not None:
             dataset_kwargs.update(path=settings.eval_data, max_size=None)
             dataset_kwargs.pop("resolution", None)
@@ -114,6 +114,20 @@ def evaluate_method(settings: Settings, state: dict, method: str, evaluator: Cal
     record["status"] = "done"
     record["eval"] = eval_key
     save_state(state, settings)
+
+
+def snapshot_dataset_kwargs(data: dict, settings: Settings, key: str, log: Callable) -> dict:
+    """The snapshot's dataset options when they check out (training/dataset_options.py), else the comparison's data."""
+    from training.dataset_options import DatasetOptionsError, dataset_kwargs_from_file
+
+    fallback = dict(path=settings.data, xflip=bool(settings.mirror))
+    if data.get("training_set_kwargs") is None:
+        return fallback
+    try:
+        return dataset_kwargs_from_file(data["training_set_kwargs"], key)
+    except DatasetOptionsError as error:
+        log(f"{error}; scoring against --data={settings.data} instead")
+        return fallback
 
 
 def snapshots_to_score(settings: Settings, method: str) -> list[str]:

@@ -29,15 +29,27 @@ class ExportError(ValueError):
     """A request that cannot be exported; str() is one line naming the option and the fix."""
 
 
-def select_networks(data: dict, which: str, network_pkl: str) -> dict[str, Any]:
+def select_networks(data: dict, which: str, network_pkl: str, fmt: str) -> dict[str, Any]:
     """The networks `which` names, in G, D, G_ema order; refuses a name the file does not hold."""
-    wanted = [key for key in NETWORK_KEYS if key in data] if which == "all" else [which]
+    if fmt == "upstream":
+        wanted = list(NETWORK_KEYS)  # upstream's loader asserts all three
+    else:
+        wanted = [key for key in NETWORK_KEYS if data.get(key) is not None] if which == "all" else [which]
     missing = [key for key in wanted if data.get(key) is None]
     if missing or not wanted:
         held = ", ".join(key for key in NETWORK_KEYS if data.get(key) is not None)
-        raise ExportError(f"--network={network_pkl}: holds no {' or '.join(missing or ['network'])} (it has: "
-                          f"{held or 'none'}); choose --which from those")
+        need = " (upstream's loader needs G, D and G_ema)" if fmt == "upstream" else ""
+        fix = "export a training snapshot" if need else "choose --which from those"
+        raise ExportError(f"--network={network_pkl}: holds no {' or '.join(missing or ['network'])}{need} (it has: "
+                          f"{held or 'none'}); {fix}")
     return {key: data[key].eval().requires_grad_(False).cpu() for key in wanted}
+
+
+def check_which(fmt: str, which: str) -> None:
+    if fmt == "upstream" and which != "all":
+        raise ExportError(f"--which={which}: upstream's loader needs G, D and G_ema in one pickle; use --which=all")
+    if fmt == "onnx" and which not in ("G_ema", "G"):
+        raise ExportError(f"--which={which}: ONNX export takes one generator; use --which=G_ema or --which=G")
 
 
 def check_out_path(out: str, force: bool) -> None:
@@ -55,13 +67,14 @@ def export_network(network_pkl: str, fmt: str, out: str, which: str | None = Non
     if fmt not in FORMATS:
         raise ExportError(f"--format={fmt} is unknown; choose one of {', '.join(FORMATS)}")
     which = which or ("G_ema" if fmt == "onnx" else "all")
+    check_which(fmt, which)
     check_out_path(out, force)
     print(f'Loading networks from "{network_pkl}"...')
     data = load_network_pkl(network_pkl)
-    networks = select_networks(data, which, network_pkl)
+    networks = select_networks(data, which, network_pkl, fmt)
     print(f"Exporting {', '.join(networks)} as {fmt} to \"{out}\"...")
     try:
-        write_format(fmt, out, networks, which, data, truncation_psi, noise_mode, os.path.basename(network_pkl))
+        write_format(fmt, out, networks, data, truncation_psi, noise_mode, os.path.basename(network_pkl))
     except ExportError:
         raise
     except ValueError as error:  # the writers' refusals (arguments JSON cannot hold, a missing package, ...)
@@ -69,7 +82,7 @@ def export_network(network_pkl: str, fmt: str, out: str, which: str | None = Non
     return out
 
 
-def write_format(fmt: str, out: str, networks: dict, which: str, data: dict, truncation_psi: float,
+def write_format(fmt: str, out: str, networks: dict, data: dict, truncation_psi: float,
                  noise_mode: str, source: str) -> None:
     from dnnlib import util
 
@@ -80,14 +93,9 @@ def write_format(fmt: str, out: str, networks: dict, which: str, data: dict, tru
             f.write(payload)
     elif fmt == "upstream":
         from training import upstream_export
-        if which != "all" or set(networks) != set(NETWORK_KEYS):
-            raise ExportError(f"--which={which}: upstream's loader needs G, D and G_ema in one pickle; use "
-                              f"--which=all on a snapshot that holds all three")
         upstream_export.write_upstream_pkl(out, networks, data.get("training_set_kwargs"))
     else:
         from training import onnx_export
-        if len(networks) != 1 or "D" in networks:
-            raise ExportError(f"--which={which}: ONNX export takes one generator; use --which=G_ema or --which=G")
         onnx_export.write_onnx(out, next(iter(networks.values())), truncation_psi, noise_mode, source=source)
 
 

@@ -44,16 +44,22 @@ class StubPersistence:
     def __init__(self):
         self.modules_by_src: dict[str, types.ModuleType] = {}
         self.executed: list[str] = []  # names of the modules made from embedded source
+        self.decorated: set[type] = set()
 
     def persistent_class(self, orig_class):
+        if orig_class in self.decorated:  # the reconstructor decorates classes that already are
+            return orig_class
         if orig_class.__module__ not in sys.modules:
             raise AssertionError(f"{orig_class.__module__} is not in sys.modules")
+        orig_module = sys.modules[orig_class.__module__]
 
         class Decorator(orig_class):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
                 self._init_args = copy.deepcopy(args)
                 self._init_kwargs = copy.deepcopy(kwargs)
+                assert orig_class.__name__ in orig_module.__dict__
+                pickle.dumps((self._init_args, self._init_kwargs))  # constructor arguments must pickle
 
             @property
             def init_args(self):
@@ -66,6 +72,7 @@ class StubPersistence:
         Decorator.__name__ = orig_class.__name__
         Decorator.__qualname__ = orig_class.__qualname__
         Decorator.__module__ = orig_class.__module__
+        self.decorated.add(Decorator)
         return Decorator
 
     def reconstruct(self, meta):

@@ -96,7 +96,9 @@ def write_format(fmt: str, out: str, networks: dict, data: dict, truncation_psi:
         upstream_export.write_upstream_pkl(out, networks, data.get("training_set_kwargs"))
     else:
         from training import onnx_export
-        onnx_export.write_onnx(out, next(iter(networks.values())), truncation_psi, noise_mode, source=source)
+        error = onnx_export.write_onnx(out, next(iter(networks.values())), truncation_psi, noise_mode, source=source)
+        print(f"onnxruntime check: max abs difference {error:.3g} from PyTorch on {len(onnx_export.CHECK_SEEDS)} "
+              f"seeds (limit {onnx_export.CHECK_TOLERANCE:g})")
 
 
 @click.command()

@@ -15,7 +15,7 @@ pytest.importorskip("safetensors")
 import export  # noqa: E402
 import generate  # noqa: E402
 from test_network_pickle import assert_same_networks, make_D, make_G, upstream_pickle  # noqa: E402
-from training import network_pickle, network_safetensors  # noqa: E402
+from training import network_pickle, network_safetensors, networks  # noqa: E402
 
 KWARGS = dict(path="faces.zip", use_labels=True, max_size=None, xflip=False, resolution=16)
 
@@ -208,3 +208,23 @@ def test_plain_safetensors_without_our_metadata_is_refused(tmp_path):
 def test_a_pickle_named_safetensors_is_not_unpickled(tmp_path):
     message = refusal(tmp_path, pickle.dumps({"G_ema": 1}))
     assert "not a .safetensors file" in message
+
+
+def test_calc_metrics_and_the_latent_tools_read_the_export(tmp_path, embedded_dataset_dir, toy_detector):
+    import calc_metrics
+    from training import latent_io
+    kwargs = dict(class_name="training.dataset.ImageFolderDataset", path=str(embedded_dataset_dir), xflip=False)
+    torch.manual_seed(0)
+    G = networks.Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=64, img_channels=3,
+                           mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
+    G.eval()
+    pkl = tmp_path / "snap.pkl"
+    network_pickle.save_network_pkl(str(pkl), dict(G_ema=G, training_set_kwargs=kwargs))
+    out = tmp_path / "snap.safetensors"
+    assert run_export(f"--network={pkl}", "--format=safetensors", f"--out={out}").exit_code == 0
+    # calc_metrics takes the dataset options from the file's metadata (without them it asks for --data).
+    result = CliRunner().invoke(calc_metrics.main, [f"--network={out}", "--metrics=kid10", "--verbose=false"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metric-kid10.jsonl").read_text())["snapshot_pkl"] == "snap.safetensors"
+    loaded = latent_io.load_generator(str(out), torch.device("cpu"))  # projector.py's and style_mixing.py's loader
+    assert_same_networks(G, loaded)

@@ -62,8 +62,9 @@ def test_networks_module_uses_only_upstreams_torch_utils_api():
     bad = "from torch_utils import misc, training_stats\nfrom torch_utils.ops import bias_act\nimport dnnlib\n" \
           "misc.constant(1)\nbias_act.ACTIVATIONS\n"
     assert upstream_export.api_violations(bad) == [
-        "from torch_utils import training_stats", "import of dnnlib (only numpy, torch, the standard library and "
-        "upstream's torch_utils)", "torch_utils.ops.bias_act.ACTIVATIONS (line 5)", "torch_utils.misc.constant (line 4)"]
+        "from torch_utils import training_stats",
+        "import of dnnlib (only numpy, torch, the standard library and upstream's torch_utils)",
+        "torch_utils.ops.bias_act.ACTIVATIONS (line 5)", "torch_utils.misc.constant (line 4)"]
 
 
 def test_file_is_upstreams_record_format(tmp_path):

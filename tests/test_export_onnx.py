@@ -114,3 +114,17 @@ def test_refusals_before_any_work(tmp_path):
         result = CliRunner().invoke(export.main, [f"--network={pkl}", "--format=onnx", f"--out={out}", *extra])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Loading networks" not in result.output and not out.exists()
+
+
+def test_an_exporter_failure_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("unsupported operator aten::mystery\nlong traceback text")
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    pkl = tmp_path / "g.pkl"
+    network_pickle.save_network_pkl(str(pkl), dict(G_ema=make_G()))
+    out = tmp_path / "G.onnx"
+    result = CliRunner().invoke(export.main, [f"--network={pkl}", "--format=onnx", f"--out={out}"])
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "long traceback" not in result.output
+    assert "torch.onnx could not export this generator (RuntimeError: unsupported operator aten::mystery)" in errors[0]
+    assert not out.exists()

@@ -90,10 +90,15 @@ def export_bytes(G: torch.nn.Module, truncation_psi: float, noise_mode: str) -> 
     wrapper = OnnxGenerator(G.eval().requires_grad_(False).cpu(), truncation_psi, noise_mode).eval()
     example = {name: torch.from_numpy(value) for name, value in seed_inputs(G, CHECK_SEEDS[:2]).items()}
     batch = torch.export.Dim("batch")
-    with _quiet_exporter(), torch.no_grad():
-        program = torch.onnx.export(wrapper, tuple(example.values()), input_names=list(example),
-                                    output_names=["img"], dynamic_shapes={name: {0: batch} for name in example},
-                                    dynamo=True, verbose=False)
+    try:
+        with _quiet_exporter(), torch.no_grad():
+            program = torch.onnx.export(wrapper, tuple(example.values()), input_names=list(example),
+                                        output_names=["img"], dynamic_shapes={name: {0: batch} for name in example},
+                                        dynamo=True, verbose=False)
+    except Exception as error:  # noqa: BLE001 - the exporter fails in many ways; the CLI prints one line
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"torch.onnx could not export this generator ({type(error).__name__}: {first:.200}); "
+                         f"not written (please report this network's options)") from None
     return program.model_proto.SerializeToString()
 
 

@@ -178,3 +178,18 @@ def test_a_network_module_outside_the_api_is_refused_before_writing(tmp_path, mo
     result = CliRunner().invoke(export.main, [f"--network={pkl}", "--format=upstream", f"--out={out}"])
     assert result.exit_code == 1 and "uses torch_utils.misc.constant" in result.output and not out.exists()
     ast.parse(source)  # the edit kept it valid Python: the refusal is the API check's
+
+
+def test_tampered_export_is_refused_by_our_loader_and_its_source_never_runs(tmp_path, monkeypatch):
+    marker = tmp_path / "source_was_executed"
+    monkeypatch.setattr(upstream_export, "network_module_source",
+                        lambda: f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n")
+    G, D = make_G(), make_D()
+    path = str(tmp_path / "tampered.pkl")
+    upstream_export.write_upstream_pkl(path, dict(G=G, D=D, G_ema=G), None)
+    assert_same_networks(G, network_pickle.load_network_pkl(path)["G_ema"])  # data only: the source is ignored
+    G.synthesis.b16.conv1.bias = torch.nn.Parameter(torch.zeros(5))  # a tensor that no longer fits the arguments
+    upstream_export.write_upstream_pkl(path, dict(G=G, D=D, G_ema=G), None)
+    with pytest.raises(network_pickle.NetworkPickleError, match=r"Generator tensors do not match.*b16\.conv1\.bias"):
+        network_pickle.load_network_pkl(path)
+    assert not marker.exists()

@@ -50,6 +50,10 @@ def assert_shape(tensor: torch.Tensor, ref_shape: Sequence[int | None]) -> None:
             continue
         if isinstance(ref_size, torch.Tensor):
             ref_size = int(ref_size)
+        if isinstance(size, torch.SymInt) or isinstance(ref_size, torch.SymInt):
+            # Symbolic shapes (torch.export, ONNX export): int() would freeze the batch size into the graph.
+            torch._check(size == ref_size, lambda: f"Wrong size for dimension {idx}: expected {ref_size}")
+            continue
         if int(size) != int(ref_size):
             raise AssertionError(f"Wrong size for dimension {idx}: got {int(size)}, expected {int(ref_size)}")
 

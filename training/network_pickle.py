@@ -5,9 +5,9 @@ whose `find_class` admits only an explicit allowlist of data constructors (tenso
 numpy arrays, OrderedDict, EasyDict, dtypes) and the two persistence reconstructors; any other
 global is refused with an error naming it. Upstream records are converted into our classes
 from their stored init arguments and tensors; their embedded module source is ignored.
+Files written by export.py --format=safetensors (no pickle at all) are read by `training.network_safetensors`.
 Files written by `torch.save` (zip or legacy format) are read with `torch.load(weights_only=True)`;
-a bare state dict of a Generator or Discriminator is rebuilt by shape inference
-(`training.state_dict_config`).
+a bare state dict of a Generator or Discriminator is rebuilt by shape inference (`training.state_dict_config`).
 
 Loading is bounded: every tensor record is checked against the bytes the file really carries before
 anything is allocated (`torch_utils.storage_records`), and a network is built only if its size matches the
@@ -32,6 +32,7 @@ import torch
 import dnnlib
 from dnnlib import util
 from torch_utils import persistence, storage_records
+from training import network_safetensors
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -178,7 +179,9 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     """
     source, data = _read_bytes(path_or_url_or_file)
     try:
-        if data[:4] == ZIP_MAGIC:
+        if source.endswith(network_safetensors.SUFFIX) or network_safetensors.looks_like_safetensors(data):
+            result = _from_safetensors(data, source)
+        elif data[:4] == ZIP_MAGIC:
             result = _modules_from_state_dicts(_torch_load(data, source), source)
         else:
             result = _unpickle(data, source)
@@ -216,6 +219,16 @@ def one_line_refusal(source: str, error: BaseException) -> str:
     if not text.startswith(source):
         text = f"{source}: {text}"
     return text if ";" in text else f"{text}; {USE_INTACT_FILE}"
+
+
+def _from_safetensors(data: bytes, source: str) -> dict:
+    if not network_safetensors.looks_like_safetensors(data):
+        raise NetworkPickleError(f"{source}: not a .safetensors file (no JSON header after the 8-byte length); "
+                                 + network_safetensors.INTACT_HINT)
+    try:
+        return network_safetensors.decode(data, source)
+    except network_safetensors.SafetensorsFormatError as error:
+        raise NetworkPickleError(str(error)) from None
 
 
 def _torch_load(data: bytes, source: str) -> Any:

@@ -9,6 +9,11 @@ Layout, top-down:
 Building blocks: FullyConnectedLayer, Conv2dLayer (equalised learning rate), SynthesisLayer
 (modulated conv + noise), ToRGBLayer, MinibatchStdLayer.
 
+Portability: this module's source is embedded in upstream-format exports (export.py --format=upstream) and run by
+upstream's loader against *its* torch_utils, so it may use only the torch_utils names upstream also provides
+(listed in training/upstream_export.py, checked at export and by tests/test_export_upstream.py), plus numpy, torch
+and the standard library.
+
 Mixed precision: blocks at the top `num_fp16_res` resolutions run in float16 on CUDA; on other
 devices they run in float32 (same weights, same results up to rounding) so CPU code paths work.
 """
@@ -37,9 +42,10 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
 
 
 def activation_gain(activation: str) -> float:
-    if activation not in bias_act.ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is unknown; choose one of {', '.join(bias_act.ACTIVATIONS)}")
-    return bias_act.ACTIVATIONS[activation].def_gain
+    if activation not in bias_act.activation_funcs:
+        choices = ", ".join(bias_act.activation_funcs)
+        raise ValueError(f"activation={activation!r} is unknown; choose one of {choices}")
+    return bias_act.activation_funcs[activation].def_gain
 
 
 def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+import dnnlib
 from torch_utils.ops import plugin_dispatch, plugin_selfcheck
 
 
@@ -39,6 +40,16 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
     "selu": ActivationSpec(lambda x, _: F.selu(x), 0.0, 1.0, True, 6),
     "softplus": ActivationSpec(lambda x, _: F.softplus(x), 0.0, 1.0, True, 7),
     "swish": ActivationSpec(lambda x, _: torch.sigmoid(x) * x, 0.0, math.sqrt(2), True, 8),
+}
+
+
+# The same table under upstream's name and field names (one EasyDict per activation), so that code written against
+# upstream's torch_utils API finds it: training/networks.py uses only that API, because export.py --format=upstream
+# embeds its source for upstream's loader (training/upstream_export.py). `ref` is not used by this implementation.
+activation_funcs: dict[str, dnnlib.EasyDict] = {
+    name: dnnlib.EasyDict(func=spec.func, def_alpha=spec.def_alpha, def_gain=spec.def_gain, cuda_idx=spec.cuda_id,
+                          ref=None, has_2nd_grad=spec.has_2nd_grad)
+    for name, spec in ACTIVATIONS.items()
 }
 
 

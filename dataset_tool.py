@@ -34,6 +34,7 @@ import PIL.Image
 from dnnlib.cli_errors import expand_user
 from dnnlib.progress import ProgressBar
 from dnnlib.util import atomic_write, current_umask
+from training import label_range
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELS_FILE = "dataset.json"
@@ -415,6 +416,9 @@ def check_label_values(labels: dict[str, Any], where: str) -> None:
         if is_vector and isinstance(first, list) and len(label) != len(first):
             raise ToolError(f"{where}: label of {name} has {len(label)} values but that of {first_name} has "
                             f"{len(first)}; give every image a label vector of one length")
+        problem = label_range.label_problem(label)
+        if problem is not None:
+            raise ToolError(f"{where}: label of {name}: {problem}; {label_range.FIX}")
         if is_class != (isinstance(first, int) and not isinstance(first, bool)):
             raise ToolError(f"{where}: label of {name} is {json.dumps(label)[:40]} but that of {first_name} is "
                             f"{json.dumps(first)[:40]}; use class indices for all images or vectors for all")

@@ -499,6 +499,9 @@ def open_cifar10(path: str) -> tuple[int, list[SourceImage]]:
         if not batches:
             raise ToolError(f"--source {path}: tarball has no data_batch_N files; expected cifar-10-python.tar.gz")
         for member in batches:
+            if not member.isfile():  # a link (maybe to a missing member), FIFO or device: no batch data
+                raise ToolError(f"--source {path}: {member.name} in the tarball is not a regular file (a link or "
+                                f"special file); use the original cifar-10-python.tar.gz")
             batch = _load_array_pickle(tar.extractfile(member).read(), f"{path}:{member.name}")
             data = np.asarray(_pick(batch, "data"), dtype=np.uint8)
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))

@@ -62,7 +62,7 @@ def check_dataset(path: str, sample: int = DATASET_SAMPLE) -> None:
     try:
         dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
         num, (_, height, width) = len(dataset), dataset.image_shape
-        progress.total = num
+        progress = _LateProgress(label="images checked", total=num)
         decode_all = num * height * width <= FULL_DECODE_PIXELS
         dataset.check_all_images(decode=decode_all, on_progress=progress.set)
         if not decode_all:
@@ -78,9 +78,9 @@ def check_dataset(path: str, sample: int = DATASET_SAMPLE) -> None:
 class _LateProgress:
     """A ProgressBar on stderr that only appears once the work has taken PROGRESS_AFTER_S seconds."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, total: Optional[int] = None):
         self.label = label
-        self.total: Optional[int] = None
+        self.total = total
         self._start = time.monotonic()
         self._bar = None
 

@@ -17,9 +17,10 @@ from training.config import ConfigError, DatasetInfo
 
 MIN_FREE_BYTES = 100 * 2 ** 20  # room for a few snapshots of a small network; big runs need far more
 DATASET_SAMPLE = 16  # images decoded besides the first and the last, when not every image is decoded
-# Every image is decoded when the dataset holds at most this many pixels: 10,000 images of 256x256, about 8 s
-# on one busy core (measured 0.82 ms per uncompressed 256 px PNG); a bigger set has every header and PNG
-# checksum read (0.3 ms per 256 px image) and a sample decoded, so a start-up never costs an epoch of decoding.
+# Every image is decoded when the dataset holds at most this many pixels: 10,000 images of 256x256 (measured on
+# one core of a shared 2-core machine, uncompressed PNGs as dataset_tool.py writes them: 0.4 ms per 64 px image,
+# 0.8-1.8 ms per 256 px image, so 8-18 s for 10,000, with a progress line). A bigger set has every header and
+# PNG chunk checksum read (0.2-0.5 ms per image) and a sample decoded: a start-up never costs an epoch of decoding.
 FULL_DECODE_PIXELS = 10_000 * 256 * 256
 PROGRESS_AFTER_S = 3.0
 

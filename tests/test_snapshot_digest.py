@@ -167,3 +167,24 @@ def test_losses_non_finite_for_a_whole_tick_stop_the_run_and_keep_the_last_finit
                       "dataset's labels and images, or lower --gamma or the learning rate, then resume"], result.output
     assert [p.name for p in snapshots(run_dir)] == ["network-snapshot-000000.008.pkl"]
     assert os.path.isfile(run_dir / "log.txt")
+
+
+def test_continuing_a_run_dir_that_takes_no_files_is_one_line(tmp_path, monkeypatch):
+    """The write probe fails as on a read-only file system (root ignores permission bits, so it is emulated)."""
+    import tempfile
+
+    from training import resume_plan
+    from training import run_dir as rundir
+
+    run = tmp_path / "00000-x"
+    run.mkdir()
+    (run / rundir.OPTIONS_FILE).write_text("{}")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    with pytest.raises(ConfigError) as info:
+        resume_plan.plan_resume(str(run), "continue", str(tmp_path), {})
+    assert str(info.value) == (f"--resume={run}: cannot write in {run} (Read-only file system); make the run "
+                               f"directory writable, or start a new run from its snapshot with --resume-mode=new")

@@ -94,6 +94,7 @@ def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
             raise ConfigError(f"--resume={resume}: {run} holds no snapshot yet; continue it with "
                               f"--resume-mode=continue (restarts from zero in that directory)")
         return ResumePlan(snapshot, older_snapshots=_older_snapshots(run))
+    rundir.check_writable(run, option=f"--resume={resume}")
     rundir.check_not_in_use(run)
     return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run),
                       older_snapshots=_older_snapshots(run))

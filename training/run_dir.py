@@ -146,6 +146,18 @@ def hold_run_lock(run_dir: str) -> Any:
     return handle
 
 
+def check_writable(run_dir: str, option: str) -> None:
+    """A run to continue must take new files (lock, snapshots, logs); a read-only one is refused up front."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{option}: cannot write in {run_dir} ({err.strerror or err}); make the run directory "
+                          f"writable, or start a new run from its snapshot with --resume-mode=new") from None
+
+
 def check_not_in_use(run_dir: str) -> None:
     """Raise RunInUse if a live process holds the run directory's lock (the lock file is only opened)."""
     if os.path.exists(os.path.join(run_dir, LOCK_FILE)):

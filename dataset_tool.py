@@ -33,7 +33,7 @@ import PIL.Image
 
 from dnnlib.cli_errors import expand_user
 from dnnlib.progress import ProgressBar
-from dnnlib.util import atomic_write, current_umask
+from dnnlib.util import atomic_write, current_umask, special_file_kind
 from training import label_range
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -466,8 +466,19 @@ def list_folder_images(path: str, exclude: str | None) -> list[str]:
         dirs[:] = [d for d in dirs if not is_output(os.path.abspath(os.path.join(root, d)))]
         for f in files:
             if f.lower().endswith(IMAGE_EXTENSIONS) and not is_output(os.path.abspath(os.path.join(root, f))):
+                _refuse_special_file(os.path.join(root, f))
                 rel_paths.append(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"))
     return sorted(rel_paths)
+
+
+def _refuse_special_file(full: str) -> None:
+    """A FIFO named like an image would block the reader forever; a dangling link is left to the decoder."""
+    try:
+        kind = special_file_kind(full)
+    except OSError:
+        return
+    if kind is not None:
+        raise ToolError(f"--source: {full} is {kind}, not an image file; remove it from the source folder")
 
 
 @contextlib.contextmanager

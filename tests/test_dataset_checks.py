@@ -168,3 +168,17 @@ def test_dataset_tool_refuses_out_of_range_labels(tmp_path, labels, words):
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("Error: ") and f"label of img001.png: {words}" in lines[-1], result.output
     assert not dest.exists()
+
+
+def test_dataset_tool_refuses_a_fifo_named_like_an_image(tmp_path):
+    from click.testing import CliRunner
+
+    import dataset_tool
+
+    folder = _folder(tmp_path)
+    _spoil(folder, "fifo")
+    dest = tmp_path / "out.zip"
+    result = CliRunner().invoke(dataset_tool.main, [f"--source={folder}", f"--dest={dest}"])  # returns: no block
+    assert result.exit_code == 1 and not dest.exists(), result.output
+    assert result.output.strip().splitlines()[-1] == (f"Error: --source: {folder}/img011.png is a FIFO (named pipe), "
+                                                      f"not an image file; remove it from the source folder")

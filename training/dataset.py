@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import zipfile
 from typing import Any
 
@@ -468,15 +467,12 @@ def _other_shape_message(path: str, fname: str, shape: list[int], expected: list
 
 def _check_regular_file(root: str, fname: str) -> None:
     """A FIFO, device or socket named like an image would block or never end when read: refuse it by name."""
-    full = os.path.join(root, fname)
     try:
-        kind = os.stat(full).st_mode
+        kind = dnnlib.util.special_file_kind(os.path.join(root, fname))
     except OSError as err:
         raise ValueError(f"{root}: cannot read {fname} ({err.strerror}); remove it or fix the link") from None
-    if not stat.S_ISREG(kind):
-        what = ("a FIFO (named pipe)" if stat.S_ISFIFO(kind) else "a device" if stat.S_ISCHR(kind) or stat.S_ISBLK(kind)
-                else "a socket" if stat.S_ISSOCK(kind) else "not a regular file")
-        raise ValueError(f"{root}: {fname} is {what}, not an image file; remove it from the dataset folder")
+    if kind is not None:
+        raise ValueError(f"{root}: {fname} is {kind}, not an image file; remove it from the dataset folder")
 
 
 def _first_line(err: BaseException) -> str:

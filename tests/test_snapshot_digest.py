@@ -188,3 +188,17 @@ def test_continuing_a_run_dir_that_takes_no_files_is_one_line(tmp_path, monkeypa
         resume_plan.plan_resume(str(run), "continue", str(tmp_path), {})
     assert str(info.value) == (f"--resume={run}: cannot write in {run} (Read-only file system); make the run "
                                f"directory writable, or start a new run from its snapshot with --resume-mode=new")
+
+
+def test_several_damaged_snapshots_are_counted_in_the_one_line(tmp_path, capsys):
+    oldest, _ = _saved(tmp_path, "network-snapshot-000004.pkl")
+    damaged = []
+    for name in ("network-snapshot-000008.pkl", "network-snapshot-000012.pkl"):
+        path, data = _saved(tmp_path, name)
+        with open(path, "wb") as f:
+            f.write(data[:1000])
+        damaged.append(path)
+    pkl, _ = preflight.newest_intact_snapshot([*damaged[::-1], oldest], _tiny_info(), cond=False, option="--resume=x")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert pkl == oldest and len(err) == 1 and err[0].startswith(f"--resume=x: skipping 2 damaged snapshots (newest: "
+                                                                 f"{damaged[1]}: "), err

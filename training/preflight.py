@@ -58,8 +58,7 @@ def check_dataset(path: str, sample: int = DATASET_SAMPLE) -> None:
     A progress line appears when the check takes more than PROGRESS_AFTER_S seconds."""
     from training.dataset import ImageFolderDataset
 
-    progress = _LateProgress(label="images checked")
-    dataset = None
+    dataset = progress = None
     try:
         dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
         num, (_, height, width) = len(dataset), dataset.image_shape
@@ -71,7 +70,8 @@ def check_dataset(path: str, sample: int = DATASET_SAMPLE) -> None:
     except (ValueError, OSError) as err:
         raise ConfigError(f"--data={path}: {_first_line(err)}") from None
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         if dataset is not None:
             dataset.close()
 
@@ -79,7 +79,7 @@ def check_dataset(path: str, sample: int = DATASET_SAMPLE) -> None:
 class _LateProgress:
     """A ProgressBar on stderr that only appears once the work has taken PROGRESS_AFTER_S seconds."""
 
-    def __init__(self, label: str, total: Optional[int] = None):
+    def __init__(self, label: str, total: int):
         self.label = label
         self.total = total
         self._start = time.monotonic()
@@ -121,9 +121,9 @@ def newest_intact_snapshot(candidates: list[str], info: DatasetInfo, cond: bool,
             damaged.append(err)
             continue
         if damaged:
-            others = f" and {len(damaged) - 1} newer one(s)" if len(damaged) > 1 else ""
-            print(f"{option}: skipping a damaged snapshot{others} ({str(damaged[0]).split('; ')[0]}); resuming "
-                  f"from {os.path.basename(pkl)}, the newest intact snapshot", file=sys.stderr, flush=True)
+            what = "a damaged snapshot (" if len(damaged) == 1 else f"{len(damaged)} damaged snapshots (newest: "
+            print(f"{option}: skipping {what}{str(damaged[0]).split('; ')[0]}); resuming from "
+                  f"{os.path.basename(pkl)}, the newest intact snapshot", file=sys.stderr, flush=True)
         _check_fits_dataset(pkl, data, info, cond)
         return pkl, data
     if len(candidates) == 1:  # a pickle given by name: nothing to fall back to

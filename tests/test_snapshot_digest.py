@@ -3,6 +3,7 @@ a run whose losses stay non-finite for a whole tick stops with one line and keep
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import os
@@ -145,8 +146,13 @@ def test_resume_on_a_run_dir_whose_lock_cannot_be_opened_is_one_line(tmp_path):
 
 def test_losses_non_finite_for_a_whole_tick_stop_the_run_and_keep_the_last_finite_snapshot(tmp_path, emoji_zip,
                                                                                           small_grid, monkeypatch):
+    from torch_utils import training_stats
     from training.training_loop import Trainer
 
+    # NaN moments stay in the process-wide statistics (cumulative sums): forget them after this test, or every
+    # later in-process run would report NaN losses.
+    monkeypatch.setattr(training_stats, "_cumulative", {})
+    monkeypatch.setattr(training_stats, "_counters", collections.defaultdict(dict))
     original = Trainer.next_real_batch
     steps = [0]
 

@@ -46,7 +46,7 @@ def test_a_snapshot_ends_in_the_digest_of_every_byte_before_it(tmp_path):
     assert sorted(plain) == ["D", "G_ema", "training_set_kwargs"]
 
 
-@pytest.mark.parametrize("where", ["tensor bytes", "init args", "trailer digits"])
+@pytest.mark.parametrize("where", ["tensor bytes", "init args", "trailer digits", "trailer marker", "last byte"])
 def test_an_edited_byte_is_refused_unread_in_one_line(tmp_path, where):
     path, data = _saved(tmp_path)
     edited = bytearray(data)
@@ -54,6 +54,10 @@ def test_an_edited_byte_is_refused_unread_in_one_line(tmp_path, where):
         offset = bytes(data).find(make_G().mapping.w_avg.numpy().tobytes()[:8])
     elif where == "init args":  # a recorded constructor argument (a different channel_max)
         offset = bytes(data).find(b"channel_max") + len(b"channel_max") + 2
+    elif where == "trailer marker":  # the file must not then pass as one without a digest
+        offset = len(data) - snapshot_digest.TRAILER_LENGTH + 3
+    elif where == "last byte":
+        offset = len(data) - 1
     else:
         offset = len(data) - 5
     assert offset > 0
@@ -208,3 +212,25 @@ def test_several_damaged_snapshots_are_counted_in_the_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert pkl == oldest and len(err) == 1 and err[0].startswith(f"--resume=x: skipping 2 damaged snapshots (newest: "
                                                                  f"{damaged[1]}: "), err
+
+
+def test_no_random_one_byte_edit_of_a_snapshot_loads(tmp_path):
+    """Before the digest, 263 of 600 such edits loaded silently (the review's count); now none does (100 here,
+    0.4 s; 600 measured once: 0 loaded)."""
+    import random
+
+    path, data = _saved(tmp_path)
+    rng = random.Random(0)
+    loaded = []
+    for _ in range(100):
+        edited = bytearray(data)
+        where = rng.randrange(len(edited))
+        edited[where] = (edited[where] + rng.randrange(1, 256)) % 256  # always a different byte
+        with open(path, "wb") as f:
+            f.write(bytes(edited))
+        try:
+            network_pickle.load_network_pkl(path)
+            loaded.append(where)
+        except network_pickle.NetworkPickleError as error:
+            assert "\n" not in str(error)
+    assert loaded == []

@@ -53,10 +53,14 @@ def trailer(hex_digest: str) -> bytes:
 
 def recorded_digest(data: bytes) -> Optional[str]:
     """The digest in `data`'s trailer; None when the file has no trailer (not written with a digest)."""
-    tail = bytes(data[-TRAILER_LENGTH:])
-    if len(data) < TRAILER_LENGTH or not tail.startswith(TRAILER_MAGIC):
+    if len(data) < TRAILER_LENGTH:
         return None
+    tail = bytes(data[-TRAILER_LENGTH:])
     digits = tail[len(TRAILER_MAGIC):]
+    if not tail.startswith(TRAILER_MAGIC):
+        # A pickle ends in its STOP opcode ".", never in 64 hex digits and a newline: such a tail is a trailer
+        # whose marker was damaged, and must not pass as "no digest".
+        return "" if _HEX_RE.match(digits) else None
     if _HEX_RE.match(digits) is None:
         return ""  # a trailer whose digits were damaged: never matches
     return digits[:_HEX_LENGTH].decode("ascii")

@@ -33,7 +33,8 @@ import PIL.Image
 
 from dnnlib.cli_errors import expand_user
 from dnnlib.progress import ProgressBar
-from dnnlib.util import atomic_write, current_umask
+from dnnlib.util import atomic_write, current_umask, special_file_kind
+from training import label_range
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LABELS_FILE = "dataset.json"
@@ -415,6 +416,9 @@ def check_label_values(labels: dict[str, Any], where: str) -> None:
         if is_vector and isinstance(first, list) and len(label) != len(first):
             raise ToolError(f"{where}: label of {name} has {len(label)} values but that of {first_name} has "
                             f"{len(first)}; give every image a label vector of one length")
+        problem = label_range.label_problem(label)
+        if problem is not None:
+            raise ToolError(f"{where}: label of {name}: {problem}; {label_range.FIX}")
         if is_class != (isinstance(first, int) and not isinstance(first, bool)):
             raise ToolError(f"{where}: label of {name} is {json.dumps(label)[:40]} but that of {first_name} is "
                             f"{json.dumps(first)[:40]}; use class indices for all images or vectors for all")
@@ -462,8 +466,19 @@ def list_folder_images(path: str, exclude: str | None) -> list[str]:
         dirs[:] = [d for d in dirs if not is_output(os.path.abspath(os.path.join(root, d)))]
         for f in files:
             if f.lower().endswith(IMAGE_EXTENSIONS) and not is_output(os.path.abspath(os.path.join(root, f))):
+                _refuse_special_file(os.path.join(root, f))
                 rel_paths.append(os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/"))
     return sorted(rel_paths)
+
+
+def _refuse_special_file(full: str) -> None:
+    """A FIFO named like an image would block the reader forever; a dangling link is left to the decoder."""
+    try:
+        kind = special_file_kind(full)
+    except OSError:
+        return
+    if kind is not None:
+        raise ToolError(f"--source: {full} is {kind}, not an image file; remove it from the source folder")
 
 
 @contextlib.contextmanager
@@ -495,6 +510,9 @@ def open_cifar10(path: str) -> tuple[int, list[SourceImage]]:
         if not batches:
             raise ToolError(f"--source {path}: tarball has no data_batch_N files; expected cifar-10-python.tar.gz")
         for member in batches:
+            if not member.isfile():  # a link (maybe to a missing member), FIFO or device: no batch data
+                raise ToolError(f"--source {path}: {member.name} in the tarball is not a regular file (a link or "
+                                f"special file); use the original cifar-10-python.tar.gz")
             batch = _load_array_pickle(tar.extractfile(member).read(), f"{path}:{member.name}")
             data = np.asarray(_pick(batch, "data"), dtype=np.uint8)
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))

@@ -21,7 +21,7 @@ import torch
 
 from dnnlib import cli_errors, util
 from training import finite_checks
-from training.latent_io import finite_number, pick_device, require_finite, save_png, to_uint8_hwc
+from training.latent_io import finite_number, pick_device, read_projected_w, require_finite, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -54,17 +54,7 @@ def tile_grid(images: np.ndarray) -> np.ndarray:
 def load_projected_w(path: str, G: Any) -> torch.Tensor:
     if not os.path.isfile(path):
         raise click.BadParameter(f"{path}: no such file", param_hint="--projected-w")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            ws = torch.from_numpy(data["w"]).float()
-    except (KeyError, ValueError, OSError) as err:
-        raise click.BadParameter(f"{path}: expected an .npz with array 'w' [N, {G.num_ws}, {G.w_dim}] ({err})",
-                                 param_hint="--projected-w") from None
-    if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
-        raise click.BadParameter(f"{path}: 'w' has shape {tuple(ws.shape)}, this network needs [N, {G.num_ws}, "
-                                 f"{G.w_dim}]", param_hint="--projected-w")
-    require_finite(lambda: finite_checks.require_finite_array(ws, path, "--projected-w"))
-    return ws
+    return read_projected_w(path, G.num_ws, G.w_dim)
 
 
 def synthesize_seeds(G: Any, seeds: list[int], label: torch.Tensor, truncation_psi: float, noise_mode: str,

@@ -159,7 +159,7 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
             return
         try:
             launch(opts, run_dir)
-        except (RunWriteError, rundir.RunInUse) as err:
+        except (RunWriteError, rundir.TrainingDiverged, ConfigError) as err:  # ConfigError: the run directory's lock (in use, read-only)
             if cli_errors.debugging():
                 raise
             raise click.ClickException(str(err)) from None
@@ -289,7 +289,7 @@ def inspect_dataset(path: str, cond: bool = False) -> DatasetInfo:
     info = DatasetInfo(name=dataset.name, resolution=dataset.resolution, num_channels=dataset.num_channels,
                        label_dim=label_dim, size=len(dataset))
     dataset.close()
-    preflight.check_dataset_sample(path)
+    preflight.check_dataset(path)
     return info
 
 
@@ -308,7 +308,10 @@ def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, m
     if "://" in plan.resume_pkl:
         opts.resume_kind = "transfer"  # published networks are read by the loop (no second download here)
         return plan.continue_dir
-    data = preflight.check_resume_pickle(plan.resume_pkl, info, cond=bool(o.cond))
+    candidates = [plan.resume_pkl, *plan.older_snapshots]
+    opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(o.cond),
+                                                             option=f"--resume={o.resume}")
+    plan.resume_pkl = opts.resume_pkl
     from training.training_loop import loop_options_key
 
     state = data.get("resume_state") or {}
@@ -516,7 +519,7 @@ def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any =
             logger.close()
             logger = None
         training_loop(opts, rank=rank, device=device, stop=stop)
-    except RunWriteError as err:
+    except (RunWriteError, rundir.TrainingDiverged) as err:
         if init_file is None:  # in the launching process: main() prints it
             raise
         print(f"Error: {err}", file=sys.stderr, flush=True)  # a spawned rank: one line, then a quiet exit

@@ -83,6 +83,23 @@ def atomic_append_line(path: str, line: str) -> None:
         f.write(old + line.rstrip("\n").encode("utf-8") + b"\n")
 
 
+def special_file_kind(path: str) -> str | None:
+    """None for a regular file (a link to one included); else what it is ("a FIFO (named pipe)", ...).
+    Reading a FIFO or a device named like a data file would block or never end."""
+    import stat
+
+    mode = os.stat(path).st_mode  # follows links; raises OSError for a dangling one
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 # ----------------------------------------------------------------------------
 # URLs and local files.
 

@@ -244,7 +244,7 @@ def test_mixed_shapes(tmp_path, cache_in_ram):
 
 
 @pytest.mark.parametrize("shape,words", [((8, 4, 3), "square power-of-two"), ((12, 12, 3), "square power-of-two"),
-                                         ((8, 8, 4), "4 channels")])
+                                         ((8, 8, 4), "transparency \\(mode RGBA\\)"), ((2, 2, 3), "at least 4x4")])
 def test_unusable_image_shapes(tmp_path, shape, words):
     write_images(tmp_path / "u", [np.zeros(shape, dtype=np.uint8)])
     with pytest.raises(ValueError, match=words):

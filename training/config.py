@@ -209,6 +209,21 @@ class DatasetInfo:
     size: int  # number of images before mirroring and subsetting
 
 
+MAX_RESOLUTION = 8192  # the largest image side the networks are built for
+
+
+def _check_cfg_fits_resolution(o: EasyDict, spec_name: str, channel_base: int, resolution: int) -> None:
+    """A layer at resolution r has channel_base // r channels: none at all would divide by zero deep in the
+    network's construction, after the run directory exists."""
+    if resolution > MAX_RESOLUTION:
+        raise ConfigError(f"--data={o.data}: images are {resolution}x{resolution}, larger than the {MAX_RESOLUTION}x"
+                          f"{MAX_RESOLUTION} the networks support; rebuild it with dataset_tool.py --resolution")
+    if channel_base // resolution < 1:
+        raise ConfigError(f"--cfg={spec_name}: its networks have no channels left at {resolution}x{resolution} "
+                          f"(channel base {channel_base}); use --cfg=auto, or a dataset of at most {channel_base}x"
+                          f"{channel_base} (dataset_tool.py --resolution)")
+
+
 def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -> tuple[EasyDict, str]:
     """Translate CLI options into the training-loop kwargs (the content of training_options.json)."""
     if o.cond and data.label_dim == 0:
@@ -228,6 +243,7 @@ def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -
     t.data_loader_kwargs = EasyDict(pin_memory=True, num_workers=o.workers, prefetch_factor=2)
 
     channel_base = int(spec.fmaps * 32768)
+    _check_cfg_fits_resolution(o, spec_name, channel_base, data.resolution)
     t.G_kwargs = EasyDict(
         class_name="training.networks.Generator", z_dim=spec.zdim, w_dim=spec.zdim,
         mapping_kwargs=EasyDict(num_layers=spec.map),

@@ -19,6 +19,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from training import label_range
 
 # Few-shot datasets at most this large are decoded once and kept in RAM (10k images at 256 px is ~2 GB for RGB).
 RAM_CACHE_MAX_IMAGES = 10_000
@@ -174,10 +175,16 @@ def _check_labels(labels: np.ndarray, num_images: int, name: str) -> np.ndarray:
     if labels.ndim == 1:
         if labels.size and labels.min() < 0:
             raise ValueError(f"{name}: negative class index in {LABELS_FILE}; class labels must be 0, 1, 2, ...")
+        if labels.size and labels.max() >= label_range.MAX_CLASSES:
+            raise ValueError(f"{name}: class index {labels.max()} in {LABELS_FILE} is not below "
+                             f"{label_range.MAX_CLASSES}; {label_range.FIX}")
         return labels.astype(np.int64)
     if labels.ndim != 2:
         raise ValueError(f"{name}: labels in {LABELS_FILE} must be integers or flat lists of floats")
-    return labels.astype(np.float32)
+    labels = labels.astype(np.float32)
+    if not np.isfinite(labels).all():  # dataset.json is checked value by value; this covers other sources
+        raise ValueError(f"{name}: non-finite label values in {LABELS_FILE}; {label_range.FIX}")
+    return labels
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -232,6 +239,9 @@ class ImageFolderDataset(Dataset):
         else:
             names = self._get_zipfile().namelist()
         images = sorted(n for n in names if os.path.splitext(n)[1].lower() in extensions)
+        if self._kind == "dir":
+            for fname in images:
+                _check_regular_file(self._path, fname)
         if not images:
             raise ValueError(
                 f"{self._path}: no image files found (looked for {', '.join(sorted(extensions)[:6])}, ...); "
@@ -259,9 +269,12 @@ class ImageFolderDataset(Dataset):
     def _decode(self, fname: str) -> np.ndarray:
         try:
             with self._open_file(fname) as f:
-                image = np.array(PIL.Image.open(f))
+                image = np.array(self._in_training_mode(PIL.Image.open(f), fname))
+        except UnsupportedMode:
+            raise
         except Exception as err:  # noqa: BLE001 - re-raised with the file named
-            raise ValueError(f"{self._path}: cannot decode {fname} ({err}); remove or replace the file") from err
+            raise ValueError(f"{self._path}: cannot decode {fname} ({_first_line(err)}); remove or replace the "
+                             f"file") from None
         if image.ndim == 2:
             image = image[:, :, np.newaxis]
         if image.dtype != np.uint8:
@@ -306,11 +319,48 @@ class ImageFolderDataset(Dataset):
         fname = self._image_fnames[raw_idx]
         image = self._decode(fname)
         if list(image.shape) != self.image_shape:
-            raise ValueError(
-                f"{self._path}: {fname} has shape {list(image.shape)} (CHW) but the first image has "
-                f"{self.image_shape}; rebuild the dataset with dataset_tool.py --transform and --resolution"
-            )
+            raise ValueError(_other_shape_message(self._path, fname, list(image.shape), self.image_shape))
         return image
+
+    def _in_training_mode(self, image: PIL.Image.Image, fname: str) -> PIL.Image.Image:
+        """The image itself, a palette image expanded to RGB (its pixels are palette indices, not colours),
+        or an UnsupportedMode naming the file and the dataset_tool.py option that converts it."""
+        self._check_mode(image, fname)
+        return image.convert("RGB") if image.mode == "P" else image
+
+    def _check_mode(self, image: PIL.Image.Image, fname: str) -> None:
+        problem = _mode_problem(image)
+        if problem is not None:
+            raise UnsupportedMode(f"{self._path}: {fname} {problem}")
+
+    def _check_header(self, fname: str) -> None:
+        """Size and mode from the header, and (PNG) every chunk's CRC read through, without decompressing."""
+        try:
+            with self._open_file(fname) as f:
+                image = PIL.Image.open(f)
+                self._check_mode(image, fname)
+                channels = 1 if image.mode == "L" else 3  # a palette becomes RGB
+                shape = [channels, image.height, image.width]
+                image.verify()
+        except UnsupportedMode:
+            raise
+        except Exception as err:  # noqa: BLE001 - re-raised with the file named
+            raise ValueError(f"{self._path}: cannot decode {fname} ({_first_line(err)}); remove or replace the "
+                             f"file") from None
+        if shape != self.image_shape:
+            raise ValueError(_other_shape_message(self._path, fname, shape, self.image_shape))
+
+    def check_all_images(self, decode: bool, on_progress: Any = None) -> None:
+        """Every image (not only the sample of check_images): readable, the first one's size and mode, and
+        decoded in full when `decode` (otherwise its header read and, for PNG, its chunks' CRCs verified).
+        `on_progress(count)` after each image."""
+        for raw_idx, fname in enumerate(self._image_fnames):
+            if decode:
+                self._load_from_file(raw_idx)
+            else:
+                self._check_header(fname)
+            if on_progress is not None:
+                on_progress(raw_idx + 1)
 
     def check_images(self, sample: int = 16) -> None:
         """Decode the last and `sample` images spread over the folder (the first is decoded on opening):
@@ -385,6 +435,49 @@ def _check_label_types(labels: list[Any], fnames: list[str], where: str) -> None
                              f"{first!r:.40} for {fnames[0]}; fix that entry")
         if not ok:
             raise ValueError(f"{where}: the label of {fname} is {json.dumps(label)[:40]}; expected {expected}")
+        problem = label_range.label_problem(label)
+        if problem is not None:
+            raise ValueError(f"{where}: the label of {fname}: {problem}; {label_range.FIX}")
+
+
+class UnsupportedMode(ValueError):
+    """An image mode training cannot use as it is (alpha, 16-bit, CMYK, ...); str() is one line."""
+
+
+# Modes used as they are; a palette without transparency is expanded to RGB. Everything else is refused
+# with the dataset_tool.py option that converts it (alpha needs a background colour chosen by the user).
+_TRAINING_MODES = ("L", "RGB")
+
+
+def _mode_problem(image: PIL.Image.Image) -> str | None:
+    mode = image.mode
+    if mode in _TRAINING_MODES or (mode == "P" and "transparency" not in image.info):
+        return None
+    if mode in ("RGBA", "LA", "PA", "P", "La", "RGBa"):
+        return (f"has transparency (mode {mode}); rebuild the dataset with dataset_tool.py --convert=rgb, which "
+                f"composites it over --background")
+    return (f"is mode {mode} (e.g. 16-bit, 1-bit, CMYK); only 8-bit grayscale, RGB and palette images train "
+            f"as they are: rebuild the dataset with dataset_tool.py --convert=rgb (or --convert=l)")
+
+
+def _other_shape_message(path: str, fname: str, shape: list[int], expected: list[int]) -> str:
+    return (f"{path}: {fname} has shape {shape} (CHW) but the first image has {expected}; rebuild the dataset "
+            f"with dataset_tool.py --transform and --resolution")
+
+
+def _check_regular_file(root: str, fname: str) -> None:
+    """A FIFO, device or socket named like an image would block or never end when read: refuse it by name."""
+    try:
+        kind = dnnlib.util.special_file_kind(os.path.join(root, fname))
+    except OSError as err:
+        raise ValueError(f"{root}: cannot read {fname} ({err.strerror}); remove it or fix the link") from None
+    if kind is not None:
+        raise ValueError(f"{root}: {fname} is {kind}, not an image file; remove it from the dataset folder")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
 
 
 def _detect_kind(path: str) -> str:
@@ -401,9 +494,9 @@ def _check_image_shape(chw: list[int], path: str, resolution: int | None) -> Non
     channels, height, width = chw
     if channels not in (1, 3):
         raise ValueError(f"{path}: images have {channels} channels; only 1 (grayscale) or 3 (RGB) are supported")
-    if height != width or width & (width - 1) != 0:
+    if height != width or width & (width - 1) != 0 or width < 4:
         raise ValueError(
-            f"{path}: images are {width}x{height}; training needs square power-of-two images "
+            f"{path}: images are {width}x{height}; training needs square power-of-two images of at least 4x4 "
             f"(rebuild with dataset_tool.py --transform=center-crop --resolution=256x256)"
         )
     if resolution is not None and resolution != width:

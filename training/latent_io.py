@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
 from typing import Any, Callable, Iterator
 
 import click
@@ -81,11 +82,17 @@ def require_unconditional(G: Any, network_pkl: str, what: str) -> None:
 
 def load_target_image(path: str, resolution: int, channels: int, option: str = "--target") -> torch.Tensor:
     """uint8 [C, H, W]: the largest centred square of the image, resized (Lanczos) to the network's size."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or device would block or never end
+        raise click.ClickException(f"{option}={path}: not a regular file; give a PNG or JPEG")
     try:
         image = PIL.Image.open(path)
         image = image.convert("L" if channels == 1 else "RGB")
-    except (OSError, ValueError) as err:
-        raise click.ClickException(f"{option}={path}: cannot read the image ({err}); give a PNG or JPEG") from None
+    except PIL.Image.DecompressionBombError:  # PIL refuses from the header alone, before allocating
+        raise click.ClickException(f"{option}={path}: the image is too large to decode safely (over "
+                                   f"{2 * PIL.Image.MAX_IMAGE_PIXELS:,} pixels); give a smaller PNG or JPEG") from None
+    except (OSError, ValueError, SyntaxError) as err:  # SyntaxError: PIL's "broken PNG file"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise click.ClickException(f"{option}={path}: cannot read the image ({reason}); give a PNG or JPEG") from None
     w, h = image.size
     s = min(w, h)
     image = image.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2))
@@ -110,3 +117,38 @@ def save_projected_w(ws: torch.Tensor, path: str) -> None:
     """projected_w.npz with key 'w' [N, num_ws, w_dim], the file `generate.py --projected-w` reads."""
     with util.atomic_write(path, "wb") as f:
         np.savez(f, w=ws.detach().cpu().numpy().astype(np.float32))
+
+
+_W_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile)
+
+
+def read_projected_w(path: str, num_ws: int, w_dim: int, option: str = "--projected-w") -> torch.Tensor:
+    """float32 [N, num_ws, w_dim] from a projected_w.npz; anything else is one line naming the file.
+    numpy's own messages are never relayed: some advise loading the file with allow_pickle."""
+    expected = f"give an .npz with a float array 'w' of shape [N, {num_ws}, {w_dim}], as projector.py writes"
+
+    def refuse(what: str) -> click.BadParameter:
+        return click.BadParameter(f"{path}: {what}; {expected}", param_hint=option)
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except _W_READ_ERRORS:
+        raise refuse("not a readable .npz file (empty, truncated or another format)") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise refuse("a bare array, not an .npz archive")
+    with archive:
+        if "w" not in archive.files:
+            raise refuse(f"no array 'w' in it (it holds {', '.join(archive.files[:5]) or 'nothing'})")
+        try:
+            w = archive["w"]
+        except _W_READ_ERRORS:
+            raise refuse("its array 'w' is unreadable (damaged, or it holds Python objects)") from None
+    if w.dtype.kind != "f":
+        raise refuse(f"'w' holds {w.dtype} values, not floating-point numbers")
+    if w.ndim != 3 or tuple(w.shape[1:]) != (num_ws, w_dim):
+        raise refuse(f"'w' has shape {list(w.shape)}, this network needs [N, {num_ws}, {w_dim}]")
+    if w.shape[0] == 0:
+        raise refuse("'w' holds no latent (N is 0)")
+    if not np.isfinite(w).all():
+        raise refuse("'w' holds non-finite values (NaN or infinity)")
+    return torch.from_numpy(w.astype(np.float32))

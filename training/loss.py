@@ -146,6 +146,7 @@ class StyleGAN2Loss:
             training_stats.report("Loss/signs/fake", logits.sign())
             loss_Gmain = torch.nn.functional.softplus(-logits)  # -log(sigmoid(logits))
             training_stats.report("Loss/G/loss", loss_Gmain)
+            training_stats.report("Debug/finite_loss/G", torch.isfinite(loss_Gmain).float())  # see FINITE_LOSS_STATS
             loss = loss_Gmain.mean()
             ctx.gen_img, ctx.gen_ws, ctx.gen_mixing, ctx.gen_logits, ctx.gen_features = img, ws, mixing, logits, features
         if do_reg:
@@ -203,6 +204,7 @@ class StyleGAN2Loss:
         if do_main:
             loss_Dreal = torch.nn.functional.softplus(-logits)  # -log(sigmoid(logits))
             training_stats.report("Loss/D/loss", loss_Dgen + loss_Dreal)
+            training_stats.report("Debug/finite_loss/D", torch.isfinite(loss_Dgen + loss_Dreal).float())
             loss = loss + loss_Dreal.mean()
         if do_reg:
             with conv2d_gradfix.no_weight_gradients():

@@ -9,6 +9,8 @@ Files written by export.py --format=safetensors (no pickle at all) are read by `
 Files written by `torch.save` (zip or legacy format) are read with `torch.load(weights_only=True)`;
 a bare state dict of a Generator or Discriminator is rebuilt by shape inference (`training.state_dict_config`).
 
+Snapshots written by `save_network_pkl` end in a SHA-256 content digest (`training.snapshot_digest`) that
+loading verifies before parsing; a file without one (older snapshots, upstream pickles) loads unverified.
 Loading is bounded: every tensor record is checked against the bytes the file really carries before
 anything is allocated (`torch_utils.storage_records`), and a network is built only if its size matches the
 tensors stored for it. Every refusal is a `NetworkPickleError` whose message is one line,
@@ -32,7 +34,7 @@ import torch
 import dnnlib
 from dnnlib import util
 from torch_utils import persistence, storage_records
-from training import network_safetensors
+from training import network_safetensors, snapshot_digest
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -48,15 +50,16 @@ class NetworkPickleError(pickle.UnpicklingError, ValueError):
 # Saving.
 
 def save_network_pkl(path: str, data: dict) -> None:
-    """Pickle a snapshot dict (G, D, G_ema, augment_pipe, training_set_kwargs, ...) atomically."""
+    """Pickle a snapshot dict (G, D, G_ema, augment_pipe, training_set_kwargs, ...) atomically, followed by
+    its content digest (training.snapshot_digest), which `load_network_pkl` verifies."""
     if not isinstance(data, dict):
         raise TypeError(f"save_network_pkl({path}): expected a dict of snapshot items, got {type(data).__name__}")
     for key, value in data.items():
         if isinstance(value, torch.nn.Module) and not persistence.is_persistent(value):
             raise TypeError(f"save_network_pkl({path}): item {key!r} ({type(value).__name__}) is not a persistent "
                             f"class; decorate it with torch_utils.persistence.persistent_class")
-    with util.atomic_write(path, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with util.atomic_write(path, "wb") as f:  # the digest trailer lets loading refuse changed bytes
+        snapshot_digest.write_with_digest(f, lambda out: pickle.dump(data, out, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 # ----------------------------------------------------------------------------
@@ -179,6 +182,7 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     """
     source, data = _read_bytes(path_or_url_or_file)
     try:
+        snapshot_digest.verify(data, source)
         if source.endswith(network_safetensors.SUFFIX) or network_safetensors.looks_like_safetensors(data):
             result = _from_safetensors(data, source)
         elif data[:4] == ZIP_MAGIC:
@@ -188,6 +192,8 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
         _validate(result, source)
     except NetworkPickleError:
         raise
+    except snapshot_digest.DigestMismatch as error:
+        raise NetworkPickleError(str(error)) from None
     except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError) as error:
         raise NetworkPickleError(one_line_refusal(source, error)) from None
     if force_fp16:

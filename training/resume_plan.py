@@ -59,6 +59,9 @@ class ResumePlan:
     resume_pkl: Optional[str]  # the pickle the loop reads; None: train from zero
     continue_dir: Optional[str] = None  # an existing run directory to continue in; None: a new one
     previous_opts: Optional[dict] = None  # that run's training_options.json
+    # When resume_pkl is the newest snapshot of a folder: the older ones, newest first, to fall back to
+    # when it is damaged (train.py resumes from the newest intact one and says so).
+    older_snapshots: list[str] = dataclasses.field(default_factory=list)
 
 
 def plan_resume(resume: str, mode: str, outdir: str, opts: dict) -> ResumePlan:
@@ -76,7 +79,7 @@ def plan_resume(resume: str, mode: str, outdir: str, opts: dict) -> ResumePlan:
         if snapshot is None:
             raise ConfigError(f"--resume={resume}: the directory holds no network-snapshot-*.pkl; "
                               f"give a run directory, a snapshot or 'latest'")
-        return ResumePlan(snapshot)
+        return ResumePlan(snapshot, older_snapshots=_older_snapshots(resume))
     if os.path.isfile(resume):
         _check_pickle_magic(resume)
         return ResumePlan(resume)
@@ -91,9 +94,16 @@ def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
         if snapshot is None:
             raise ConfigError(f"--resume={resume}: {run} holds no snapshot yet; continue it with "
                               f"--resume-mode=continue (restarts from zero in that directory)")
-        return ResumePlan(snapshot)
+        return ResumePlan(snapshot, older_snapshots=_older_snapshots(run))
+    rundir.check_writable(run, option=f"--resume={resume}")
     rundir.check_not_in_use(run)
-    return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run))
+    return ResumePlan(snapshot, continue_dir=run, previous_opts=rundir.read_options(run),
+                      older_snapshots=_older_snapshots(run))
+
+
+def _older_snapshots(folder: str) -> list[str]:
+    """Every snapshot of `folder` but the newest, newest first."""
+    return list(reversed(rundir.list_snapshots(folder)[:-1]))
 
 
 def find_latest_run(outdir: str, opts: dict, with_snapshot: bool = False, option: str = "--resume=latest") -> str:

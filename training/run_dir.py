@@ -110,6 +110,10 @@ class RunWriteError(RuntimeError):
     """A run-directory file could not be written; the message is the one line to print."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The losses were non-finite for a whole tick: training stops without a snapshot; str() is one line."""
+
+
 def write_failure_message(path: str, err: OSError) -> str:
     reason = err.strerror or str(err)
     fix = "fix the permissions" if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "free space"
@@ -142,6 +146,18 @@ def hold_run_lock(run_dir: str) -> Any:
     return handle
 
 
+def check_writable(run_dir: str, option: str) -> None:
+    """A run to continue must take new files (lock, snapshots, logs); a read-only one is refused up front."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{option}: cannot write in {run_dir} ({err.strerror or err}); make the run directory "
+                          f"writable, or start a new run from its snapshot with --resume-mode=new") from None
+
+
 def check_not_in_use(run_dir: str) -> None:
     """Raise RunInUse if a live process holds the run directory's lock (the lock file is only opened)."""
     if os.path.exists(os.path.join(run_dir, LOCK_FILE)):
@@ -153,7 +169,11 @@ def _locked(run_dir: str) -> Any:
     flock's), and dropped by the OS when the process ends."""
     import fcntl
 
-    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")  # noqa: SIM115 - the caller keeps or closes it
+    try:
+        handle = open(os.path.join(run_dir, LOCK_FILE), "a+")  # noqa: SIM115 - the caller keeps or closes it
+    except OSError as err:  # a read-only run directory (or lock file): training there could write nothing
+        raise ConfigError(f"{run_dir}: cannot open its lock file {LOCK_FILE} ({err.strerror or err}); make the run "
+                          f"directory writable, or start a new run from its snapshot with --resume-mode=new") from None
     try:
         fcntl.lockf(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

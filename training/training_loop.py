@@ -168,7 +168,8 @@ class Trainer:
         self.collector = training_stats.Collector(regex=".*")
         # The tick's own counts only: the main collector keeps a statistic's previous value through ticks
         # that did not report it (e.g. Dreg runs every 16 steps), which would repeat an old warning.
-        self.nonfinite_collector = training_stats.Collector(regex="Debug/nonfinite_grad/.*", keep_previous=False)
+        self.nonfinite_collector = training_stats.Collector(regex="Debug/(nonfinite_grad|finite_loss)/.*",
+                                                            keep_previous=False)
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
         self.last_output_time = self.tick_start_time
@@ -435,6 +436,10 @@ class Trainer:
         o = self.o
         tick_end_time = time.time()
         self.print_status_line(tick_end_time)
+        self.nonfinite_collector.update()  # before the snapshot: a diverged run keeps its last finite one
+        nonfinite = self.nonfinite_collector.as_dict()
+        self.warn_nonfinite(nonfinite)
+        self.stop_if_diverged(nonfinite)
         snapshot_due = done or (self.cur_tick % o.network_snapshot_ticks == 0)
         image_due = o.image_snapshot_ticks is not None and (done or self.cur_tick % o.image_snapshot_ticks == 0)
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
@@ -558,8 +563,6 @@ class Trainer:
     def write_stats(self, tick_end_time: float) -> None:
         self.collector.update()
         stats = self.collector.as_dict()
-        self.nonfinite_collector.update()
-        self.warn_nonfinite(self.nonfinite_collector.as_dict())
         if self.rank != 0:
             return
         if self.stats_jsonl is not None:
@@ -571,6 +574,20 @@ class Trainer:
             for name, value in stats.items():
                 self.tb_writer.add_scalar(name, value["mean"], global_step=global_step, walltime=walltime)
             self.tb_writer.flush()
+
+    def stop_if_diverged(self, stats: dict) -> None:
+        """Every G or D loss of the tick non-finite (NaN labels or data, a diverged network): a snapshot would
+        only hold garbage, so stop with one line naming the last finite snapshot (every rank sees the same sums)."""
+        diverged = [name.rsplit("/", 1)[-1] for name, value in sorted(stats.items())
+                    if name.startswith("Debug/finite_loss/") and value["num"] > 0 and value["mean"] == 0]
+        if not diverged:
+            return
+        last = getattr(self, "last_snapshot", None) or self.o.get("resume_pkl")
+        kept = f"the last finite snapshot is {os.path.basename(last)}" if last else "no snapshot was written"
+        raise rundir.TrainingDiverged(
+            f"the {' and '.join(diverged)} losses were non-finite for the whole tick ending at kimg "
+            f"{self.cur_nimg / 1000:g}, so training stopped without a snapshot ({kept}); check the dataset's labels "
+            f"and images, or lower --gamma or the learning rate, then resume")
 
     def warn_nonfinite(self, stats: dict) -> None:
         for name, value in stats.items():

@@ -18,10 +18,12 @@ import click
 
 from compare.presets import REPO, Settings
 from compare.scores import evaluator_name
-from compare.state import device_description, git_commit, now
+from compare.state import device_description, git_commit, now, read_results_json
 from dnnlib.util import atomic_write
 
 VERSION = 1
+RESULTS_CONTAINERS = {"runs": dict, "expected": list}
+RESULTS_FIX = "restore it from git or use --results"
 
 
 def run_key(kind: str, dataset: str, method: str, seed: int) -> str:
@@ -32,11 +34,7 @@ def run_key(kind: str, dataset: str, method: str, seed: int) -> str:
 def load(path: str, preset: str) -> dict:
     if not os.path.isfile(path):
         return dict(version=VERSION, benchmark=preset, created=now(), runs={}, expected=[])
-    try:
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
-    except (OSError, ValueError) as err:
-        raise click.ClickException(f"{path}: not a readable results file ({err}); restore it from git or use --results")
+    results = read_results_json(path, RESULTS_CONTAINERS, fix=RESULTS_FIX)
     if results.get("benchmark") != preset:
         raise click.ClickException(f"{path}: holds the benchmark {results.get('benchmark')!r}, not {preset!r}; "
                                    f"use another --results")
@@ -47,8 +45,7 @@ def load(path: str, preset: str) -> dict:
 def save(path: str, results: dict) -> None:
     """Write the file, first taking over what another harness recorded since we read it (newer entries win)."""
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            disk = json.load(f)
+        disk = read_results_json(path, RESULTS_CONTAINERS, fix=RESULTS_FIX)
         for key, run in disk.get("runs", {}).items():
             mine = results["runs"].get(key)
             if mine is None or run.get("recorded", "") > mine.get("recorded", ""):

@@ -35,12 +35,37 @@ def device_description() -> str:
     return f"CPU only ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+def read_results_json(path: str, containers: dict[str, type], fix: str) -> dict:
+    """A results file as a dict whose `containers` keys (when present) hold a dict/list of dicts; a file that
+    is not such JSON (truncated, edited, another file) is one line naming it, never a traceback."""
+    def refuse(what: str) -> click.ClickException:
+        return click.ClickException(f"{path}: {what}; {fix}")
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as err:
+        raise refuse(f"cannot read it ({err.strerror or err})") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise refuse(f"not valid JSON ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise refuse(f"holds a JSON {type(data).__name__}, not an object")
+    for key, kind in containers.items():
+        value = data.get(key, kind())
+        entries = value.values() if isinstance(value, dict) else value
+        if not isinstance(value, kind) or (kind is dict and not all(isinstance(e, dict) for e in entries)):
+            raise refuse(f"its {key!r} entry is malformed (expected a JSON {'object of objects' if kind is dict else 'list'})")
+    if not isinstance(data.get("settings", {}), dict):
+        raise refuse("its 'settings' entry is not an object")
+    return data
+
+
 def load_state(settings: Settings) -> dict:
     path = os.path.join(settings.outdir, "results.json")
     if not os.path.isfile(path):
         return dict(version=STATE_VERSION, created=now(), methods={})
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
+    state = read_results_json(path, {"methods": dict}, fix="move it away (the runs stay; scoring starts again) "
+                                                           "or use another --outdir")
     old = state.get("settings", {})
     old_key = {k: old.get(k) for k in settings.training_key()}
     if old and old_key != settings.training_key():

@@ -68,7 +68,7 @@ FORGED_W = [  # (how the file is made, what the one line says)
     (lambda p: _npz(p, v=np.zeros(3)), "no array 'w' in it (it holds v)"),
     (lambda p: _npz(p, w=np.zeros((0, NUM_WS, W_DIM), np.float32)), "'w' holds no latent (N is 0)"),
     (lambda p: _npz(p, w=np.zeros((2, NUM_WS, 3), np.float32)), "'w' has shape [2, 6, 3], this network needs [N, 6, 8]"),
-    (lambda p: _npz(p, w=np.full((1, NUM_WS, W_DIM), np.nan, np.float32)), "'w' holds non-finite values (NaN or infinity)"),
+    (lambda p: _npz(p, w=np.full((1, NUM_WS, W_DIM), np.nan, np.float32)), f"{NUM_WS * W_DIM} of {NUM_WS * W_DIM} values are NaN or infinite"),
     (lambda p: _npy(p, np.zeros((1, NUM_WS, W_DIM))), "a bare array, not an .npz archive"),
 ]
 

@@ -241,7 +241,7 @@ def test_non_finite_projected_w_is_refused(tmp_path):
     np.savez(tmp_path / "w.npz", w=w)
     line = one_line_error(CliRunner().invoke(generate.main, [f"--network={pkl}", f"--projected-w={tmp_path / 'w.npz'}",
                                                              f"--outdir={tmp_path / 'out'}"]))
-    assert f"--projected-w={tmp_path / 'w.npz'}: 1 of {w.size} values are NaN or infinite" in line
+    assert f"--projected-w: {tmp_path / 'w.npz'}: 1 of {w.size} values are NaN or infinite" in line
     assert _written(tmp_path) == []
 
 

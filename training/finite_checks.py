@@ -63,13 +63,10 @@ def require_finite_value(value: float, option: str) -> float:
     return value
 
 
-def require_finite_array(array: Any, source: str, option: str) -> None:
-    """An array read from a file (--projected-w's 'w'): all finite, else NonFiniteError naming file and option."""
+def count_non_finite(array: Any) -> tuple[int, int]:
+    """(NaN or infinite values, all values) of an array read from a file, e.g. --projected-w's 'w'."""
     values = torch.as_tensor(array)
-    if not bool(torch.isfinite(values).all()):
-        bad = int((~torch.isfinite(values)).sum())
-        raise NonFiniteError(f"{option}={source}: {bad} of {values.numel()} values are NaN or infinite; give a "
-                             f"projected_w.npz written by projector.py")
+    return int((~torch.isfinite(values)).sum()), values.numel()
 
 
 def _named_tensors(module: torch.nn.Module):

@@ -149,6 +149,7 @@ def read_projected_w(path: str, num_ws: int, w_dim: int, option: str = "--projec
         raise refuse(f"'w' has shape {list(w.shape)}, this network needs [N, {num_ws}, {w_dim}]")
     if w.shape[0] == 0:
         raise refuse("'w' holds no latent (N is 0)")
-    if not np.isfinite(w).all():
-        raise refuse("'w' holds non-finite values (NaN or infinity)")
+    bad, total = finite_checks.count_non_finite(w)
+    if bad:
+        raise refuse(f"{bad} of {total} values are NaN or infinite")
     return torch.from_numpy(w.astype(np.float32))

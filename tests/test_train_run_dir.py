@@ -129,9 +129,12 @@ def test_a_taken_whole_kimg_name_gives_the_exact_name_and_nothing_is_overwritten
     # A grid alone (no snapshot that tick) also takes the name, so grid and snapshot of one tick stay paired.
     (tmp_path / "fakes000007.png").write_bytes(b"grid")
     assert rundir.free_tick_label(str(tmp_path), 7040, kimg_per_tick=4) == "000007.040"
-    with pytest.raises(rundir.RunWriteError, match=r"network-snapshot-000006\.208\.pkl: a snapshot or grid of "
-                                                   r"6208 images already exists and is kept"):
+    with pytest.raises(rundir.RunWriteError, match=r"network-snapshot-000006\.208\.pkl: a snapshot of 6208 images "
+                                                   r"already exists and is kept; continue from the newest snapshot"):
         rundir.free_tick_label(str(tmp_path), 6208, kimg_per_tick=4)
+    # A grid without its snapshot (a tick killed while writing, redone after the restart) is replaced.
+    (tmp_path / "fakes000000.008.png").write_bytes(b"orphan")
+    assert rundir.free_tick_label(str(tmp_path), 8, kimg_per_tick=0.008) == "000000.008"
     assert (tmp_path / "network-snapshot-000006.pkl").read_bytes() == b"6016"
 
 

@@ -4,7 +4,7 @@ Snapshot names keep upstream's `network-snapshot-<kimg:06d>.pkl` (the whole kimg
 when ticks are 1 kimg or longer and no file of the run has that name yet. With shorter ticks the kimg
 gets three decimals, `network-snapshot-000000.064.pkl` (the exact image count), in every name of the
 run, so the names still sort in training order; so does a snapshot whose whole kimg is taken (a run
-continued with `--kimg=6.2` after a 6-kimg end, a last tick shorter than 1 kimg). A file is never
+continued with `--kimg=6.2` after a 6-kimg end, a last tick shorter than 1 kimg). A snapshot is never
 overwritten. Everything here reads both forms and orders snapshots by the image count, never by the text.
 """
 
@@ -50,13 +50,17 @@ def fakes_grid_file(label: str) -> str:
 
 def free_tick_label(run_dir: str, nimg: int, kimg_per_tick: float) -> str:
     """The label of this tick's snapshot and fakes grid: the usual one (kimg_label) unless a file of the run
-    already has it, then the exact image count; raises RunWriteError rather than overwrite anything."""
-    for label in dict.fromkeys((kimg_label(nimg, kimg_per_tick), kimg_label(nimg, 0))):
+    already has it, then the exact image count. An existing snapshot is never overwritten (RunWriteError); a
+    grid alone with the exact label is the orphan of a killed tick that training now redoes, and is replaced."""
+    exact = kimg_label(nimg, 0)
+    for label in dict.fromkeys((kimg_label(nimg, kimg_per_tick), exact)):
         names = (snapshot_file(label), fakes_grid_file(label))
         if not any(os.path.lexists(os.path.join(run_dir, name)) for name in names):
             return label
-    taken = os.path.join(run_dir, snapshot_file(kimg_label(nimg, 0)))
-    raise RunWriteError(f"{taken}: a snapshot or grid of {nimg} images already exists and is kept; continue from "
+    taken = os.path.join(run_dir, snapshot_file(exact))
+    if not os.path.lexists(taken):
+        return exact
+    raise RunWriteError(f"{taken}: a snapshot of {nimg} images already exists and is kept; continue from "
                         f"the newest snapshot (--resume=latest) or train into another --outdir")
 
 

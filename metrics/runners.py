@@ -67,7 +67,7 @@ def fid(opts: MetricOptions, max_real: int | None, num_gen: int, detector: Detec
     gen = generator_stats(opts, detector, INCEPTION_FEATURES, num_gen, capture_mean_cov=True)
     if opts.rank != 0:
         return {"": float("nan")}
-    return {"": frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())}
+    return {"": frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov(), verbose=opts.verbose)}
 
 
 def kid(opts: MetricOptions, max_real: int | None, num_gen: int, num_subsets: int = 100,

@@ -149,3 +149,13 @@ def test_compare_scripts_read_exact_snapshot_names_with_the_run_dir_parser(monke
     assert state.load_snapshot("r/network-snapshot-000003.pkl")[0] == 3000
     assert snapshot_kimg_from_name("r/network-snapshot-000000.064.pkl") == 0.064  # was 64 (read as whole kimg)
     assert snapshot_kimg_from_name("r/network-snapshot-000012.pkl") == 12.0
+
+
+def test_a_method_change_is_blamed_on_method_not_on_its_consequences():
+    from training.contrastive.presets import resolve_method
+
+    ada = resolve_method("ada", dataset_size=169, mirror=True, batch=8).to_dict()
+    fakeclr = resolve_method("fakeclr", dataset_size=169, mirror=True, batch=8).to_dict()
+    assert ada["ada_linear"] != fakeclr["ada_linear"]  # sorts before "method": it used to be named
+    diff = first_difference(_opts(method_kwargs=ada), _opts(method_kwargs=fakeclr))
+    assert diff == "--method (method_kwargs.method: 'ada' there, 'fakeclr' here)"

@@ -148,6 +148,8 @@ def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
     current = json.loads(json.dumps(dict(opts), default=str))  # the form training_options.json has
     inherit_transfer_settings(previous, current)
     previous, current = comparable_options(previous), comparable_options(current)
+    if _lookup(previous, "method_kwargs.method") != _lookup(current, "method_kwargs.method"):
+        return _option_for("method_kwargs.method", previous, current)  # not the first of its many consequences
     for key in EXACT_RESUME_KEYS:
         path = _first_differing_path(previous.get(key), current.get(key), key)
         if path is not None:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from dnnlib import util
-from training.latent_io import load_generator, output_errors, pick_device, require_unconditional, save_png, to_uint8_hwc
+from training.latent_io import (check_outdir, load_generator, output_errors, pick_device, require_unconditional, save_png,
+                                to_uint8_hwc)
 
 NOISE_MODES = ("const", "random", "none")
 DEFAULT_STYLES = range(7)  # upstream's 0-6: the coarse and middle layers of a 1024 px network
@@ -86,6 +87,7 @@ def generate_style_mix(network_pkl: str, row_seeds: list[int], col_seeds: list[i
                        truncation_psi: float, noise_mode: str, outdir: str,
                        device: torch.device | None = None) -> list[str]:
     """Write the cell PNGs and grid.png; returns their paths."""
+    check_outdir(outdir)  # before the networks load and the images are made
     device = device or pick_device()
     print(f'Loading networks from "{network_pkl}"...')
     G = load_generator(network_pkl, device)

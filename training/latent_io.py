@@ -29,6 +29,28 @@ def output_errors(option: str = "--outdir") -> Iterator[None]:
                                    "permissions and the free disk space") from None
 
 
+def check_outdir(outdir: str) -> None:
+    """--outdir is (or can become) a writable directory: checked before minutes of optimisation, not after."""
+    from training.config import ConfigError
+    from training.preflight import check_outdir as check_writable_outdir
+
+    try:
+        check_writable_outdir(outdir)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def load_vgg16(device: torch.device, source: str | None) -> Any:
+    """The VGG16/LPIPS detector (--vgg16, else $FAKECLR_VGG16, else the installed weights), or one line saying
+    how to get the weights."""
+    from metrics import detectors
+
+    try:
+        return detectors.get_vgg16(device, source)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise click.ClickException(f"VGG16: {err}") from None
+
+
 def pick_device(name: str | None = None) -> torch.device:
     """--device=cpu|cuda, or CUDA when available."""
     if name is None:

@@ -465,7 +465,7 @@ class Trainer:
             return
         self.last_output_time = now
         img_per_sec = (self.cur_nimg - self.tick_start_nimg) / max(now - self.tick_start_time, 1e-8)
-        tick_end = (self.tick_start_nimg + self.o.kimg_per_tick * 1000) / 1000
+        tick_end = min(self.tick_start_nimg / 1000 + self.o.kimg_per_tick, self.o.total_kimg)  # the last tick is cut
         print(f"... kimg {self.cur_nimg / 1000:.3f} (tick {self.cur_tick} ends at {tick_end:.3f}), "
               f"{img_per_sec:.1f} img/s", flush=True)
 

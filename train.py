@@ -135,7 +135,9 @@ def _method_options(func):
 @click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
 @click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
 @click.option("--rqs", help="Real queue length (InsGen) [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
-@click.option("--fqs", help="Fake queue length [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fqs", help="Fake queue length (start of the shrinking FakeCLR queue) [default: FakeCLR max(5% of the "
+              "data x2 with --mirror, 4 x --batch); InsGen and --fakeclr-code-compat 5% of the data]", type=int,
+              metavar="INT")
 @click.option("--forgetting", help="FakeCLR forgetting factor: paper (eq. 11), code (constant +1), off "
               "[default: the preset's, paper for fakeclr]", type=click.Choice(["paper", "code", "off"]))
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)

@@ -99,3 +99,26 @@ def test_unusable_detector_weights_are_one_line_errors(tmp_path, embedded_datase
         "Error: these Inception weights have no classifier (fid-helper's file ships features only); IS needs "
         "upstream's inception-2015-12-05.pkl: pass its path with --inception / the FAKECLR_INCEPTION environment "
         "variable"]
+
+
+def test_a_dataset_zip_or_a_run_directory_as_network_is_named_for_what_it_is(tmp_path, embedded_dataset_dir):
+    import zipfile
+
+    data_zip = tmp_path / "set.zip"
+    with zipfile.ZipFile(data_zip, "w") as archive:
+        archive.writestr("00000/img00000000.png", b"png bytes")
+        archive.writestr("dataset.json", "{}")
+    run = tmp_path / "00000-run"
+    run.mkdir()
+    data = f"--data={embedded_dataset_dir}"
+    result = _invoke(f"--network={data_zip}", data, "--verbose=false")
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: {data_zip}: a dataset zip (2 files such as 00000/img00000000.png), not a network pickle; give it "
+        f"with --data and a network-snapshot-*.pkl with --network"]
+    result = _invoke(f"--network={run}", data, "--verbose=false")
+    assert result.output.splitlines() == [f"Error: {run}: a directory, not a network pickle; give a "
+                                          f"network-snapshot-*.pkl file"]
+    snapshot = _save(run / "network-snapshot-000004.pkl")
+    result = _invoke(f"--network={run}", data, "--verbose=false")
+    assert result.output.splitlines() == [f"Error: {run}: a directory, not a network pickle; give one of its "
+                                          f"snapshots, e.g. {snapshot}"]

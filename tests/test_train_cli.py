@@ -172,3 +172,11 @@ def test_too_many_gpus_is_the_only_line_and_a_cpu_run_counts_processes(tmp_path,
     result = invoke(f"--outdir={tmp_path}", f"--data={emoji_zip}", "--cfg=tiny", "--metrics=none", "-n")
     if _cuda_count() == 0:
         assert "Processes:           1\nDevice:              CPU" in result.output and "Number of GPUs" not in result.output
+
+
+def test_fqs_help_states_the_default_the_code_uses():
+    from training.contrastive.presets import default_queue_schedule
+
+    text = " ".join(invoke("--help").output.split())
+    assert "FakeCLR max(5% of the data x2 with --mirror, 4 x --batch)" in text
+    assert default_queue_schedule(dataset_size=100, mirror=True, batch=64)[0] == 256  # 4 x batch beats 5 % x 2 = 10

@@ -62,12 +62,14 @@ def pick_device(name: str | None = None) -> torch.device:
 
 def load_generator(network_pkl: str, device: torch.device, option: str = "--network") -> Any:
     """G_ema of a snapshot (ours or upstream's), in eval mode without gradients, on the device."""
-    from training.network_pickle import load_network_pkl  # heavy import kept out of --help
+    from training.network_pickle import NetworkPickleError, load_network_pkl  # heavy import kept out of --help
 
-    if not util.is_url(network_pkl) and not os.path.isfile(network_pkl):
+    if not util.is_url(network_pkl) and not os.path.exists(network_pkl):
         raise click.ClickException(f"{option}={network_pkl}: no such file; give a network-snapshot-*.pkl")
     try:
         G = load_network_pkl(network_pkl)["G_ema"]
+    except NetworkPickleError as err:  # already one line naming the file and the fix
+        raise click.ClickException(f"{option}={err}") from None
     except (OSError, ValueError, KeyError) as err:
         raise click.ClickException(f"{option}={network_pkl}: not a readable network snapshot ({err}); "
                                    "give a network-snapshot-*.pkl written by train.py or upstream") from None

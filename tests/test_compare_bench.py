@@ -115,6 +115,27 @@ def test_dry_run_marks_the_recorded_runs(benched, capsys):
     assert lines["emoji24/fakeclr/seed0"].startswith("python train.py") and "--method=fakeclr" in lines["emoji24/fakeclr/seed0"]
 
 
+def test_dry_run_creates_nothing_and_names_the_zip_a_real_run_would_make(tmp_path, capsys):
+    outdir = tmp_path / "runs"
+    dry = benchmark.BenchOptions(data=[str(REPO / "datasets" / "emoji-smileys")], outdir=str(outdir), methods="ada",
+                                 seeds="0", results=str(tmp_path / "report" / "results.json"), dry_run=True)
+    benchmark.run_benchmark("cpu-bench", dry, dict(TINY), evaluator=CountingEvaluator(), log=lambda *a: None)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("emoji-smileys-32/ada/seed0: python train.py ")  # converted (in scratch) to read its name
+    assert f"--data={outdir / 'data' / 'emoji-smileys-32.zip'}" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no zip, no run directory, no results file
+
+
+def test_report_only_leaves_an_unchanged_report_untouched(benched, tmp_path):
+    _, plan, _, _ = benched
+    report = tmp_path / "report"
+    shutil.copytree(pathlib.Path(plan.results).parent, report)
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    again = benchmark.BenchOptions(**{**plan.__dict__, "results": str(report / "results.json"), "report_only": True})
+    benchmark.run_benchmark("cpu-bench", again, dict(TINY), evaluator=CountingEvaluator(), log=lambda *a: None)
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before  # "updated" too: only a timestamp would move
+
+
 def test_recorded_run_carries_its_training_statistics(benched):
     _, plan, _, _ = benched
     run = json.loads(pathlib.Path(plan.results).read_text())["runs"]["emoji24/ada/seed0"]

@@ -45,7 +45,9 @@ def load(path: str, preset: str) -> dict:
 
 
 def save(path: str, results: dict) -> None:
-    """Write the file, first taking over what another harness recorded since we read it (newer entries win)."""
+    """Write the file, first taking over what another harness recorded since we read it (newer entries win).
+    A file whose content would not change is left alone, its `updated` time too (a tracked file stays clean)."""
+    disk = None
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             disk = json.load(f)
@@ -54,10 +56,18 @@ def save(path: str, results: dict) -> None:
             if mine is None or run.get("recorded", "") > mine.get("recorded", ""):
                 results["runs"][key] = run
         merge_expected(results, disk.get("expected", []))
+        if _content(disk) == _content(results):
+            results["updated"] = disk.get("updated", results.get("updated"))
+            return
     results["updated"] = now()
     with atomic_write(path, "w") as f:
         json.dump(results, f, indent=2, allow_nan=True)
         f.write("\n")
+
+
+def _content(results: dict) -> str:
+    """Everything but the time of writing, comparable even with NaN scores (NaN != NaN as floats)."""
+    return json.dumps({k: v for k, v in results.items() if k != "updated"}, sort_keys=True, allow_nan=True)
 
 
 def portable_options(settings: Settings, evaluator: Callable) -> dict:

@@ -57,7 +57,7 @@ class BenchmarkSpec:
 
 BENCHMARKS = {
     "cpu-bench": BenchmarkSpec(
-        datasets=("../shared/data/emoji-smileys", "../shared/data/emoji-food"), resolution=32, seeds=(0, 1, 2),
+        datasets=("datasets/emoji-smileys", "datasets/emoji-food"), resolution=32, seeds=(0, 1, 2),
         methods="ada,adalinear,insgen,fakeclr", results="examples/cpu-bench/results.json",
         curve=CurveSpec(dataset=0, method="adalinear", seed=0, kimg=60, tick=0.5, snap=2, score_every=4)),
 }

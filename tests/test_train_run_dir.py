@@ -159,3 +159,16 @@ def test_a_method_change_is_blamed_on_method_not_on_its_consequences():
     assert ada["ada_linear"] != fakeclr["ada_linear"]  # sorts before "method": it used to be named
     diff = first_difference(_opts(method_kwargs=ada), _opts(method_kwargs=fakeclr))
     assert diff == "--method (method_kwargs.method: 'ada' there, 'fakeclr' here)"
+
+
+def test_the_benchmarks_final_snapshot_is_the_newest_by_images(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend("scripts")
+    from compare import bench_results
+
+    run = tmp_path / "cell" / "00000-run"
+    run.mkdir(parents=True)
+    for name in ("network-snapshot-000006.pkl", "network-snapshot-000006.208.pkl", "network-snapshot-000004.pkl"):
+        (run / name).write_bytes(b"x")
+    results = {"runs": {"d/ada/seed0": {"local_dir": "cell", "run_dirs": ["00000-run"]}}}
+    final = bench_results.final_snapshot(results, str(tmp_path), "d", "ada", 0)
+    assert final == str(run / "network-snapshot-000006.208.pkl")  # text order would pick 000006.pkl

@@ -9,7 +9,6 @@ should be explainable). Run directories are NOT in it; they stay local.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any, Callable, Optional
@@ -20,6 +19,7 @@ from compare.presets import REPO, Settings
 from compare.scores import evaluator_name
 from compare.state import device_description, git_commit, now
 from dnnlib.util import atomic_write
+from training import run_dir as rundir
 
 VERSION = 1
 
@@ -152,8 +152,8 @@ def final_snapshot(results: dict, outdir: str, dataset: str, method: str, seed: 
     cell = os.path.join(outdir, entry["local_dir"])
     found: list[str] = []
     for run_dir in entry.get("run_dirs", []):
-        found += glob.glob(os.path.join(cell, run_dir, "network-snapshot-*.pkl"))
-    return max(found, key=lambda p: (os.path.basename(p), p)) if found else None
+        found += rundir.list_snapshots(os.path.join(cell, run_dir))
+    return max(found, key=lambda p: (rundir.snapshot_nimg(p), p)) if found else None  # by images, not by text
 
 
 def expected_keys(datasets: list[str], methods: list[str], seeds: list[int]) -> list[str]:

@@ -181,8 +181,8 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     that is wrong with it.
     """
     source, data = _read_bytes(path_or_url_or_file)
-    if data[:4] == ZIP_MAGIC and wrong_network_input.zip_without_network(data, source) is not None:
-        raise NetworkPickleError(wrong_network_input.zip_without_network(data, source))
+    if data[:4] == ZIP_MAGIC and (not_a_network := wrong_network_input.zip_without_network(data, source)):
+        raise NetworkPickleError(not_a_network)  # a dataset zip given as the network, say so
     try:
         if data[:4] == ZIP_MAGIC:
             result = _modules_from_state_dicts(_torch_load(data, source), source)

@@ -85,7 +85,8 @@ def _read(reader, path: str, how_to_get: str):
 
 def load_inception(path: str) -> InceptionV3:
     """InceptionV3 with weights from a torch archive or pickle whose tensor names contain `layers.`."""
-    named = dict(tensor_unpickler.iter_named_tensors(_read(tensor_unpickler.read_tensor_tree, path, _HOW_TO_GET_INCEPTION)))
+    tree = _read(tensor_unpickler.read_tensor_tree, path, _HOW_TO_GET_INCEPTION)
+    named = dict(tensor_unpickler.iter_named_tensors(tree))
     layers = {name[name.index("layers.") + len("layers."):]: t for name, t in named.items() if "layers." in name}
     model = InceptionV3()
     missing = set(model.layers.state_dict()) - set(layers)

@@ -34,6 +34,8 @@ def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict
             raise cli_errors.OneLineError(f"--data={data}: no such dataset folder or zip; give one made by "
                                           f"dataset_tool.py", exit_code=2)
         kwargs = dict(class_name=DEFAULT_DATASET_CLASS, path=data)
+        if mirror is None:  # the network's own x-flip setting, as without --data (a bool only, nothing else read)
+            mirror = trained_with_mirror(network_data)
     elif network_data.get("training_set_kwargs") is not None:
         try:
             kwargs = dataset_kwargs_from_file(network_data["training_set_kwargs"], network_pkl)
@@ -48,6 +50,13 @@ def dataset_kwargs_for(data: str | None, mirror: bool | None, network_data: dict
     if mirror is not None:
         kwargs["xflip"] = bool(mirror)
     return kwargs
+
+
+def trained_with_mirror(network_data: dict) -> bool:
+    """training_set_kwargs.xflip of the pickle when it is a real bool; anything else counts as no mirroring."""
+    stored = network_data.get("training_set_kwargs")
+    xflip = stored.get("xflip") if isinstance(stored, dict) else None
+    return xflip if isinstance(xflip, bool) else False
 
 
 def check_dataset_matches(dataset_kwargs: dict, G: Any) -> None:
@@ -103,7 +112,8 @@ def _parse_metrics(ctx: click.Context, param: click.Parameter, value: str) -> li
               help="Comma-separated list of metrics (few-shot counts such as fid5k_full work too)")
 @click.option("--data", type=str, metavar="PATH", help="Dataset to evaluate against  [default: from the pickle]",
               callback=cli_errors.expand_user)
-@click.option("--mirror", type=bool, metavar="BOOL", help="Include x-flips of the dataset  [default: from the pickle]")
+@click.option("--mirror", type=bool, metavar="BOOL",
+              help="Include x-flips of the dataset  [default: as the network was trained, from the pickle]")
 @click.option("--gpus", "num_gpus", type=click.IntRange(min=1), default=1, show_default=True, help="Number of GPUs")
 @click.option("--verbose", type=bool, default=True, show_default=True, metavar="BOOL", help="Print progress")
 @click.option("--batch", type=click.IntRange(min=1), default=64, show_default=True, help="Detector batch size")

@@ -13,6 +13,7 @@ into one mode, compositing alpha over `--background`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import importlib
 import io
@@ -123,8 +124,9 @@ def convert_dataset(
                                      writer, strict)
         except OSError as err:  # the writer has removed its temporary output already
             reason = (err.strerror or str(err)).lower()
-            raise ToolError(f"--dest {dest}: cannot write ({reason}); free some disk space or choose a writable "
-                            f"--dest") from None
+            full = err.errno in (errno.ENOSPC, errno.EDQUOT)  # else read-only, permissions, a file in the way
+            fix = "free some disk space or choose another --dest" if full else "choose a writable --dest"
+            raise ToolError(f"--dest {dest}: cannot write ({reason}); {fix}") from None
     click.echo(f"Wrote {count} images to {dest}", err=True)
     return count
 

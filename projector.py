@@ -22,27 +22,24 @@ import numpy as np
 import torch
 
 from dnnlib.progress import ProgressBar
-from training.latent_io import (load_generator, load_target_image, output_errors, pick_device, require_unconditional,
-                                save_png, save_projected_w, to_uint8_hwc)
+from training.latent_io import (check_outdir, load_generator, load_target_image, load_vgg16, output_errors, pick_device,
+                                require_unconditional, save_png, save_projected_w, to_uint8_hwc)
 
 STRIP_FRAMES = 10
 
 
 def run_projection(network_pkl: str, target_path: str, outdir: str, num_steps: int, seed: int, save_video: bool,
-                   device: torch.device | None = None) -> list[str]:
+                   device: torch.device | None = None, vgg16: str | None = None) -> list[str]:
     """Project the target and write the outputs; returns their paths."""
-    from metrics import detectors
     from training.projection import ProjectionOptions, project
 
+    check_outdir(outdir)
     device = device or pick_device()
     print(f'Loading networks from "{network_pkl}"...')
     G = load_generator(network_pkl, device)
     require_unconditional(G, network_pkl, "projection")
     target = load_target_image(target_path, G.img_resolution, G.img_channels)
-    try:
-        vgg = detectors.get_vgg16(device)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(f"VGG16: {err}") from None
+    vgg = load_vgg16(device, vgg16)
 
     progress = ProgressBar(num_steps, label="steps", stream=sys.stdout)
     start = time.time()
@@ -106,10 +103,13 @@ def _rgb(frame: np.ndarray) -> np.ndarray:
 @click.option("--save-video", type=bool, default=True, show_default=True,
               help="Save an mp4 video of optimization progress (a PNG strip without a video writer)")
 @click.option("--outdir", required=True, metavar="DIR", help="Where to save the output images")
-def main(network_pkl: str, target_path: str, outdir: str, save_video: bool, seed: int, num_steps: int) -> None:
+@click.option("--vgg16", metavar="PATH|URL", help="VGG16/LPIPS weights (e.g. upstream's vgg16.pkl)  "
+                                                  "[default: $FAKECLR_VGG16, else the installed offline weights]")
+def main(network_pkl: str, target_path: str, outdir: str, save_video: bool, seed: int, num_steps: int,
+         vgg16: str | None) -> None:
     """Project the given image into the latent space of a pretrained network."""
     with output_errors():
-        paths = run_projection(network_pkl, target_path, outdir, num_steps, seed, save_video)
+        paths = run_projection(network_pkl, target_path, outdir, num_steps, seed, save_video, vgg16=vgg16)
     print(f"Wrote {', '.join(os.path.basename(p) for p in paths)} to {outdir}")
 
 

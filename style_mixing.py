@@ -21,7 +21,7 @@ import torch
 
 from dnnlib import util
 from training import finite_checks
-from training.latent_io import (finite_number, load_generator, output_errors, pick_device, require_finite,
+from training.latent_io import (check_outdir, finite_number, load_generator, output_errors, pick_device, require_finite,
                                 require_unconditional, save_png, to_uint8_hwc)
 
 NOISE_MODES = ("const", "random", "none")
@@ -91,6 +91,7 @@ def generate_style_mix(network_pkl: str, row_seeds: list[int], col_seeds: list[i
                        truncation_psi: float, noise_mode: str, outdir: str,
                        device: torch.device | None = None) -> list[str]:
     """Write the cell PNGs and grid.png; returns their paths."""
+    check_outdir(outdir)  # before the networks load and the images are made
     device = device or pick_device()
     print(f'Loading networks from "{network_pkl}"...')
     G = load_generator(network_pkl, device)

@@ -135,7 +135,9 @@ def _method_options(func):
 @click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
 @click.option("--no_cl_on_g", "--no-cl-on-g", "no_cl_on_g", help="Drop the contrastive term from G's loss", type=bool)
 @click.option("--rqs", help="Real queue length (InsGen) [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
-@click.option("--fqs", help="Fake queue length [default: 5% of the data, x2 with --mirror]", type=int, metavar="INT")
+@click.option("--fqs", help="Fake queue length (start of the shrinking FakeCLR queue) [default: FakeCLR max(5% of the "
+              "data x2 with --mirror, 4 x --batch); InsGen and --fakeclr-code-compat 5% of the data]", type=int,
+              metavar="INT")
 @click.option("--forgetting", help="FakeCLR forgetting factor: paper (eq. 11), code (constant +1), off "
               "[default: the preset's, paper for fakeclr]", type=click.Choice(["paper", "code", "off"]))
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
@@ -212,6 +214,7 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else devices.default_workers()
     o.ada_linear = bool(method_overrides.get("ada_linear"))
     validate_basic(o)
+    devices.check_process_count(o.gpus, cpu_procs)  # before any note or warning: the error is the only line
 
     info = inspect_dataset(o.data, cond=bool(o.cond))
     metrics = parse_metrics(kwargs.get("metrics"), info.size)
@@ -233,7 +236,6 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     opts.method_kwargs = method_opts.to_dict()
     if grid is not None:
         opts.image_grid = parse_grid(grid)
-    devices.check_process_count(o.gpus, cpu_procs)
     if cpu_procs:
         opts.cpu_procs = True
     preflight.check_outdir(o.outdir)
@@ -306,7 +308,8 @@ def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, m
         opts.pop("resume_pkl")
         return plan.continue_dir
     if "://" in plan.resume_pkl:
-        opts.resume_kind = "transfer"  # published networks are read by the loop (no second download here)
+        opts.resume_kind = "transfer"
+        preflight.fetch_resume_url(o.resume, plan.resume_pkl)  # into the cache the loop then reads from
         return plan.continue_dir
     candidates = [plan.resume_pkl, *plan.older_snapshots]
     opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(o.cond),
@@ -334,7 +337,8 @@ def print_options(opts: dict, run_dir: str) -> None:
     print(json.dumps(opts, indent=2))
     print()
     print(f"Output directory:    {run_dir}")
-    print(f"Number of GPUs:      {opts['num_gpus']}")
+    on_gpus = devices.cuda_count() > 0 and not opts.get("cpu_procs")
+    print(f"{'Number of GPUs:' if on_gpus else 'Processes:':<21}{opts['num_gpus']}")
     print(f"Device:              {devices.describe_device(opts['num_gpus'], bool(opts.get('cpu_procs')))}")
     print(f"Batch size:          {opts['batch_size']} images")
     print(f"Training duration:   {opts['total_kimg']} kimg")

@@ -30,6 +30,7 @@ pass runs without it). 'augment' and 'contrastive' are time spent inside the pha
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -166,7 +167,8 @@ def bench_one(preset: str, method: str, ops: str, variant: str, steps: int, warm
     training_stats.reset_all()
     with ops_mode(ops):
         trainer = Trainer(opts, rank=0, device=device, abort_fn=None)
-        trainer.setup()
+        with contextlib.redirect_stdout(io.StringIO()):  # its "Training for 1000 kimg..." is no bench's line
+            trainer.setup()
         for _ in range(warmup):
             trainer.train_step()
         rss_warm = rss_gb()

@@ -30,6 +30,9 @@ class ProgressBar:
 
     def update(self, n: int = 1) -> None:
         self.count += n
+        if self.total is not None and self.count >= self.total:
+            self.close()  # the last line once (an update drawing it, then close again, printed it twice)
+            return
         now = time.monotonic()
         if now - self._last_draw >= self._interval:
             self._last_draw = now
@@ -38,8 +41,6 @@ class ProgressBar:
     def set(self, count: int) -> None:
         """Absolute progress; the line for the last item is always printed."""
         self.update(count - self.count)
-        if self.total is not None and self.count >= self.total and self._last_draw != float("inf"):
-            self.close()
 
     def close(self) -> None:
         if self._last_draw == float("inf"):

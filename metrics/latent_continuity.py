@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dnnlib.progress import ProgressBar
 from metrics.features import DEFAULT_DATASET_CLASS, MetricOptions, open_dataset
 from metrics.interpolation import JUMP_THRESHOLD, SPACES, latent_pairs, measure_smoothness
 from metrics.perceptual_path_length import compute_ppl_distances, trimmed_mean_std
@@ -83,7 +84,9 @@ def invert_images(G: Any, targets: torch.Tensor, vgg: VGG16, opts: ContinuityOpt
     projections, lpips, mse = [], [], []
     for i, target in enumerate(targets):
         print(f"  projecting real image {i + 1}/{len(targets)} ({opts.proj_steps} steps)", flush=True)
-        result = project(G, target, vgg, ProjectionOptions(num_steps=opts.proj_steps, seed=opts.seed + i), device)
+        progress = ProgressBar(opts.proj_steps, label="steps", stream=sys.stdout, log_interval=10.0)  # no long silence
+        result = project(G, target, vgg, ProjectionOptions(num_steps=opts.proj_steps, seed=opts.seed + i), device,
+                         on_step=lambda step, dist, loss: progress.set(step + 1))
         with torch.no_grad():
             img = G.synthesis(result.ws().to(device), noise_mode="const")
         proj = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu()

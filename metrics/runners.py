@@ -16,6 +16,7 @@ from metrics import detectors
 from metrics.features import Detector, MetricOptions, compute_generator_stats
 from metrics.shared_features import dataset_stats, generator_stats
 from metrics.frechet_distance import frechet_distance
+from metrics.inception import NO_CLASSIFIER
 from metrics.inception_score import inception_score
 from metrics.kernel_inception_distance import kernel_inception_distance
 from metrics.perceptual_path_length import compute_ppl
@@ -49,8 +50,8 @@ def inception_features(opts: MetricOptions) -> Detector:
 
 def inception_probs(opts: MetricOptions) -> Detector:
     net = detectors.get_inception(opts.device, opts.inception)
-    if net.output is None:  # say so before generating 50k images
-        net(torch.zeros(1, 3, 1, 1), return_features=False)
+    if net.output is None:  # say so (one line) before generating 50k images
+        raise ValueError(NO_CLASSIFIER)
     name = f"inception-{_stem(detectors.inception_source(opts.inception))}-probs"
     return Detector(name, lambda img: net(img, return_features=False, no_output_bias=True))
 
@@ -67,7 +68,7 @@ def fid(opts: MetricOptions, max_real: int | None, num_gen: int, detector: Detec
     gen = generator_stats(opts, detector, INCEPTION_FEATURES, num_gen, capture_mean_cov=True)
     if opts.rank != 0:
         return {"": float("nan")}
-    return {"": frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov())}
+    return {"": frechet_distance(*gen.get_mean_cov(), *real.get_mean_cov(), verbose=opts.verbose)}
 
 
 def kid(opts: MetricOptions, max_real: int | None, num_gen: int, num_subsets: int = 100,

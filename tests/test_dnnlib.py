@@ -244,6 +244,13 @@ def test_progress_bar_lines_on_a_log_stream():
     bar.close()
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("1/4 images") and lines[-1].startswith("4/4 images (100.0%)")
+    assert [line.split()[0] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]  # the last line once, not twice
+    stream.truncate(0)
+    stream.seek(0)
+    bar = ProgressBar(total=5, label="images", stream=stream, log_interval=0.0)
+    bar.set(5)
+    bar.close()
+    assert [line.split()[0] for line in stream.getvalue().splitlines()] == ["5/5"]
     assert all("ETA" in line for line in lines) and "\r" not in stream.getvalue()
     open_ended = ProgressBar(total=None, stream=stream)
     open_ended.update(3)

@@ -97,6 +97,7 @@ def test_report_files_for_two_networks(two_networks, tmp_path, monkeypatch):
     # Fig. 1 layout: 4 frames of 64 px (32 px enlarged) plus half a thumbnail; one block per network.
     assert Image.open(tmp_path / "interpolation.png").size == (4 * 64 + 32, 2 * (14 + 64 + 4 + 32 + 14 + 8))
     assert Image.open(tmp_path / "inversion.png").size == (3 * 64, 14 + 2 * 64)  # target | ada | fakeclr
+    assert result.output.count("3/3 steps (100.0%)") == 4  # each projection reports its steps (2 images x 2 networks)
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -118,3 +119,17 @@ def test_report_rejects_data_of_another_resolution(two_networks, tmp_path):
     result = CliRunner().invoke(latent_continuity.main, [f"--network={root / 'a.pkl'}", f"--data={data}",
                                                          f"--outdir={tmp_path / 'o'}"])
     assert result.exit_code == 1 and "images are 16 px" in result.output and "makes 32 px" in result.output
+
+
+def test_vgg16_option_and_outdir_are_checked_before_any_measurement(two_networks, tmp_path, monkeypatch):
+    root, data = two_networks
+    asked = []
+    monkeypatch.setattr(detectors, "get_vgg16", lambda device=None, source=None: asked.append(source) or random_vgg16())
+    (tmp_path / "file").write_text("in the way")
+    base = [f"--network={root / 'a.pkl'}", f"--data={data}", "--pairs=1", "--steps=2", "--ppl-samples=0",
+            "--invert=0", "--device=cpu"]
+    result = CliRunner().invoke(latent_continuity.main, [*base, f"--outdir={tmp_path / 'file'}"])
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: --outdir={tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a directory; choose another --outdir"]
+    result = CliRunner().invoke(latent_continuity.main, [*base, f"--outdir={tmp_path / 'o'}", "--vgg16=mine.pkl"])
+    assert result.exit_code == 0 and asked == ["mine.pkl"], result.output

@@ -71,6 +71,23 @@ def test_fid_pipeline_caches_real_statistics(embedded_dataset_dir, colour_detect
     assert colour_detector.images_seen == 20 + 338 + 20  # other options, other cache entry (x-flips double the set)
 
 
+def test_the_real_set_cache_ignores_how_the_path_is_typed_and_kid_reuses_a_shared_pass(
+        embedded_dataset_dir, colour_detector, monkeypatch, capsys):
+    monkeypatch.chdir(embedded_dataset_dir.parent)
+    relative = dict(path=embedded_dataset_dir.name)
+    list(metric_main.calc_metrics(["fid20_full", "kid20_full"], small_generator(), relative, batch_size=32,
+                                  progress=False))
+    assert colour_detector.images_seen == 169 + 20  # one shared pass of each
+    colour_detector.images_seen = 0
+    absolute = dict(path=str(embedded_dataset_dir) + "/")  # absolute, and a trailing slash
+    metric_main.calc_metric("kid20_full", small_generator(), absolute, batch_size=32, progress=False)
+    assert colour_detector.images_seen == 20  # the reals came from the fid+kid pass's cache
+    metric_main.calc_metric("fid20_full", small_generator(), relative, batch_size=32, progress=True)
+    assert colour_detector.images_seen == 40
+    assert "FID: square root of the 48x48 covariance product" in capsys.readouterr().out  # no silent step
+    assert len(glob.glob(util.make_cache_dir_path("gan-metrics", "emoji-smileys-toy-colour-*.npz"))) == 1
+
+
 def test_cache_disabled_writes_nothing(embedded_dataset_dir, colour_detector):
     before = set(glob.glob(util.make_cache_dir_path("gan-metrics", "*")))
     metric_main.calc_metric("kid10", small_generator(), dict(path=str(embedded_dataset_dir)), batch_size=16,

@@ -103,3 +103,27 @@ def test_projector_option_errors(tmp_path):
         result = CliRunner().invoke(projector.main, [*args, f"--outdir={tmp_path / 'out'}"])
         assert result.exit_code == 1 and result.output.startswith(f"Error: {option}") and message in result.output
         assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_outdir_and_vgg16_are_checked_before_the_optimisation(tmp_path, monkeypatch):
+    pkl = tmp_path / "net.pkl"
+    save_tiny_generator(pkl, res=16)
+    Image.fromarray(np.zeros([16, 16, 3], dtype=np.uint8)).save(tmp_path / "t.png")
+    (tmp_path / "file").write_text("in the way")
+    (tmp_path / "text.pkl").write_text("not weights")
+    asked = []
+    monkeypatch.setattr(detectors, "get_vgg16", lambda device=None, source=None: asked.append(source) or random_vgg16())
+    base = [f"--network={pkl}", f"--target={tmp_path / 't.png'}", "--num-steps=2", "--save-video=false"]
+    result = CliRunner().invoke(projector.main, [*base, f"--outdir={tmp_path / 'file'}"])
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: --outdir={tmp_path / 'file'}: {tmp_path / 'file'} is a file, not a directory; choose another --outdir"]
+    assert asked == []  # nothing loaded, nothing optimised
+    result = CliRunner().invoke(projector.main, [*base, f"--outdir={tmp_path / 'out'}", "--vgg16=mine.pkl"])
+    assert result.exit_code == 0 and asked == ["mine.pkl"], result.output
+    monkeypatch.undo()
+    for bad, message in ((tmp_path / "missing.pkl", "no such file"), (tmp_path / "text.pkl", "not a weight file")):
+        result = CliRunner().invoke(projector.main, [*base, f"--outdir={tmp_path / 'out2'}", f"--vgg16={bad}"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].startswith(f"Error: VGG16: {bad}: {message}"), result.output
+        assert not (tmp_path / "out2").exists()

@@ -33,8 +33,8 @@ def _bad_cases(tmp_path):
     return [
         # (extra options, option the message must name)
         (["--batch=6"], "--batch=6"),                                   # per-GPU chunk not divisible by mbstd group 4
-        (["--batch=12", "--gpus=2"], "--batch=12"),                     # 6 per GPU, group 4
-        (["--batch=9", "--gpus=2"], "--batch=9"),                       # does not split over 2 GPUs
+        (["--batch=12", "--gpus=2", "--cpu-procs=True"], "--batch=12"),  # 6 per process, group 4
+        (["--batch=9", "--gpus=2", "--cpu-procs=True"], "--batch=9"),    # does not split over 2 processes
         (["--gpus=3"], "--gpus=3"),
         (["--cond=True"], "--cond"),                                    # unlabelled dataset
         (["--resume=ffhq9999"], "--resume=ffhq9999"),                   # unknown preset name
@@ -142,3 +142,41 @@ def test_home_is_expanded_and_the_start_block_names_the_device(tmp_path, emoji_z
     result = invoke("--outdir=~/runs", "--data=~/emoji32.zip", "--cfg=tiny", "--gpus=2", "--cpu-procs=True", "-n")
     assert result.exit_code == 0, result.output
     assert re.search(r"^Device: +CPU, 2 processes x \d+ threads?$", result.output, re.MULTILINE), result.output
+
+
+def test_an_unreachable_resume_url_or_preset_is_one_line_before_any_run_dir(tmp_path, emoji_zip, monkeypatch):
+    from training.config import RESUME_SPECS
+
+    refused = "http://127.0.0.1:9/ffhq-res256.pkl"  # port 9 (discard) is closed: refused at once, as offline
+    monkeypatch.setitem(RESUME_SPECS, "ffhq256", refused)
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached
+    outdir = tmp_path / "runs"
+    for resume in ("ffhq256", refused):
+        for dry in ([], ["-n"]):
+            result = invoke(f"--outdir={outdir}", f"--data={emoji_zip}", "--cfg=tiny", "--metrics=none",
+                            f"--resume={resume}", *dry)
+            errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+            assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+            assert errors == [f"Error: --resume={resume}: cannot download {refused} (ConnectionError); on a machine "
+                              f"without network, download it elsewhere and give its local path with --resume=PATH"]
+            assert not outdir.exists()
+
+
+def test_too_many_gpus_is_the_only_line_and_a_cpu_run_counts_processes(tmp_path, emoji_zip):
+    if _cuda_count() >= 2:
+        return
+    result = invoke(f"--outdir={tmp_path}", f"--data={emoji_zip}", "--cfg=tiny", "--method=fakeclr", "--gpus=2")
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: --gpus=2: this machine has {_cuda_count()} GPU(s); use --gpus=1, or --cpu-procs=True to run 2 "
+        f"CPU processes"]
+    result = invoke(f"--outdir={tmp_path}", f"--data={emoji_zip}", "--cfg=tiny", "--metrics=none", "-n")
+    if _cuda_count() == 0:
+        assert "Processes:           1\nDevice:              CPU" in result.output and "Number of GPUs" not in result.output
+
+
+def test_fqs_help_states_the_default_the_code_uses():
+    from training.contrastive.presets import default_queue_schedule
+
+    text = " ".join(invoke("--help").output.split())
+    assert "FakeCLR max(5% of the data x2 with --mirror, 4 x --batch)" in text
+    assert default_queue_schedule(dataset_size=100, mirror=True, batch=64)[0] == 256  # 4 x batch beats 5 % x 2 = 10

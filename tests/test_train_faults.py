@@ -206,9 +206,10 @@ def test_a_long_tick_prints_progress_and_the_status_line_an_eta(tmp_path, emoji_
     run_loop(opts)
     out = capsys.readouterr().out
     progress = [line for line in out.splitlines() if line.startswith("... kimg")]
-    # Tick 0 ends after step 1; steps 2 and 3 are inside tick 1 (ending at 1.008 kimg); step 4 ends the run.
-    assert [line.split(",")[0] for line in progress] == ["... kimg 0.016 (tick 1 ends at 1.008)",
-                                                         "... kimg 0.024 (tick 1 ends at 1.008)"], out
+    # Tick 0 ends after step 1; steps 2 and 3 are inside tick 1 (1.008 kimg long, cut by --kimg to 0.032); step 4
+    # ends the run.
+    assert [line.split(",")[0] for line in progress] == ["... kimg 0.016 (tick 1 ends at 0.032)",
+                                                         "... kimg 0.024 (tick 1 ends at 0.032)"], out
     assert all(re.search(r", [0-9.]+ img/s$", line) and float(line.split(", ")[-1].split()[0]) > 0 for line in progress)
     first, last = status_lines(out)
     assert re.search(r" eta (\d+[smhd] ?)+$", first) and first.split(" eta ")[1] != "0s", first

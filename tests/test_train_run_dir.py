@@ -114,3 +114,61 @@ def test_runs_saved_before_newer_method_fields_still_compare_equal():
     older_2c = {k: v for k, v in contragan.items() if k != "contragan_mode"}
     assert MethodOptions.from_dict(older_2c).contragan_mode == "projection"
     assert "contragan_mode" in first_difference({"method_kwargs": older_2c}, {"method_kwargs": contragan})
+
+
+def test_a_taken_whole_kimg_name_gives_the_exact_name_and_nothing_is_overwritten(tmp_path):
+    # A 6-kimg run continued with --kimg=6.2: 000006 is taken by the 6.016-kimg snapshot.
+    assert rundir.free_tick_label(str(tmp_path), 6016, kimg_per_tick=4) == "000006"
+    (tmp_path / "network-snapshot-000006.pkl").write_bytes(b"6016")
+    (tmp_path / "fakes000006.png").write_bytes(b"grid")
+    assert rundir.free_tick_label(str(tmp_path), 6208, kimg_per_tick=4) == "000006.208"
+    (tmp_path / "network-snapshot-000006.208.pkl").write_bytes(b"6208")
+    assert [p.split("/")[-1] for p in rundir.list_snapshots(str(tmp_path))] == [
+        "network-snapshot-000006.pkl", "network-snapshot-000006.208.pkl"]
+    assert rundir.newest_snapshot(str(tmp_path)).endswith("000006.208.pkl")
+    # A grid alone (no snapshot that tick) also takes the name, so grid and snapshot of one tick stay paired.
+    (tmp_path / "fakes000007.png").write_bytes(b"grid")
+    assert rundir.free_tick_label(str(tmp_path), 7040, kimg_per_tick=4) == "000007.040"
+    with pytest.raises(rundir.RunWriteError, match=r"network-snapshot-000006\.208\.pkl: a snapshot of 6208 images "
+                                                   r"already exists and is kept; continue from the newest snapshot"):
+        rundir.free_tick_label(str(tmp_path), 6208, kimg_per_tick=4)
+    # A grid without its snapshot (a tick killed while writing, redone after the restart) is replaced.
+    (tmp_path / "fakes000000.008.png").write_bytes(b"orphan")
+    assert rundir.free_tick_label(str(tmp_path), 8, kimg_per_tick=0.008) == "000000.008"
+    assert (tmp_path / "network-snapshot-000006.pkl").read_bytes() == b"6016"
+
+
+def test_compare_scripts_read_exact_snapshot_names_with_the_run_dir_parser(monkeypatch):
+    monkeypatch.syspath_prepend("scripts")
+    from compare import state
+    from compare.scores import snapshot_kimg_from_name
+    from training import network_pickle
+
+    monkeypatch.setattr(network_pickle, "load_network_pkl", lambda path: {})  # an upstream pickle: no resume_state
+    assert state.load_snapshot("r/network-snapshot-000000.064.pkl")[0] == 64  # was 64,000
+    assert state.load_snapshot("r/network-snapshot-000003.pkl")[0] == 3000
+    assert snapshot_kimg_from_name("r/network-snapshot-000000.064.pkl") == 0.064  # was 64 (read as whole kimg)
+    assert snapshot_kimg_from_name("r/network-snapshot-000012.pkl") == 12.0
+
+
+def test_a_method_change_is_blamed_on_method_not_on_its_consequences():
+    from training.contrastive.presets import resolve_method
+
+    ada = resolve_method("ada", dataset_size=169, mirror=True, batch=8).to_dict()
+    fakeclr = resolve_method("fakeclr", dataset_size=169, mirror=True, batch=8).to_dict()
+    assert ada["ada_linear"] != fakeclr["ada_linear"]  # sorts before "method": it used to be named
+    diff = first_difference(_opts(method_kwargs=ada), _opts(method_kwargs=fakeclr))
+    assert diff == "--method (method_kwargs.method: 'ada' there, 'fakeclr' here)"
+
+
+def test_the_benchmarks_final_snapshot_is_the_newest_by_images(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend("scripts")
+    from compare import bench_results
+
+    run = tmp_path / "cell" / "00000-run"
+    run.mkdir(parents=True)
+    for name in ("network-snapshot-000006.pkl", "network-snapshot-000006.208.pkl", "network-snapshot-000004.pkl"):
+        (run / name).write_bytes(b"x")
+    results = {"runs": {"d/ada/seed0": {"local_dir": "cell", "run_dirs": ["00000-run"]}}}
+    final = bench_results.final_snapshot(results, str(tmp_path), "d", "ada", 0)
+    assert final == str(run / "network-snapshot-000006.208.pkl")  # text order would pick 000006.pkl

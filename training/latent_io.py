@@ -31,6 +31,28 @@ def output_errors(option: str = "--outdir") -> Iterator[None]:
                                    "permissions and the free disk space") from None
 
 
+def check_outdir(outdir: str) -> None:
+    """--outdir is (or can become) a writable directory: checked before minutes of optimisation, not after."""
+    from training.config import ConfigError
+    from training.preflight import check_outdir as check_writable_outdir
+
+    try:
+        check_writable_outdir(outdir)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def load_vgg16(device: torch.device, source: str | None) -> Any:
+    """The VGG16/LPIPS detector (--vgg16, else $FAKECLR_VGG16, else the installed weights), or one line saying
+    how to get the weights."""
+    from metrics import detectors
+
+    try:
+        return detectors.get_vgg16(device, source)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise click.ClickException(f"VGG16: {err}") from None
+
+
 def pick_device(name: str | None = None) -> torch.device:
     """--device=cpu|cuda, or CUDA when available."""
     if name is None:
@@ -44,7 +66,7 @@ def load_generator(network_pkl: str, device: torch.device, option: str = "--netw
     """G_ema of a snapshot (ours or upstream's), in eval mode without gradients, on the device."""
     from training.network_pickle import NetworkPickleError, load_network_pkl  # heavy import kept out of --help
 
-    if not util.is_url(network_pkl) and not os.path.isfile(network_pkl):
+    if not util.is_url(network_pkl) and not os.path.exists(network_pkl):
         raise click.ClickException(f"{option}={network_pkl}: no such file; give a network-snapshot-*.pkl")
     try:
         G = load_network_pkl(network_pkl)["G_ema"]

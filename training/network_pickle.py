@@ -34,7 +34,7 @@ import torch
 import dnnlib
 from dnnlib import util
 from torch_utils import persistence, storage_records
-from training import network_safetensors, snapshot_digest
+from training import network_safetensors, snapshot_digest, wrong_network_input
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -181,6 +181,8 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     that is wrong with it.
     """
     source, data = _read_bytes(path_or_url_or_file)
+    if data[:4] == ZIP_MAGIC and (not_a_network := wrong_network_input.zip_without_network(data, source)):
+        raise NetworkPickleError(not_a_network)  # a dataset zip given as the network, say so
     try:
         snapshot_digest.verify(data, source)
         if source.endswith(network_safetensors.SUFFIX) or network_safetensors.looks_like_safetensors(data):
@@ -207,6 +209,8 @@ def _read_bytes(path_or_url_or_file: Any) -> tuple[str, bytes]:
     if not isinstance(path_or_url_or_file, (str, os.PathLike)):
         raise TypeError(f"load_network_pkl: expected a path, URL or binary file, got {type(path_or_url_or_file).__name__}")
     source = os.fspath(path_or_url_or_file)
+    if not util.is_url(source, allow_file_urls=True) and os.path.isdir(source):
+        raise NetworkPickleError(wrong_network_input.directory_message(source))
     if not util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
         raise FileNotFoundError(f"{source}: no such network pickle; check the path or URL")
     try:

@@ -103,6 +103,20 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def fetch_resume_url(option_value: str, url: str) -> str:
+    """Download a --resume URL (or preset) into the download cache now, before any run directory exists, so
+    an offline machine gets one line instead of a half-made run; `-n` checks the same way. Returns the path."""
+    from dnnlib import util
+
+    try:
+        cached = util.open_url(url, return_filename=True, num_attempts=1, verbose=False)
+    except (OSError, ValueError) as err:
+        reason = str(err).split(" (", 1)[-1].split(":", 1)[0] if " (" in str(err) else type(err).__name__
+        raise ConfigError(f"--resume={option_value}: cannot download {url} ({reason}); on a machine without "
+                          f"network, download it elsewhere and give its local path with --resume=PATH") from None
+    return cached
+
+
 def check_resume_pickle(pkl: str, info: DatasetInfo, cond: bool) -> dict:
     """Open the resume pickle with the safe loader; its networks must fit the dataset. Returns its contents."""
     data = _load_resume_pickle(pkl)

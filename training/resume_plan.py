@@ -171,6 +171,8 @@ def first_difference(previous: Optional[dict], opts: dict) -> Optional[str]:
     except ConfigError:
         return "training_options.json (a damaged transfer setting)"
     previous, current = comparable_options(previous), comparable_options(current)
+    if _lookup(previous, "method_kwargs.method") != _lookup(current, "method_kwargs.method"):
+        return _option_for("method_kwargs.method", previous, current)  # not the first of its many consequences
     for key in EXACT_RESUME_KEYS:
         path = _first_differing_path(previous.get(key), current.get(key), key)
         if path is not None:

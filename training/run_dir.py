@@ -1,10 +1,11 @@
 """The files of one run directory: snapshot and grid names, the newest snapshot, stale temp files.
 
 Snapshot names keep upstream's `network-snapshot-<kimg:06d>.pkl` (the whole kimg, rounded down)
-when ticks are 1 kimg or longer: two snapshots are then at least 1 kimg apart and never share a
-name. With shorter ticks the kimg gets three decimals, `network-snapshot-000000.064.pkl` (the exact
-image count), in every name of the run, so the names still sort in training order. Everything here
-reads both forms and orders snapshots by the image count, never by the text.
+when ticks are 1 kimg or longer and no file of the run has that name yet. With shorter ticks the kimg
+gets three decimals, `network-snapshot-000000.064.pkl` (the exact image count), in every name of the
+run, so the names still sort in training order; so does a snapshot whose whole kimg is taken (a run
+continued with `--kimg=6.2` after a 6-kimg end, a last tick shorter than 1 kimg). A snapshot is never
+overwritten. Everything here reads both forms and orders snapshots by the image count, never by the text.
 """
 
 from __future__ import annotations
@@ -32,16 +33,40 @@ def kimg_label(nimg: int, kimg_per_tick: float) -> str:
 
 
 def snapshot_name(nimg: int, kimg_per_tick: float) -> str:
-    return f"network-snapshot-{kimg_label(nimg, kimg_per_tick)}.pkl"
+    return snapshot_file(kimg_label(nimg, kimg_per_tick))
 
 
 def fakes_grid_name(nimg: int, kimg_per_tick: float) -> str:
-    return f"fakes{kimg_label(nimg, kimg_per_tick)}.png"
+    return fakes_grid_file(kimg_label(nimg, kimg_per_tick))
+
+
+def snapshot_file(label: str) -> str:
+    return f"network-snapshot-{label}.pkl"
+
+
+def fakes_grid_file(label: str) -> str:
+    return f"fakes{label}.png"
+
+
+def free_tick_label(run_dir: str, nimg: int, kimg_per_tick: float) -> str:
+    """The label of this tick's snapshot and fakes grid: the usual one (kimg_label) unless a file of the run
+    already has it, then the exact image count. An existing snapshot is never overwritten (RunWriteError); a
+    grid alone with the exact label is the orphan of a killed tick that training now redoes, and is replaced."""
+    exact = kimg_label(nimg, 0)
+    for label in dict.fromkeys((kimg_label(nimg, kimg_per_tick), exact)):
+        names = (snapshot_file(label), fakes_grid_file(label))
+        if not any(os.path.lexists(os.path.join(run_dir, name)) for name in names):
+            return label
+    taken = os.path.join(run_dir, snapshot_file(exact))
+    if not os.path.lexists(taken):
+        return exact
+    raise RunWriteError(f"{taken}: a snapshot of {nimg} images already exists and is kept; continue from "
+                        f"the newest snapshot (--resume=latest) or train into another --outdir")
 
 
 def snapshot_nimg(path: str) -> Optional[int]:
     """The image count a snapshot name encodes (whole kimg rounded down in upstream's form), or None for
-    any other file."""
+    any other file. The one parser of snapshot names: everything that reads them calls this."""
     match = _SNAPSHOT_RE.match(os.path.basename(path))
     if match is None:
         return None

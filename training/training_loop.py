@@ -444,17 +444,24 @@ class Trainer:
         image_due = o.image_snapshot_ticks is not None and (done or self.cur_tick % o.image_snapshot_ticks == 0)
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
         with _isolated_rng(self.device):
+            label = self.tick_label() if (image_due or snapshot_due) and self.run_dir is not None else None
             if image_due and self.rank == 0 and self.run_dir is not None:
-                self.write_fakes_grid(rundir.fakes_grid_name(self.cur_nimg, o.kimg_per_tick))
+                self.write_fakes_grid(rundir.fakes_grid_file(label))
             snapshot_pkl = None
             if o.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
-                snapshot_pkl, snapshot_G_ema = self.save_snapshot()
+                snapshot_pkl, snapshot_G_ema = self.save_snapshot(label)
                 self.evaluate_metrics(snapshot_pkl, snapshot_G_ema)
         self.write_stats(tick_end_time)
         self.cur_tick += 1
         self.tick_start_nimg = self.cur_nimg
         self.tick_start_time = time.time()
         self.maintenance_time = self.tick_start_time - tick_end_time
+
+    def tick_label(self) -> str:
+        """This tick's snapshot/grid label; rank 0 alone writes, so it alone looks at the run's files."""
+        if self.rank != 0:
+            return rundir.kimg_label(self.cur_nimg, self.o.kimg_per_tick)
+        return rundir.free_tick_label(self.run_dir, self.cur_nimg, self.o.kimg_per_tick)
 
     def print_progress_if_quiet(self) -> None:
         """Within a long tick, a short line at least every `progress_sec` seconds (rank 0)."""
@@ -463,7 +470,7 @@ class Trainer:
             return
         self.last_output_time = now
         img_per_sec = (self.cur_nimg - self.tick_start_nimg) / max(now - self.tick_start_time, 1e-8)
-        tick_end = (self.tick_start_nimg + self.o.kimg_per_tick * 1000) / 1000
+        tick_end = min(self.tick_start_nimg / 1000 + self.o.kimg_per_tick, self.o.total_kimg)  # the last tick is cut
         print(f"... kimg {self.cur_nimg / 1000:.3f} (tick {self.cur_tick} ends at {tick_end:.3f}), "
               f"{img_per_sec:.1f} img/s", flush=True)
 
@@ -509,8 +516,8 @@ class Trainer:
         with rundir.reporting_write_errors(path):
             image_grid.save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid=self.grid_size)
 
-    def save_snapshot(self) -> tuple[str, torch.nn.Module]:
-        """network-snapshot-<kimg>.pkl with the networks and everything an exact resume needs."""
+    def save_snapshot(self, label: str) -> tuple[str, torch.nn.Module]:
+        """network-snapshot-<label>.pkl with the networks and everything an exact resume needs."""
         o = self.o
         if self.num_gpus > 1:
             for module in (self.G, self.D, self.G_ema, *self.hook_modules().values()):
@@ -520,7 +527,7 @@ class Trainer:
             module = getattr(self, name)
             snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
         state = self.resume_state()  # every rank's RNG is gathered into it
-        path = os.path.join(self.run_dir, rundir.snapshot_name(self.cur_nimg, o.kimg_per_tick))
+        path = os.path.join(self.run_dir, rundir.snapshot_file(label))
         if self.rank == 0:
             snapshot["resume_state"] = state
             with rundir.reporting_write_errors(path):

@@ -33,8 +33,19 @@ def write_report(results: dict, report_dir: str, outdir: str, log: Callable = pr
         draw_plot(series, os.path.join(report_dir, f"budget_curve-{run['dataset']}.png"),
                   title=f"Budget run: FID vs kimg, {run['dataset']}", ylabel="FID", xlabel="kimg",
                   colours={name: METHOD_COLOURS.get(run["method"], (0, 0, 0)) for name in series})
-    with atomic_write(os.path.join(report_dir, "results.md"), "w") as f:
-        f.write("\n".join(markdown(results, report_dir, datasets)) + "\n")
+    text = "\n".join(markdown(results, report_dir, datasets)) + "\n"
+    path = os.path.join(report_dir, "results.md")
+    if _read_or_none(path) != text:  # an unchanged report is not rewritten
+        with atomic_write(path, "w") as f:
+            f.write(text)
+
+
+def _read_or_none(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def methods_in(results: dict, runs: dict, dataset: Optional[str] = None) -> list[str]:

@@ -9,7 +9,6 @@ should be explainable). Run directories are NOT in it; they stay local.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any, Callable, Optional
@@ -20,6 +19,7 @@ from compare.presets import REPO, Settings
 from compare.scores import evaluator_name
 from compare.state import device_description, git_commit, now, read_results_json
 from dnnlib.util import atomic_write
+from training import run_dir as rundir
 
 VERSION = 1
 RESULTS_CONTAINERS = {"runs": dict, "expected": list}
@@ -43,7 +43,9 @@ def load(path: str, preset: str) -> dict:
 
 
 def save(path: str, results: dict) -> None:
-    """Write the file, first taking over what another harness recorded since we read it (newer entries win)."""
+    """Write the file, first taking over what another harness recorded since we read it (newer entries win).
+    A file whose content would not change is left alone, its `updated` time too (a tracked file stays clean)."""
+    disk = None
     if os.path.isfile(path):
         disk = read_results_json(path, RESULTS_CONTAINERS, fix=RESULTS_FIX)
         for key, run in disk.get("runs", {}).items():
@@ -51,10 +53,18 @@ def save(path: str, results: dict) -> None:
             if mine is None or run.get("recorded", "") > mine.get("recorded", ""):
                 results["runs"][key] = run
         merge_expected(results, disk.get("expected", []))
+        if _content(disk) == _content(results):
+            results["updated"] = disk.get("updated", results.get("updated"))
+            return
     results["updated"] = now()
     with atomic_write(path, "w") as f:
         json.dump(results, f, indent=2, allow_nan=True)
         f.write("\n")
+
+
+def _content(results: dict) -> str:
+    """Everything but the time of writing, comparable even with NaN scores (NaN != NaN as floats)."""
+    return json.dumps({k: v for k, v in results.items() if k != "updated"}, sort_keys=True, allow_nan=True)
 
 
 def portable_options(settings: Settings, evaluator: Callable) -> dict:
@@ -139,8 +149,8 @@ def final_snapshot(results: dict, outdir: str, dataset: str, method: str, seed: 
     cell = os.path.join(outdir, entry["local_dir"])
     found: list[str] = []
     for run_dir in entry.get("run_dirs", []):
-        found += glob.glob(os.path.join(cell, run_dir, "network-snapshot-*.pkl"))
-    return max(found, key=lambda p: (os.path.basename(p), p)) if found else None
+        found += rundir.list_snapshots(os.path.join(cell, run_dir))
+    return max(found, key=lambda p: (rundir.snapshot_nimg(p), p)) if found else None  # by images, not by text
 
 
 def expected_keys(datasets: list[str], methods: list[str], seeds: list[int]) -> list[str]:

@@ -14,9 +14,11 @@ converted once with dataset_tool.py into <outdir>/data/<name>-<resolution>.zip.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -55,7 +57,7 @@ class BenchmarkSpec:
 
 BENCHMARKS = {
     "cpu-bench": BenchmarkSpec(
-        datasets=("../shared/data/emoji-smileys", "../shared/data/emoji-food"), resolution=32, seeds=(0, 1, 2),
+        datasets=("datasets/emoji-smileys", "datasets/emoji-food"), resolution=32, seeds=(0, 1, 2),
         methods="ada,adalinear,insgen,fakeclr", results="examples/cpu-bench/results.json",
         curve=CurveSpec(dataset=0, method="adalinear", seed=0, kimg=60, tick=0.5, snap=2, score_every=4)),
 }
@@ -95,18 +97,11 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
     results = bench_results.load(results_path, preset)
     if plan.report_only:
         return finish(results_path, results, plan, outdir, log)
+    if plan.dry_run:  # "run nothing": the converted datasets go to a scratch folder, removed afterwards
+        with tempfile.TemporaryDirectory() as scratch:
+            return dry_run(spec, preset, plan, outdir, options, results, scratch)
     runs = planned_runs(spec, preset, plan, outdir, options)
-    if plan.stage == "bench":  # the table's full set of runs, so that missing ones show as pending
-        bench_results.merge_expected(results, bench_results.expected_keys(
-            sorted({r.settings.dataset_name for r in runs}), parse_methods(spec.methods) + sorted(
-                {r.method for r in runs} - set(parse_methods(spec.methods))), sorted({r.settings.seed for r in runs}
-                                                                                      | set(spec.seeds))))
-    if plan.dry_run:
-        for run in runs:
-            done = (results["runs"].get(run.key) or {}).get("status") == "done"
-            print(f"{run.key}: " + ("recorded, skipped" if done else display_command(train_command(run.settings,
-                                                                                               run.method))))
-        return results
+    expect_runs(spec, plan, runs, results)
     evaluator = evaluator or make_evaluator(runs[0].settings)
     jobs = pending_jobs(runs, results, results_path, evaluator, plan.harness_command, log)
     recorder = _recorder(results, results_path, {id(job): run for job, run in jobs}, log)
@@ -122,10 +117,33 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
     return results
 
 
-def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict) -> list[PlannedRun]:
-    """The runs of the stage, in the order they train: dataset by dataset, seed by seed, method by method."""
+def expect_runs(spec: BenchmarkSpec, plan: BenchOptions, runs: list[PlannedRun], results: dict) -> None:
+    if plan.stage == "bench":  # the table's full set of runs, so that missing ones show as pending
+        bench_results.merge_expected(results, bench_results.expected_keys(
+            sorted({r.settings.dataset_name for r in runs}), parse_methods(spec.methods) + sorted(
+                {r.method for r in runs} - set(parse_methods(spec.methods))), sorted({r.settings.seed for r in runs}
+                                                                                      | set(spec.seeds))))
+
+
+def dry_run(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict, results: dict,
+            scratch: str) -> dict:
+    """Print each planned run's train.py command (or that it is recorded); writes nothing."""
+    runs = planned_runs(spec, preset, plan, outdir, options, scratch=scratch)
+    expect_runs(spec, plan, runs, results)
+    for run in runs:
+        done = (results["runs"].get(run.key) or {}).get("status") == "done"
+        print(f"{run.key}: " + ("recorded, skipped" if done else display_command(train_command(run.settings,
+                                                                                           run.method))))
+    return results
+
+
+def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict,
+                 scratch: Optional[str] = None) -> list[PlannedRun]:
+    """The runs of the stage, in the order they train: dataset by dataset, seed by seed, method by method.
+    With `scratch` (a dry run) a dataset still to convert is converted there, and the commands name the
+    path in --outdir that a real run would use."""
     sources = plan.data or [os.path.join(REPO, path) for path in spec.datasets]
-    data = [prepare_dataset(source, spec.resolution, os.path.join(outdir, "data")) for source in sources]
+    data = [prepare_dataset(source, spec.resolution, os.path.join(outdir, "data"), scratch) for source in sources]
     options = {k: v for k, v in options.items() if k not in ("seed",)}
     if plan.stage == "curve":
         curve = spec.curve
@@ -137,11 +155,13 @@ def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: s
     return [run for path in data for seed in seeds for run in _cell_runs("bench", path, seed, methods, preset, outdir, options)]
 
 
-def _cell_runs(kind: str, data: str, seed: int, methods: list[str], preset: str, outdir: str,
+def _cell_runs(kind: str, data: tuple[str, str], seed: int, methods: list[str], preset: str, outdir: str,
                overrides: dict) -> list[PlannedRun]:
-    name = dataset_info(data)[0]
+    readable, shown = data
+    name = dataset_info(readable)[0]
     cell = os.path.join(outdir, kind if kind == "curve" else "bench", name, f"seed{seed}")
-    settings = resolve_settings(data, preset, cell, methods, **dict(overrides, seed=seed))
+    settings = resolve_settings(readable, preset, cell, methods, **dict(overrides, seed=seed))
+    settings = dataclasses.replace(settings, data=shown)
     return [PlannedRun(bench_results.run_key(kind, name, method, seed), kind, settings, method) for method in methods]
 
 
@@ -155,25 +175,27 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def prepare_dataset(source: str, resolution: int, data_dir: str) -> str:
-    """A zip at `resolution`: the source itself when it already is one, else a converted copy (made once)."""
+def prepare_dataset(source: str, resolution: int, data_dir: str, scratch: Optional[str] = None) -> tuple[str, str]:
+    """(path to read, path a run uses) of a zip at `resolution`: the source itself when it already is one, else a
+    converted copy in data_dir (made once); with `scratch`, one still to make is made there instead."""
     source = os.path.abspath(os.path.expanduser(source))
     name, _, current, _ = dataset_info(source)
     if current == resolution:
-        return source
+        return source, source
     dest = os.path.join(data_dir, f"{name}-{resolution}.zip")
     if os.path.isfile(dest):
-        return dest
-    os.makedirs(data_dir, exist_ok=True)
-    partial = dest + ".partial.zip"
+        return dest, dest
+    made = os.path.join(scratch or data_dir, os.path.basename(dest))
+    os.makedirs(os.path.dirname(made), exist_ok=True)
+    partial = made + ".partial.zip"
     result = subprocess.run([sys.executable, os.path.join(REPO, "dataset_tool.py"), f"--source={source}",
                              f"--dest={partial}", f"--resolution={resolution}x{resolution}"],
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise click.ClickException(f"--data={source}: dataset_tool.py could not convert it to {resolution} px: "
                                    f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
-    os.replace(partial, dest)
-    return dest
+    os.replace(partial, made)
+    return made, dest
 
 
 def pending_jobs(runs: list[PlannedRun], results: dict, results_path: str, evaluator: Callable, harness: str,

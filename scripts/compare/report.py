@@ -40,8 +40,15 @@ def report_methods(settings: Settings, state: dict) -> list[str]:
     return [m for m in settings.methods if m in state["methods"] and state["methods"][m].get("curve")]
 
 
+def score_labels(fid_name: str) -> tuple[str, str]:
+    """Column words for the scores: FID/KID, or colour-FID/colour-KID for `--evaluator=colour` (not FID)."""
+    prefix = fid_name[: fid_name.lower().find("fid")] if "fid" in fid_name.lower() else ""
+    return f"{prefix}FID", f"{prefix}KID"
+
+
 def write_markdown(settings: Settings, state: dict, path: str) -> None:
     fid_name, kid_name = state.get("metric_names", ["fid", "kid"])
+    F, K = score_labels(fid_name)
     methods = report_methods(settings, state)
     base = state["methods"].get(settings.baseline, {}) if settings.baseline in methods else {}
     base_final = (base.get("final") or {}).get("fid")
@@ -54,11 +61,12 @@ def write_markdown(settings: Settings, state: dict, path: str) -> None:
         f"Scores: `{fid_name}` / `{kid_name}`: {settings.num_gen} generated images against the full training set "
         f"({settings.dataset_size} images{', with x-flips' if settings.mirror else ''}"
         f"{'' if settings.eval_data is None else '; real set ' + short_path(settings.eval_data)}); lower is better. "
-        + ("FID with fewer than 50k fakes is biased upwards: compare methods with each other, not with papers."
+        + (f"{F} is the FID formula on 4x4 average colours, a pipeline check, not FID." if F != "FID" else
+           "FID with fewer than 50k fakes is biased upwards: compare methods with each other, not with papers."
            if settings.num_gen < 50000 else "Same protocol as the papers' tables."),
         "",
-        f"| Method | kimg | Final FID | Best FID (kimg) | Final KID ×10³ | Final FID vs {settings.baseline} "
-        f"| Best FID vs {settings.baseline} | Train time |",
+        f"| Method | kimg | Final {F} | Best {F} (kimg) | Final {K} ×10³ | Final {F} vs {settings.baseline} "
+        f"| Best {F} vs {settings.baseline} | Train time |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for method in methods:
@@ -71,11 +79,11 @@ def write_markdown(settings: Settings, state: dict, path: str) -> None:
             f"({format_number(best.get('kimg', 0))}) | {fmt(None if kid is None else kid * 1000)} "
             f"| {'—' if same else _improvement(base_final, final.get('fid'))} "
             f"| {'—' if same else _improvement(base_best, best.get('fid'))} | {train_time(r)} |")
-    lines += ["", f"Improvement vs {settings.baseline} = (FID_{settings.baseline} − FID_method) / FID_{settings.baseline}; "
-              "positive = better (lower FID).", ""]
+    lines += ["", f"Improvement vs {settings.baseline} = ({F}_{settings.baseline} − {F}_method) / {F}_{settings.baseline}; "
+              f"positive = better (lower {F}).", ""]
     kimgs = sorted({p["kimg"] for m in methods for p in state["methods"][m]["curve"]})
     if kimgs:
-        lines += ["## FID at every snapshot", "", "| kimg | " + " | ".join(methods) + " |",
+        lines += [f"## {F} at every snapshot", "", "| kimg | " + " | ".join(methods) + " |",
                   "|---|" + "---|" * len(methods)]
         for kimg in kimgs:
             cells = []
@@ -83,7 +91,7 @@ def write_markdown(settings: Settings, state: dict, path: str) -> None:
                 point = next((p for p in state["methods"][m]["curve"] if p["kimg"] == kimg), None)
                 cells.append(fmt(point["fid"]) if point else "")
             lines.append(f"| {format_number(kimg)} | " + " | ".join(cells) + " |")
-        lines += ["", "![FID vs kimg](fid_vs_kimg.png)", ""]
+        lines += ["", f"![{F} vs kimg](fid_vs_kimg.png)", ""]
     lines += ["## Settings", "",
               f"- Dataset: `{short_path(settings.data)}` ({settings.dataset_size} images, {settings.dataset_resolution} px)",
               f"- Training: `--cfg={settings.cfg}`"

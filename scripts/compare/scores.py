@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from typing import Any, Callable, Optional
 
 from compare.presets import Settings
 from compare.state import fingerprint, load_snapshot, method_record, now, rel, run_number, save_state, snapshots
 from dnnlib.util import format_time
+from training import run_dir as rundir
 
 
 class InceptionEvaluator:
@@ -151,9 +151,8 @@ def snapshots_to_score(settings: Settings, method: str) -> list[str]:
 
 
 def snapshot_kimg_from_name(path: str) -> float:
-    """network-snapshot-000012.pkl -> 12 (train.py names snapshots by whole kimg)."""
-    match = re.search(r"(\d+)\.pkl$", os.path.basename(path))
-    return float(match.group(1)) if match else 0.0
+    """network-snapshot-000012.pkl -> 12, network-snapshot-000000.064.pkl -> 0.064 (the one parser, run_dir's)."""
+    return (rundir.snapshot_nimg(path) or 0) / 1000
 
 
 def summarize_method(settings: Settings, record: dict) -> None:

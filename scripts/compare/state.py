@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import platform
-import re
 import subprocess
 from typing import Optional
 
@@ -15,6 +14,7 @@ import click
 
 from compare.presets import REPO, Settings, method_runs_dir
 from dnnlib.util import atomic_write
+from training import run_dir as rundir
 
 STATE_VERSION = 1
 
@@ -82,9 +82,7 @@ def save_state(state: dict, settings: Settings) -> None:
         f.write("\n")
 
 
-def run_number(path: str) -> int:
-    match = re.match(r"^(\d+)-", os.path.basename(path))
-    return int(match.group(1)) if match else -1
+run_number = rundir.run_number  # one parser of run directory names
 
 
 def run_dirs(settings: Settings, method: str) -> list[str]:
@@ -93,8 +91,8 @@ def run_dirs(settings: Settings, method: str) -> list[str]:
 
 
 def snapshots(settings: Settings, method: str) -> list[str]:
-    """Every snapshot of the method, oldest run first, then by name."""
-    return [path for run in run_dirs(settings, method) for path in sorted(glob.glob(os.path.join(run, "network-snapshot-*.pkl")))]
+    """Every snapshot of the method, oldest run first, then in training order."""
+    return [path for run in run_dirs(settings, method) for path in rundir.list_snapshots(run)]
 
 
 def fingerprint(path: str) -> list[int]:
@@ -109,9 +107,8 @@ def load_snapshot(path: str) -> tuple[int, dict]:
     data = load_network_pkl(path)
     state = data.get("resume_state") or {}
     nimg = state.get("cur_nimg")
-    if nimg is None:  # not one of our snapshots: fall back on the kimg in the name
-        match = re.search(r"(\d+)\.pkl$", path)
-        nimg = int(match.group(1)) * 1000 if match else 0
+    if nimg is None:  # not one of our snapshots: fall back on the image count in the name
+        nimg = rundir.snapshot_nimg(path) or 0
     return int(nimg), data
 
 

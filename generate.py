@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dnnlib import cli_errors, util
+from torch_utils import load_budget
 from training.latent_io import pick_device, save_png, to_uint8_hwc
 
 NOISE_MODES = ("const", "random", "none")
@@ -51,17 +52,30 @@ def tile_grid(images: np.ndarray) -> np.ndarray:
 
 
 def load_projected_w(path: str, G: Any) -> torch.Tensor:
+    """'w' [N, num_ws, w_dim] of a projector .npz; shape, frame count and size checked before the data is read."""
     if not os.path.isfile(path):
         raise click.BadParameter(f"{path}: no such file", param_hint="--projected-w")
+    frames = load_budget.MAX_PROJECTED_FRAMES
+    needs = f"[N, {G.num_ws}, {G.w_dim}] with 1 <= N <= {frames}"
+
+    def check_shape(shape: tuple) -> str | None:
+        fits = len(shape) == 3 and tuple(shape[1:]) == (G.num_ws, G.w_dim) and 1 <= shape[0] <= frames
+        return None if fits else f"this network needs {needs}"
+
     try:
-        with np.load(path, allow_pickle=False) as data:
-            ws = torch.from_numpy(data["w"]).float()
-    except (KeyError, ValueError, OSError) as err:
-        raise click.BadParameter(f"{path}: expected an .npz with array 'w' [N, {G.num_ws}, {G.w_dim}] ({err})",
+        arrays = load_budget.read_npz(path, path, load_budget.MAX_PROJECTED_W_BYTES, expected_shapes={"w": check_shape})
+        ws = torch.from_numpy(arrays["w"]).float()
+    except (load_budget.OverBudget, OSError) as err:
+        raise click.BadParameter(load_budget.first_line(err), param_hint="--projected-w") from None
+    except (KeyError, TypeError) as err:
+        raise click.BadParameter(f"{path}: expected an .npz with array 'w' {needs} ({type(err).__name__}: {err})",
                                  param_hint="--projected-w") from None
     if ws.ndim != 3 or tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
-        raise click.BadParameter(f"{path}: 'w' has shape {tuple(ws.shape)}, this network needs [N, {G.num_ws}, "
-                                 f"{G.w_dim}]", param_hint="--projected-w")
+        raise click.BadParameter(f"{path}: 'w' has shape {tuple(ws.shape)}, this network needs {needs}",
+                                 param_hint="--projected-w")
+    if not torch.isfinite(ws).all():
+        raise click.BadParameter(f"{path}: 'w' holds NaN or infinite values; project the image again",
+                                 param_hint="--projected-w")
     return ws
 
 

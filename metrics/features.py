@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dnnlib import util
-from metrics.feature_stats import FeatureStats
+from metrics.feature_stats import FeatureStats, InvalidCache
 from dnnlib.progress import ProgressBar
 
 DEFAULT_DATASET_CLASS = "training.dataset.ImageFolderDataset"
@@ -125,7 +125,10 @@ def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float
     if opts.cache:
         cache_file = stats_cache_path(opts.dataset_kwargs, dataset, detector, dict(stats_kwargs, max_items=max_items))
         if _cache_exists(cache_file, opts):
-            return FeatureStats.load(cache_file)
+            try:
+                return FeatureStats.load(cache_file, expected_items=num_items)
+            except InvalidCache as error:  # never used as-is: computed again below and rewritten atomically
+                print(f"note: rebuilding the stats cache: {error}", flush=True)
 
     stats = FeatureStats(max_items=num_items, **stats_kwargs)
     progress = ProgressBar(num_items, label="dataset features", stream=sys.stdout, log_interval=5.0, enabled=opts.verbose)

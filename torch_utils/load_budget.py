@@ -148,6 +148,20 @@ def check_zip_archive(archive: zipfile.ZipFile, limit: int, what: str) -> None:
             raise refuse(what, f"its members unpack to more than {limit} bytes in all")
 
 
+def check_image_zip(archive: zipfile.ZipFile, what: str, labels_name: str = "dataset.json") -> None:
+    """A dataset zip: the labels file within the JSON budget, every other member within one image's budget."""
+    for info in archive.infolist():
+        check_zip_member(info, MAX_JSON_BYTES if info.filename == labels_name else MAX_IMAGE_FILE_BYTES, what)
+
+
+def read_json(source: str | BinaryIO, what: str) -> Any:
+    """A JSON side file (labels, options, results) from a path or an open binary stream, at most MAX_JSON_BYTES."""
+    import json  # local: only the side-file readers need it
+    data = read_file(source, MAX_JSON_BYTES, what) if isinstance(source, str) else \
+        read_stream(source, MAX_JSON_BYTES, what)
+    return json.loads(data)
+
+
 # ----------------------------------------------------------------------------
 # Pickles.
 

@@ -19,6 +19,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import load_budget
 
 # Few-shot datasets at most this large are decoded once and kept in RAM (10k images at 256 px is ~2 GB for RGB).
 RAM_CACHE_MAX_IMAGES = 10_000
@@ -230,6 +231,7 @@ class ImageFolderDataset(Dataset):
                 for f in files:
                     names.append(os.path.relpath(os.path.join(root, f), self._path).replace(os.sep, "/"))
         else:
+            load_budget.check_image_zip(self._get_zipfile(), self._path, LABELS_FILE)  # bombs refused unread
             names = self._get_zipfile().namelist()
         images = sorted(n for n in names if os.path.splitext(n)[1].lower() in extensions)
         if not images:
@@ -332,7 +334,7 @@ class ImageFolderDataset(Dataset):
         where = f"{self._path}/{LABELS_FILE}"
         try:
             with self._open_file(LABELS_FILE) as f:
-                meta = json.load(f)
+                meta = load_budget.read_json(f, where)  # OverBudget is a ValueError naming the file
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{where}: not valid JSON ({err}); rewrite it as {{\"labels\": [[file, label], ...]}}") from err
         if not isinstance(meta, dict) or "labels" not in meta:

@@ -20,6 +20,7 @@ from compare.presets import REPO, Settings
 from compare.scores import evaluator_name
 from compare.state import device_description, git_commit, now
 from dnnlib.util import atomic_write
+from torch_utils import load_budget
 
 VERSION = 1
 
@@ -33,8 +34,9 @@ def load(path: str, preset: str) -> dict:
     if not os.path.isfile(path):
         return dict(version=VERSION, benchmark=preset, created=now(), runs={}, expected=[])
     try:
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
+        results = load_budget.read_json(path, path)
+        if not isinstance(results, dict):
+            raise ValueError(f"holds a {type(results).__name__}, not an object")
     except (OSError, ValueError) as err:
         raise click.ClickException(f"{path}: not a readable results file ({err}); restore it from git or use --results")
     if results.get("benchmark") != preset:
@@ -47,8 +49,7 @@ def load(path: str, preset: str) -> dict:
 def save(path: str, results: dict) -> None:
     """Write the file, first taking over what another harness recorded since we read it (newer entries win)."""
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            disk = json.load(f)
+        disk = load_budget.read_json(path, path)
         for key, run in disk.get("runs", {}).items():
             mine = results["runs"].get(key)
             if mine is None or run.get("recorded", "") > mine.get("recorded", ""):

@@ -15,6 +15,7 @@ import click
 
 from compare.presets import REPO, Settings, method_runs_dir
 from dnnlib.util import atomic_write
+from torch_utils import load_budget
 
 STATE_VERSION = 1
 
@@ -39,8 +40,13 @@ def load_state(settings: Settings) -> dict:
     path = os.path.join(settings.outdir, "results.json")
     if not os.path.isfile(path):
         return dict(version=STATE_VERSION, created=now(), methods={})
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
+    try:
+        state = load_budget.read_json(path, path)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not an object")
+    except (OSError, ValueError) as err:
+        raise click.ClickException(f"{path}: not a readable comparison state ({load_budget.first_line(err)}); "
+                                   f"restore it or use another --outdir") from None
     old = state.get("settings", {})
     old_key = {k: old.get(k) for k in settings.training_key()}
     if old and old_key != settings.training_key():

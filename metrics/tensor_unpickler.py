@@ -38,7 +38,7 @@ def _one_line_errors(reader: Callable[[str], Any]) -> Callable[[str], Any]:
             text = load_budget.first_line(error)
             text = text if text.startswith(path) else f"{path}: {text}"
             fix = "" if ";" in text else "; use the detector weights named in docs/metrics.md"
-            kind = type(error) if isinstance(error, load_budget.OverBudget) else WeightFileError
+            kind = type(error) if isinstance(error, load_budget.OversizedRecord) else WeightFileError
             raise kind(text + fix) from None
     return read
 

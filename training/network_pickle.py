@@ -261,7 +261,7 @@ def _unpickle(data: bytes, source: str, budget: load_budget.ElementBudget) -> di
     except NetworkPickleError:
         raise
     except storage_records.OversizedRecord as error:
-        raise NetworkPickleError(f"{source}: {error}") from None
+        raise NetworkPickleError(one_line_refusal(source, error)) from None
     except (persistence.RefusedRecord, load_budget.OverBudget) as error:
         raise NetworkPickleError(one_line_refusal(source, error)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError, IndexError, KeyError, RuntimeError,
@@ -272,7 +272,7 @@ def _unpickle(data: bytes, source: str, budget: load_budget.ElementBudget) -> di
         try:
             storage_records.check_legacy_storage_blob(data)  # torch would allocate the declared sizes first
         except storage_records.OversizedRecord as error:
-            raise NetworkPickleError(f"{source}: {error}") from None
+            raise NetworkPickleError(one_line_refusal(source, error)) from None
         return _modules_from_state_dicts(_torch_load(data, source, budget), source)
     if isinstance(obj, tuple) and len(obj) == 3:
         raise NetworkPickleError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "

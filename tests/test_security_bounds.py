@@ -136,6 +136,8 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     add("deep_nesting", "network", pkl("deep_nesting", {"G_ema": deep}), "nests containers more than 200 deep")
     add("opcode_flood", "network", pkl("opcode_flood", {"G_ema": list(range(2_100_000))}),
         "more than 2000000 pickle opcodes")
+    (root / "memo_index.pkl").write_bytes(b"\x80\x04}r" + (2 ** 32 - 1).to_bytes(4, "little") + b".")  # 12 bytes
+    add("memo_index_bomb", "network", root / "memo_index.pkl", "names memo slot 4294967295 after only 2 opcodes")
     add("tensor_called_with_size", "network", pkl("tensor_called_with_size", {"G_ema": Reduce(torch.Tensor, 10 ** 5, 10 ** 5)}),
         "refusing a direct call of torch")
     add("ndarray_called_with_size", "network", pkl("ndarray_called_with_size", {"G_ema": Reduce(np.ndarray, (10 ** 10,))}),
@@ -218,7 +220,7 @@ def outcomes(tmp_path_factory):
 
 
 CASE_NAMES = [
-    "bytearray_size", "billion_laughs", "deep_nesting", "opcode_flood", "tensor_called_with_size",
+    "bytearray_size", "billion_laughs", "deep_nesting", "opcode_flood", "memo_index_bomb", "tensor_called_with_size",
     "ndarray_called_with_size", "empty_array_with_size", "views_over_budget", "legacy_duplicate_key",
     "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",

@@ -29,6 +29,7 @@ import pickle
 import pickletools
 import stat
 import zipfile
+import zlib
 from typing import Any, BinaryIO, Iterable
 
 import numpy as np
@@ -180,10 +181,25 @@ def scan_pickle(data: bytes, what: str, offset: int = 0, limit: int = MAX_PICKLE
         count += 1
         if count > limit:
             raise refuse(what, f"holds more than {limit} pickle opcodes, far more objects than any real file")
-        offset = _skip_argument(data, offset + 1, op, what)
+        start, offset = offset + 1, _skip_argument(data, offset + 1, op, what)
+        if op.name in _MEMO_PUTS and _memo_index(data, start, offset, op.name) > count:
+            # The unpickler sizes its memo table by the index: LONG_BINPUT 2**32-1 would allocate 32 GB. A pickler
+            # numbers memo entries in order, so an honest index is below the number of opcodes read so far.
+            raise refuse(what, f"{op.name} at byte {start - 1} names memo slot "
+                               f"{_memo_index(data, start, offset, op.name)} after only {count} opcodes")
         if op.name == "STOP":
             return offset
     raise MalformedPickle("the pickle ends before its STOP opcode (truncated)")
+
+
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
+
+
+def _memo_index(data: bytes, start: int, end: int, name: str) -> int:
+    if name == "PUT":
+        text = data[start: end - 1]
+        return int(text) if text.strip().isdigit() and len(text) < 20 else 1 << 62
+    return int.from_bytes(data[start: end], "little")
 
 
 def _skip_argument(data: bytes, at: int, op: pickletools.OpcodeInfo, what: str) -> int:
@@ -338,8 +354,8 @@ def read_npz(path: str, what: str, max_bytes: int, max_file_bytes: int | None = 
                     if reason:
                         raise refuse(what, f"array {key!r} has shape {list(shape)}: {reason}")
                     arrays[key] = _read_data(f, shape, fortran, dtype, nbytes, what, key)
-    except zipfile.BadZipFile as error:
-        raise refuse(what, f"is not a readable .npz ({error})") from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error) as error:  # RuntimeError: encrypted
+        raise refuse(what, f"is not a readable .npz ({type(error).__name__}: {first_line(error):.120})") from None
     except (EOFError, ValueError) as error:
         if isinstance(error, OverBudget):
             raise

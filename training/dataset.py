@@ -12,6 +12,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -244,14 +245,22 @@ class ImageFolderDataset(Dataset):
     def _get_zipfile(self) -> zipfile.ZipFile:
         # A zip handle shares its file offset with a forked copy, so each process opens its own.
         if self._zipfile is None or self._zip_pid != os.getpid():
-            self._zipfile = zipfile.ZipFile(self._path)
+            try:
+                self._zipfile = zipfile.ZipFile(self._path)
+            except (zipfile.BadZipFile, NotImplementedError, EOFError) as err:
+                raise ValueError(f"{self._path}: not a readable zip archive ({err}); rebuild it with "
+                                 f"dataset_tool.py") from None
             self._zip_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname: str) -> io.IOBase:
         if self._kind == "dir":
             return open(os.path.join(self._path, fname), "rb")
-        return self._get_zipfile().open(fname, "r")
+        try:
+            return self._get_zipfile().open(fname, "r")
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as err:  # RuntimeError: encrypted member
+            raise ValueError(f"{self._path}: cannot read {fname} ({err}); rebuild the archive with "
+                             f"dataset_tool.py") from None
 
     def _has_file(self, fname: str) -> bool:
         if self._kind == "dir":
@@ -337,6 +346,9 @@ class ImageFolderDataset(Dataset):
                 meta = load_budget.read_json(f, where)  # OverBudget is a ValueError naming the file
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{where}: not valid JSON ({err}); rewrite it as {{\"labels\": [[file, label], ...]}}") from err
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # a damaged member of the archive
+            raise ValueError(f"{where}: cannot be read from the archive ({err}); rebuild it with dataset_tool.py") \
+                from None
         if not isinstance(meta, dict) or "labels" not in meta:
             raise ValueError(f"{where}: expected an object with a \"labels\" key, e.g. {{\"labels\": null}}")
         entries = meta["labels"]

@@ -169,8 +169,8 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
         _validate(result, source)
     except NetworkPickleError:
         raise
-    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError, EOFError, OverflowError,
-            MemoryError) as error:
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError, EOFError, ArithmeticError,
+            MemoryError) as error:  # ArithmeticError: forged init arguments that divide by zero or overflow
         raise NetworkPickleError(one_line_refusal(source, error)) from None
     if force_fp16:
         result = {key: (_with_fp16(value) if key in NETWORK_KEYS else value) for key, value in result.items()}

@@ -137,7 +137,7 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     add("opcode_flood", "network", pkl("opcode_flood", {"G_ema": list(range(2_100_000))}),
         "more than 2000000 pickle opcodes")
     (root / "memo_index.pkl").write_bytes(b"\x80\x04}r" + (2 ** 32 - 1).to_bytes(4, "little") + b".")  # 12 bytes
-    add("memo_index_bomb", "network", root / "memo_index.pkl", "names memo slot 4294967295 after only 2 opcodes")
+    add("memo_index_bomb", "network", root / "memo_index.pkl", "names memo slot 4294967295 after only 3 opcodes")
     add("tensor_called_with_size", "network", pkl("tensor_called_with_size", {"G_ema": Reduce(torch.Tensor, 10 ** 5, 10 ** 5)}),
         "refusing a direct call of torch")
     add("ndarray_called_with_size", "network", pkl("ndarray_called_with_size", {"G_ema": Reduce(np.ndarray, (10 ** 10,))}),

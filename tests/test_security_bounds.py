@@ -138,6 +138,13 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         "more than 2000000 pickle opcodes")
     (root / "memo_index.pkl").write_bytes(b"\x80\x04}r" + (2 ** 32 - 1).to_bytes(4, "little") + b".")  # 12 bytes
     add("memo_index_bomb", "network", root / "memo_index.pkl", "names memo slot 4294967295 after only 3 opcodes")
+    from torch_utils import persistence
+    from training import networks
+    tiny = networks.Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=4, img_channels=1,
+                              mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=8, channel_max=4))
+    record = persistence.make_record(tiny)  # one record, pickled once, rebuilt 10,000 times through the memo
+    add("many_records", "network", pkl("many_records", {f"n{i}": Reduce(persistence.rebuild_persistent_module, record)
+                                                        for i in range(10_000)}), "holds more than 64 network records")
     add("tensor_called_with_size", "network", pkl("tensor_called_with_size", {"G_ema": Reduce(torch.Tensor, 10 ** 5, 10 ** 5)}),
         "refusing a direct call of torch")
     add("ndarray_called_with_size", "network", pkl("ndarray_called_with_size", {"G_ema": Reduce(np.ndarray, (10 ** 10,))}),
@@ -220,7 +227,7 @@ def outcomes(tmp_path_factory):
 
 
 CASE_NAMES = [
-    "bytearray_size", "billion_laughs", "deep_nesting", "opcode_flood", "memo_index_bomb", "tensor_called_with_size",
+    "bytearray_size", "billion_laughs", "deep_nesting", "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size",
     "ndarray_called_with_size", "empty_array_with_size", "views_over_budget", "legacy_duplicate_key",
     "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",

@@ -23,6 +23,8 @@ The checks, and what each one stops:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 import pickle
@@ -30,7 +32,7 @@ import pickletools
 import stat
 import zipfile
 import zlib
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
@@ -53,6 +55,11 @@ MAX_PICKLE_OPCODES = 2_000_000
 # Nodes of a loaded object tree as a copying walk visits them (shared containers counted at every visit); a
 # snapshot's records have a few thousand, a CIFAR batch a few dozen.
 MAX_TREE_NODES = 1_000_000
+# All tree walks of one load together (records walked while unpickling, then the result): twice a snapshot's size.
+MAX_LOAD_TREE_NODES = 4_000_000
+# Network records built in one load: a snapshot holds G, D, G_ema, augment_pipe and a few contrastive heads (< 12);
+# each record constructs a network, so their number bounds the load's time as well.
+MAX_NETWORK_RECORDS = 64
 # Nesting depth of a loaded tree: real records nest about 10 deep; recursive walkers stay far from Python's limit.
 MAX_TREE_DEPTH = 200
 # A numpy array rebuilt by `_reconstruct` starts empty (shape (0,)) and gets its data from the file; allow a few.
@@ -222,18 +229,51 @@ def _skip_argument(data: bytes, at: int, op: pickletools.OpcodeInfo, what: str) 
     return at + size + length
 
 
+class LoadScope:
+    """What one load may still spend on tree walks and network records (see `load_scope`)."""
+
+    def __init__(self, nodes: int, records: int):
+        self.nodes_left, self.records_left = nodes, records
+
+
+_SCOPE: contextvars.ContextVar[LoadScope | None] = contextvars.ContextVar("load_budget_scope", default=None)
+
+
+@contextlib.contextmanager
+def load_scope(nodes: int = MAX_LOAD_TREE_NODES, records: int = MAX_NETWORK_RECORDS) -> Iterator[LoadScope]:
+    """Within the block, every `check_tree` and `charge_record` draws on one shared allowance: many records that
+    are each within bounds cannot add up to an unbounded load."""
+    token = _SCOPE.set(LoadScope(nodes, records))
+    try:
+        yield _SCOPE.get()
+    finally:
+        _SCOPE.reset(token)
+
+
+def charge_record(what: str) -> None:
+    """One network record about to be built (and its network constructed) in the current load scope."""
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope.records_left -= 1
+        if scope.records_left < 0:
+            raise refuse(what, f"holds more than {MAX_NETWORK_RECORDS} network records (a snapshot has fewer than 12)")
+
+
 def check_tree(tree: Any, what: str, limit: int = MAX_TREE_NODES, max_depth: int = MAX_TREE_DEPTH) -> int:
     """Nodes of a loaded object tree as a copy would visit them; shared containers count at every visit.
 
     Tensors, arrays and modules are leaves (their sizes are charged separately). Objects may expose more
-    children through a `budget_children()` method (upstream records do). Returns the node count.
+    children through a `budget_children()` method (upstream records do). Returns the node count; inside
+    `load_scope` the count is also drawn from the load's shared allowance.
     """
+    scope = _SCOPE.get()
+    allowed = limit if scope is None else min(limit, scope.nodes_left)
     count, stack = 0, [(tree, 0)]
     while stack:
         node, depth = stack.pop()
         count += 1
-        if count > limit:
-            raise refuse(what, f"expands to more than {limit} objects when copied (shared containers repeated)")
+        if count > allowed:
+            raise refuse(what, f"expands to more than {allowed} objects when copied (shared containers repeated)")
         if depth > max_depth:
             raise refuse(what, f"nests containers more than {max_depth} deep")
         if isinstance(node, dict):
@@ -242,6 +282,8 @@ def check_tree(tree: Any, what: str, limit: int = MAX_TREE_NODES, max_depth: int
             stack.extend((child, depth + 1) for child in node)
         elif hasattr(node, "budget_children") and not isinstance(node, type):
             stack.extend((child, depth + 1) for child in node.budget_children())
+    if scope is not None:
+        scope.nodes_left -= count
     return count
 
 

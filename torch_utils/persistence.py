@@ -155,7 +155,9 @@ def rebuild_persistent_module(record: dict) -> torch.nn.Module:
     """Reconstructor named in our pickles: build the class from its arguments, then load its tensors."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise RefusedRecord("malformed persistent-module record (expected a fakeclr-persistent dict)")
-    load_budget.check_tree(record, f"the record of {str(record.get('class_name'))[:80]}")  # args are walked below
+    what = f"the record of {str(record.get('class_name'))[:80]}"
+    load_budget.charge_record(what)
+    load_budget.check_tree(record, what)  # its arguments are walked (copied, checked) below
     if record.get("version") != RECORD_VERSION:
         raise RefusedRecord(f"persistent-module record version {record.get('version')!r} is not supported "
                                      f"(this code reads version {RECORD_VERSION})")
@@ -246,6 +248,7 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
         raise RefusedRecord(f"{source}: upstream class {record.class_name!r} has no equivalent here "
                                      f"(known: {', '.join(sorted(UPSTREAM_CLASS_NAMES))})")
     cls = _resolve_known_class(our_name, source)
+    load_budget.charge_record(source)
     init_args = tuple(record.state.get("_init_args", ()))
     init_kwargs = dict(record.state.get("_init_kwargs", {}))
     stored = storage_records.total_elements(record.named_tensors().values())

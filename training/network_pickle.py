@@ -162,10 +162,11 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     source, data = _read_bytes(path_or_url_or_file)
     budget = load_budget.ElementBudget(source, load_budget.MAX_NETWORK_ELEMENTS)
     try:
-        if data[:4] == ZIP_MAGIC:
-            result = _modules_from_state_dicts(_torch_load(data, source, budget), source)
-        else:
-            result = _unpickle(data, source, budget)
+        with load_budget.load_scope():  # tree walks and network records of this file share one allowance
+            if data[:4] == ZIP_MAGIC:
+                result = _modules_from_state_dicts(_torch_load(data, source, budget), source)
+            else:
+                result = _unpickle(data, source, budget)
         _validate(result, source)
     except NetworkPickleError:
         raise

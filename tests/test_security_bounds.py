@@ -206,6 +206,13 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     np.savez(root / "w_nan.npz", w=np.full((1, 4, 8), np.nan, np.float32))
     add("projected_w_nan", "projected_w", root / "w_nan.npz", "NaN or infinite")
 
+    np.savez(root / "w_objects.npz", w=np.array([None, {"a": 1}], dtype=object))
+    add("projected_w_object_array", "projected_w", root / "w_objects.npz", "holds Python objects, which are never loaded")
+    blob = io.BytesIO()  # a storage blob whose inner torch.save names code: torch's refusal text advises trusting it
+    torch.save({"x": Reduce(os.system, "true")}, blob, _use_new_zipfile_serialization=False)
+    add("storage_blob_naming_code", "network",
+        pkl("storage_blob_naming_code", {"G_ema": Reduce(torch.storage._load_from_bytes, blob.getvalue())}),
+        "refused because loading them could run code")
     npz_with_header(root / "cache_rows.npz", "all_features", (292_968, 2048))
     add("stats_cache_292968_rows", "stats_cache", root / "cache_rows.npz", "more than the")
     stats_cache(root / "cache_extra_rows.npz", rows=20)
@@ -232,7 +239,7 @@ CASE_NAMES = [
     "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",
     "zip_member_bomb_training_set", "projected_w_declares_gigabytes", "projected_w_too_many_frames",
-    "projected_w_nan", "stats_cache_292968_rows", "stats_cache_wrong_rows", "stats_cache_nan", "stats_cache_truncated",
+    "projected_w_nan", "projected_w_object_array", "storage_blob_naming_code", "stats_cache_292968_rows", "stats_cache_wrong_rows", "stats_cache_nan", "stats_cache_truncated",
 ]
 
 
@@ -242,7 +249,7 @@ def test_bomb_is_refused_in_one_line_with_bounded_memory(outcomes, name):
     result = results[name]
     assert result["outcome"] == "refused", result
     assert expected[name] in result["message"] and "\n" not in result["message"].strip(), result
-    assert "weights_only" not in result["message"] and "allow_pickle" not in result["message"]
+    assert not any(advice in result["message"] for advice in ("weights_only", "allow_pickle", "trust"))
     assert result["hwm_kib"] < PEAK_LIMIT_KIB, result
     assert result["seconds"] < HANG_GUARD_S, result
 

@@ -182,6 +182,9 @@ def test_fuzz_runs_no_payload_and_only_documented_one_line_errors(fuzz_run):
     assert not escaped, f"{len(escaped)} cases raised undocumented errors, e.g. {next(iter(escaped.items()))}"
     multi_line = [name for name, r in results.items() if r["outcome"] == "refused" and "\n" in r["message"].strip()]
     assert not multi_line, multi_line[:5]
+    advising = [name for name, r in results.items() if any(advice in r["message"] for advice in
+                                                              ("weights_only", "allow_pickle", "trust the source"))]
+    assert not advising, advising[:5]  # never relay torch's or numpy's advice to load unsafely
     refused = sum(r["outcome"] == "refused" for r in results.values())
     assert 100 < refused < 300  # the mutations reach the parsers (most refuse) yet some files stay loadable
 

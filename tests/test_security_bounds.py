@@ -153,12 +153,12 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         pkl("empty_array_with_size", {"G_ema": Reduce(NUMPY_MULTIARRAY._reconstruct, np.ndarray, (10 ** 10,), b"b")}),
         "refusing an empty array of shape")
 
-    blob = storage_blob(torch.zeros(1 << 20))  # 4 MiB storage, 200 full views of it: 210 M elements declared
+    blob = storage_blob(torch.zeros(1 << 20))  # 4 MiB storage, 300 full views of it: 315 M elements declared
     storage = Reduce(torch.storage._load_from_bytes, blob)
     views = [Reduce(torch._utils._rebuild_tensor_v2, storage, 0, (1 << 20,), (1,), False, OrderedDict())
-             for _ in range(200)]
+             for _ in range(300)]
     add("views_over_budget", "network", pkl("views_over_budget", {"G_ema": views}),
-        "more than the 134217728 allowed")
+        "more than the 268435456 allowed")
 
     (root / "duplicate_key.pt").write_bytes(legacy_file([("0", 10 ** 10), ("0", 4)], ["0"]))
     add("legacy_duplicate_key", "network", root / "duplicate_key.pt", "declared twice with different sizes")
@@ -170,8 +170,8 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
 
     with open(root / "sparse.pkl", "wb") as f:
         f.truncate(30 * 2 ** 30)  # 30 GB of holes: no disk used
-    add("sparse_30gb_network", "network", root / "sparse.pkl", "more than the 1073741824 a file of this kind")
-    add("sparse_30gb_detector", "detector", root / "sparse.pkl", "more than the 1073741824 a file of this kind")
+    add("sparse_30gb_network", "network", root / "sparse.pkl", "more than the 2147483648 a file of this kind")
+    add("sparse_30gb_detector", "detector", root / "sparse.pkl", "more than the 2147483648 a file of this kind")
 
     mnist = root / "header_bomb"
     mnist.mkdir()

@@ -39,13 +39,14 @@ import numpy as np
 MiB = 1 << 20
 GiB = 1 << 30
 
-# Network files (our snapshots, upstream pickles, torch.save files): the largest real one is an upstream 1024 px
-# StyleGAN2 snapshot (G, D, G_ema, augment_pipe) of about 360 MB; upstream's detector pickles are below 530 MB
-# (vgg16.pt). 1 GiB leaves room for both and refuses anything an honest file never is.
-MAX_NETWORK_FILE_BYTES = 1 * GiB
-# Tensor elements a network file may declare over all its tensors (views counted at their full size). A 1024 px
-# snapshot holds about 3 x 30 M (G, G_ema, D); 2**27 (134 M, 512 MiB of float32) leaves room for larger configs.
-MAX_NETWORK_ELEMENTS = 1 << 27
+# Network files (our snapshots, upstream pickles, torch.save files, detector weights). The largest real ones: our
+# own 1024 px snapshot, which adds Adam's two moments for G and D and a D_ema to G, D and G_ema (216 M float32
+# values, about 870 MB); an upstream 1024 px snapshot (93 M values, about 360 MB); upstream's vgg16.pt (~530 MB).
+# 2 GiB leaves room for wider configs and refuses anything an honest file never is.
+MAX_NETWORK_FILE_BYTES = 2 * GiB
+# Tensor elements a network file may declare over all its tensors (views counted at their full size): the 216 M of
+# our 1024 px snapshot above; 2**28 (268 M, 1 GiB of float32) leaves some room.
+MAX_NETWORK_ELEMENTS = 1 << 28
 # Detector weights (--inception, --vgg16): VGG16 with its classifier is 138 M parameters, the largest detector;
 # Inception-v3 with the FID head is 24 M. 160 M float32 elements are 640 MB once expanded by `.float()`.
 MAX_DETECTOR_ELEMENTS = 160_000_000

@@ -489,7 +489,8 @@ def open_zip(path: str) -> Iterator[tuple[int, list[SourceImage]]]:
 def _check_zip_members(archive: zipfile.ZipFile, path: str) -> None:
     """Declared sizes and compression ratios, before anything is inflated (a zip bomb is refused unread)."""
     try:
-        load_budget.check_image_zip(archive, f"--source {path}", LABELS_FILE)
+        load_budget.check_image_zip(archive, f"--source {path}", lambda n: n.lower().endswith(IMAGE_EXTENSIONS),
+                                    LABELS_FILE)
     except load_budget.OverBudget as err:
         raise ToolError(str(err)) from None
 

@@ -32,7 +32,7 @@ import pickletools
 import stat
 import zipfile
 import zlib
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -157,10 +157,15 @@ def check_zip_archive(archive: zipfile.ZipFile, limit: int, what: str) -> None:
             raise refuse(what, f"its members unpack to more than {limit} bytes in all")
 
 
-def check_image_zip(archive: zipfile.ZipFile, what: str, labels_name: str = "dataset.json") -> None:
-    """A dataset zip: the labels file within the JSON budget, every other member within one image's budget."""
+def check_image_zip(archive: zipfile.ZipFile, what: str, is_image: Callable[[str], bool],
+                    labels_name: str = "dataset.json") -> None:
+    """A dataset zip: the labels file within the JSON budget, each image within one image's budget (other members
+    are never read, so they are not checked)."""
     for info in archive.infolist():
-        check_zip_member(info, MAX_JSON_BYTES if info.filename == labels_name else MAX_IMAGE_FILE_BYTES, what)
+        if info.filename == labels_name:
+            check_zip_member(info, MAX_JSON_BYTES, what)
+        elif is_image(info.filename):
+            check_zip_member(info, MAX_IMAGE_FILE_BYTES, what)
 
 
 def read_json(source: str | BinaryIO, what: str) -> Any:

@@ -232,7 +232,8 @@ class ImageFolderDataset(Dataset):
                 for f in files:
                     names.append(os.path.relpath(os.path.join(root, f), self._path).replace(os.sep, "/"))
         else:
-            load_budget.check_image_zip(self._get_zipfile(), self._path, LABELS_FILE)  # bombs refused unread
+            load_budget.check_image_zip(self._get_zipfile(), self._path,  # bombs refused unread
+                                        lambda n: os.path.splitext(n)[1].lower() in extensions, LABELS_FILE)
             names = self._get_zipfile().namelist()
         images = sorted(n for n in names if os.path.splitext(n)[1].lower() in extensions)
         if not images:

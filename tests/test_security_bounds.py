@@ -132,6 +132,17 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     for _ in range(40):  # 2**40 leaves when copied; a few hundred bytes on disk
         laughs = [laughs, laughs]
     add("billion_laughs", "network", pkl("billion_laughs", {"G_ema": laughs}), "expands to more than 1000000 objects")
+    meta = dict(type="class", version=6, module_src="", class_name="Generator",
+                state={"_init_args": (), "_init_kwargs": {"mapping_kwargs": laughs}})
+    add("billion_laughs_upstream", "network", pkl("billion_laughs_upstream",
+                                                  {"G_ema": Reduce(persistence._reconstruct_persistent_obj, meta)}),
+        "expands to more than")
+    record = dict(persistence.make_record(networks.Generator(
+        z_dim=4, c_dim=0, w_dim=4, img_resolution=4, img_channels=1, mapping_kwargs=dict(num_layers=1),
+        synthesis_kwargs=dict(channel_base=8, channel_max=4))), init_args=(laughs,))
+    add("billion_laughs_record", "network", pkl("billion_laughs_record",
+                                                {"G_ema": Reduce(persistence.rebuild_persistent_module, record)}),
+        "expands to more than")
     deep: list = []
     for _ in range(300):
         deep = [deep]
@@ -234,7 +245,7 @@ def outcomes(tmp_path_factory):
 
 
 CASE_NAMES = [
-    "bytearray_size", "billion_laughs", "deep_nesting", "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size",
+    "bytearray_size", "billion_laughs", "billion_laughs_upstream", "billion_laughs_record", "deep_nesting", "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size",
     "ndarray_called_with_size", "empty_array_with_size", "views_over_budget", "legacy_duplicate_key",
     "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",

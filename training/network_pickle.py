@@ -186,7 +186,7 @@ def _read_bytes(path_or_url_or_file: Any) -> tuple[str, bytes]:
     if not isinstance(path_or_url_or_file, (str, os.PathLike)):
         raise TypeError(f"load_network_pkl: expected a path, URL or binary file, got {type(path_or_url_or_file).__name__}")
     source = os.fspath(path_or_url_or_file)
-    if not util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
+    if not util.is_url(source, allow_file_urls=True) and not os.path.exists(source):  # a FIFO is refused below
         raise FileNotFoundError(f"{source}: no such network pickle; check the path or URL")
     try:
         if not util.is_url(source, allow_file_urls=True):

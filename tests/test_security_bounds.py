@@ -184,6 +184,10 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     add("sparse_30gb_network", "network", root / "sparse.pkl", "more than the 2147483648 a file of this kind")
     add("sparse_30gb_detector", "detector", root / "sparse.pkl", "more than the 2147483648 a file of this kind")
 
+    os.mkfifo(root / "fifo.pkl")  # reading it would block forever
+    add("fifo_network", "network", root / "fifo.pkl", "is not a regular file")
+    add("fifo_detector", "detector", root / "fifo.pkl", "is not a regular file")
+
     mnist = root / "header_bomb"
     mnist.mkdir()
     gzip_of_zeros(mnist / "train-images-idx3-ubyte.gz", b"".join(v.to_bytes(4, "big") for v in (2051, 10 ** 6, 28, 28)), 0)
@@ -247,7 +251,7 @@ def outcomes(tmp_path_factory):
 CASE_NAMES = [
     "bytearray_size", "billion_laughs", "billion_laughs_upstream", "billion_laughs_record", "deep_nesting", "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size",
     "ndarray_called_with_size", "empty_array_with_size", "views_over_budget", "legacy_duplicate_key",
-    "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector",
+    "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector", "fifo_network", "fifo_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",
     "zip_member_bomb_training_set", "projected_w_declares_gigabytes", "projected_w_too_many_frames",
     "projected_w_nan", "projected_w_object_array", "storage_blob_naming_code", "stats_cache_292968_rows", "stats_cache_wrong_rows", "stats_cache_nan", "stats_cache_truncated",

@@ -83,11 +83,12 @@ class FeatureStats:
     def load(cls, path: str, expected_items: int | None = None) -> "FeatureStats":
         """A cache written by `save`, verified: readable within its budget, `expected_items` rows (when given),
         every array of the recorded size and finite. Anything else raises InvalidCache (one line)."""
-        rows = expected_items if expected_items is not None else None
-        features = load_budget.MAX_FEATURES
-        limit = (rows or 0) * features * 4 + features * (features + 1) * 8 + 4096 if rows is not None else None
+        rows, features = expected_items, load_budget.MAX_FEATURES
+        # With a known item count nothing beyond an honest cache's size is read: rows x features float32 features
+        # plus a float64 mean and covariance (a poisoned cache of 292,968 rows is refused from its header).
+        limit = rows * features * 4 + features * (features + 1) * 8 + 4096 if rows is not None else load_budget.GiB
         try:
-            data = load_budget.read_npz(path, path, max_bytes=limit or load_budget.GiB, expected_shapes={
+            data = load_budget.read_npz(path, path, max_bytes=limit, expected_shapes={
                 "all_features": lambda shape: _rows_mismatch(shape, rows),
                 "raw_cov": lambda shape: None if len(shape) == 2 and shape[0] == shape[1] <= features else "not square"})
         except (load_budget.OverBudget, OSError) as error:

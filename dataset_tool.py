@@ -529,7 +529,8 @@ def _bounded_members(tar: tarfile.TarFile, path: str) -> list[tarfile.TarInfo]:
         member = tar.next()
         if member is None:
             return members
-        if member.offset_data + member.size > load_budget.MAX_TAR_BYTES or member.size > load_budget.MAX_TAR_MEMBER_BYTES:
+        too_far = member.offset_data + member.size > load_budget.MAX_TAR_BYTES
+        if too_far or member.size > load_budget.MAX_TAR_MEMBER_BYTES:
             raise ToolError(f"--source {path}: member {member.name} ({member.size} bytes) goes past the "
                             f"{load_budget.MAX_TAR_BYTES} bytes a CIFAR-10 tarball unpacks to; use the original "
                             f"cifar-10-python.tar.gz")

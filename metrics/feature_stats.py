@@ -90,7 +90,8 @@ class FeatureStats:
         try:
             data = load_budget.read_npz(path, path, max_bytes=limit, expected_shapes={
                 "all_features": lambda shape: _rows_mismatch(shape, rows),
-                "raw_cov": lambda shape: None if len(shape) == 2 and shape[0] == shape[1] <= features else "not square"})
+                "raw_cov": lambda shape: None if len(shape) == 2 and shape[0] == shape[1] <= features else "not square",
+            })
         except (load_budget.OverBudget, OSError) as error:
             raise InvalidCache(load_budget.first_line(error)) from None
         try:

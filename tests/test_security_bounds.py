@@ -47,7 +47,8 @@ class Reduce:
 
 def storage_blob(tensor: torch.Tensor) -> bytes:
     """The legacy torch.save blob that pickle embeds for a tensor's storage."""
-    return next(arg for op, arg, _ in pickletools.genops(pickle.dumps(tensor)) if op.name in ("BINBYTES", "SHORT_BINBYTES"))
+    ops = pickletools.genops(pickle.dumps(tensor))
+    return next(arg for op, arg, _ in ops if op.name in ("BINBYTES", "SHORT_BINBYTES"))
 
 
 def legacy_file(declarations: list[tuple[str, int]], listed: list[str], payload_numel: int = 4) -> bytes:
@@ -77,7 +78,8 @@ def detector_zip(path, num_views: int) -> None:
     """A 60 KB TorchScript-like archive: many stride-0 float16 views of one element (10.9 GB once `.float()`ed)."""
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf, protocol=2)
-    pickler.persistent_id = lambda o: ("storage", torch.HalfStorage, "0", "cpu", 1) if isinstance(o, ZipStorage) else None
+    pickler.persistent_id = lambda o: \
+        ("storage", torch.HalfStorage, "0", "cpu", 1) if isinstance(o, ZipStorage) else None
     storage = ZipStorage()
     views = {f"layers.v{i}": Reduce(torch._utils._rebuild_tensor_v2, storage, 0, (4096, 4096), (0, 0), False,
                                     OrderedDict()) for i in range(num_views)}
@@ -156,9 +158,11 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     record = persistence.make_record(tiny)  # one record, pickled once, rebuilt 10,000 times through the memo
     add("many_records", "network", pkl("many_records", {f"n{i}": Reduce(persistence.rebuild_persistent_module, record)
                                                         for i in range(10_000)}), "holds more than 64 network records")
-    add("tensor_called_with_size", "network", pkl("tensor_called_with_size", {"G_ema": Reduce(torch.Tensor, 10 ** 5, 10 ** 5)}),
+    add("tensor_called_with_size", "network",
+        pkl("tensor_called_with_size", {"G_ema": Reduce(torch.Tensor, 10 ** 5, 10 ** 5)}),
         "refusing a direct call of torch")
-    add("ndarray_called_with_size", "network", pkl("ndarray_called_with_size", {"G_ema": Reduce(np.ndarray, (10 ** 10,))}),
+    add("ndarray_called_with_size", "network",
+        pkl("ndarray_called_with_size", {"G_ema": Reduce(np.ndarray, (10 ** 10,))}),
         "refusing a direct call of numpy.ndarray")
     add("empty_array_with_size", "network",
         pkl("empty_array_with_size", {"G_ema": Reduce(NUMPY_MULTIARRAY._reconstruct, np.ndarray, (10 ** 10,), b"b")}),
@@ -190,7 +194,8 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
 
     mnist = root / "header_bomb"
     mnist.mkdir()
-    gzip_of_zeros(mnist / "train-images-idx3-ubyte.gz", b"".join(v.to_bytes(4, "big") for v in (2051, 10 ** 6, 28, 28)), 0)
+    gzip_of_zeros(mnist / "train-images-idx3-ubyte.gz",
+                  b"".join(v.to_bytes(4, "big") for v in (2051, 10 ** 6, 28, 28)), 0)
     gzip_of_zeros(mnist / "train-labels-idx1-ubyte.gz", b"".join(v.to_bytes(4, "big") for v in (2049, 10 ** 6)), 0)
     add("mnist_header_bomb", "dataset_tool", mnist / "train-images-idx3-ubyte.gz", "more than the 629145600")
     mnist = root / "gzip_bomb"
@@ -222,7 +227,8 @@ def build_cases(root) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     add("projected_w_nan", "projected_w", root / "w_nan.npz", "NaN or infinite")
 
     np.savez(root / "w_objects.npz", w=np.array([None, {"a": 1}], dtype=object))
-    add("projected_w_object_array", "projected_w", root / "w_objects.npz", "holds Python objects, which are never loaded")
+    add("projected_w_object_array", "projected_w", root / "w_objects.npz",
+        "holds Python objects, which are never loaded")
     blob = io.BytesIO()  # a storage blob whose inner torch.save names code: torch's refusal text advises trusting it
     torch.save({"x": Reduce(os.system, "true")}, blob, _use_new_zipfile_serialization=False)
     add("storage_blob_naming_code", "network",
@@ -249,13 +255,19 @@ def outcomes(tmp_path_factory):
 
 
 CASE_NAMES = [
-    "bytearray_size", "billion_laughs", "billion_laughs_upstream", "billion_laughs_record", "deep_nesting", "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size",
-    "ndarray_called_with_size", "empty_array_with_size", "views_over_budget", "legacy_duplicate_key",
-    "legacy_unlisted_key", "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector", "fifo_network", "fifo_detector",
+    "bytearray_size", "billion_laughs", "billion_laughs_upstream", "billion_laughs_record", "deep_nesting",
+    "opcode_flood", "memo_index_bomb", "many_records", "tensor_called_with_size", "ndarray_called_with_size",
+    "empty_array_with_size", "views_over_budget", "legacy_duplicate_key", "legacy_unlisted_key",
+    "stride0_detector_views", "sparse_30gb_network", "sparse_30gb_detector", "fifo_network", "fifo_detector",
     "mnist_header_bomb", "mnist_gzip_bomb", "cifar_member_bomb", "zip_member_bomb_dataset_tool",
     "zip_member_bomb_training_set", "projected_w_declares_gigabytes", "projected_w_too_many_frames",
-    "projected_w_nan", "projected_w_object_array", "storage_blob_naming_code", "stats_cache_292968_rows", "stats_cache_wrong_rows", "stats_cache_nan", "stats_cache_truncated",
+    "projected_w_nan", "projected_w_object_array", "storage_blob_naming_code", "stats_cache_292968_rows",
+    "stats_cache_wrong_rows", "stats_cache_nan", "stats_cache_truncated",
 ]
+
+
+def test_every_built_case_is_asserted(outcomes):
+    assert sorted(CASE_NAMES) == sorted(outcomes[1])
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)

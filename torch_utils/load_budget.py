@@ -199,8 +199,9 @@ def scan_pickle(data: bytes, what: str, offset: int = 0, limit: int = MAX_PICKLE
             raise refuse(what, f"holds more than {limit} pickle opcodes, far more objects than any real file")
         start, offset = offset + 1, _skip_argument(data, offset + 1, op, what)
         if op.name in _MEMO_PUTS and _memo_index(data, start, offset, op.name) > count:
-            # The unpickler sizes its memo table by the index: LONG_BINPUT 2**32-1 would ask for ~70 GB (measured: slot 55 M took 860 MB). A pickler
-            # numbers memo entries in order, so an honest index is below the number of opcodes read so far.
+            # The unpickler sizes its memo table by the index: LONG_BINPUT 2**32-1 would ask for ~70 GB (measured:
+            # slot 55 M took 860 MB). A pickler numbers memo entries in order, so an honest index is below the
+            # number of opcodes read so far.
             raise refuse(what, f"{op.name} at byte {start - 1} names memo slot "
                                f"{_memo_index(data, start, offset, op.name)} after only {count} opcodes")
         if op.name == "STOP":

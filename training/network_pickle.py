@@ -12,7 +12,8 @@ a bare state dict of a Generator or Discriminator is rebuilt by shape inference
 Loading is bounded: every tensor record is checked against the bytes the file really carries before
 anything is allocated (`torch_utils.storage_records`), and a network is built only if its size matches the
 tensors stored for it. The file's size, pickle opcodes, expanded object tree, network records and tensor views
-together are held to the shared budgets of `torch_utils.load_budget` (docs/security.md, "Bounded loading"). Every refusal is a `NetworkPickleError` whose message is one line,
+together are held to the shared budgets of `torch_utils.load_budget` (docs/security.md, "Bounded loading").
+Every refusal is a `NetworkPickleError` whose message is one line,
 `<file>: <what is wrong>; <how to fix>`, ready for a CLI to print after "Error: ".
 """
 

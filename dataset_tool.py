@@ -628,12 +628,15 @@ def open_lmdb(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
         env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=1)
     except lmdb.Error as err:
         raise ToolError(f"--source {path}: cannot open LMDB ({err})") from None
-    with env, env.begin(write=False) as txn:
+    with env, env.begin(write=False, buffers=True) as txn:  # buffers: records are sized before they are copied
         total = env.stat()["entries"]  # entries of the main (unnamed) database
 
         def items() -> Iterator[SourceImage]:
             for key, value in txn.cursor():
-                name = f"{path}[{key.decode('utf-8', 'replace')}]"
+                name = f"{path}[{bytes(key).decode('utf-8', 'replace')}]"
+                if len(value) > load_budget.MAX_IMAGE_FILE_BYTES:
+                    raise ToolError(f"{name}: a record of {len(value)} bytes, more than the "
+                                    f"{load_budget.MAX_IMAGE_FILE_BYTES} one image may take; the database is forged")
                 yield SourceImage(name, _bind_read(lambda v=bytes(value): io.BytesIO(v), name))
 
         yield total, items()

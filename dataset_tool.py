@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
-import importlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -35,6 +35,7 @@ import PIL.Image
 from dnnlib.cli_errors import expand_user
 from dnnlib.progress import ProgressBar
 from dnnlib.util import atomic_write, current_umask, special_file_kind
+from torch_utils import load_budget
 from training import label_range
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -385,7 +386,9 @@ def read_source_labels(read_json: Callable[[], Any] | None, where: str) -> dict[
         return {}
     try:
         with read_json() as f:
-            meta = json.load(f)
+            meta = load_budget.read_json(f, where)
+    except load_budget.OverBudget as err:
+        raise ToolError(str(err)) from None
     except (OSError, ValueError) as err:  # unreadable, not UTF-8 or not JSON
         raise ToolError(f"{where}: not a readable JSON file ({type(err).__name__}: {err}); expected "
                         f"{LABELS_EXAMPLE}") from None
@@ -490,6 +493,7 @@ def open_zip(path: str) -> Iterator[tuple[int, list[SourceImage]]]:
     except (zipfile.BadZipFile, OSError) as err:
         raise ToolError(f"--source {path}: not a readable zip archive ({err})") from None
     with archive:
+        _check_zip_members(archive, path)
         names = sorted(n for n in archive.namelist() if n.lower().endswith(IMAGE_EXTENSIONS))
         where = f"{path}/{LABELS_FILE}"
         has_labels = LABELS_FILE in archive.namelist()
@@ -497,6 +501,15 @@ def open_zip(path: str) -> Iterator[tuple[int, list[SourceImage]]]:
         items = [SourceImage(f"{path}/{n}", _bind_read(lambda n=n: archive.open(n), f"{path}/{n}"), label)
                  for n, label in zip(names, labels_for(names, labels, where))]
         yield len(items), items
+
+
+def _check_zip_members(archive: zipfile.ZipFile, path: str) -> None:
+    """Declared sizes and compression ratios, before anything is inflated (a zip bomb is refused unread)."""
+    try:
+        load_budget.check_image_zip(archive, f"--source {path}", lambda n: n.lower().endswith(IMAGE_EXTENSIONS),
+                                    LABELS_FILE)
+    except load_budget.OverBudget as err:
+        raise ToolError(str(err)) from None
 
 
 def _bind_read(opener: Callable[[], Any], name: str) -> Callable[[], np.ndarray]:
@@ -507,7 +520,7 @@ def open_cifar10(path: str) -> tuple[int, list[SourceImage]]:
     """The five training batches of the CIFAR-10 python tarball (labels kept)."""
     images, labels = [], []
     with tarfile.open(path) as tar:
-        batches = sorted((m for m in tar.getmembers() if re.search(r"(^|/)data_batch_\d+$", m.name)),
+        batches = sorted((m for m in _bounded_members(tar, path) if re.search(r"(^|/)data_batch_\d+$", m.name)),
                          key=lambda m: int(m.name.rsplit("_", 1)[1]))
         if not batches:
             raise ToolError(f"--source {path}: tarball has no data_batch_N files; expected cifar-10-python.tar.gz")
@@ -525,6 +538,22 @@ def open_cifar10(path: str) -> tuple[int, list[SourceImage]]:
     return len(items), items
 
 
+def _bounded_members(tar: tarfile.TarFile, path: str) -> list[tarfile.TarInfo]:
+    """The tarball's members, listing stopped (and refused) as soon as sizes exceed what CIFAR-10 ever has: a
+    compressed tarball of zeros would otherwise be inflated whole just to list it."""
+    members = []
+    while True:
+        member = tar.next()
+        if member is None:
+            return members
+        too_far = member.offset_data + member.size > load_budget.MAX_TAR_BYTES
+        if too_far or member.size > load_budget.MAX_TAR_MEMBER_BYTES:
+            raise ToolError(f"--source {path}: member {member.name} ({member.size} bytes) goes past the "
+                            f"{load_budget.MAX_TAR_BYTES} bytes a CIFAR-10 tarball unpacks to; use the original "
+                            f"cifar-10-python.tar.gz")
+        members.append(member)
+
+
 def _pick(batch: Any, key: str) -> Any:
     if not isinstance(batch, dict):
         raise ToolError(f"CIFAR batch is a {type(batch).__name__}, expected a dict with data and labels")
@@ -540,22 +569,24 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     ALLOWED = {"_reconstruct", "ndarray", "dtype", "scalar"}
     MODULES = {"numpy", "numpy.core.multiarray", "numpy._core.multiarray"}
 
+    NUMPY = load_budget.numpy_globals()  # array sizes come from the data, never from a constructor argument
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("_codecs", "encode"):  # protocol-2 pickles store bytes this way; pure data
             return super().find_class(module, name)
         if module in self.MODULES and name in self.ALLOWED:
-            if module == "numpy":
-                return getattr(np, name)
-            return getattr(importlib.import_module("numpy._core.multiarray" if hasattr(np, "_core") else
-                                                   "numpy.core.multiarray"), name)
+            return self.NUMPY[(module, name)]
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
 
 
 def _load_array_pickle(data: bytes, where: str) -> Any:
     try:
-        return _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        load_budget.scan_pickle(data, where)
+        batch = _ArrayOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
+        load_budget.check_tree(batch, where)
+        return batch
     except Exception as err:  # noqa: BLE001
-        raise ToolError(f"{where}: cannot read CIFAR batch ({err})") from None
+        raise ToolError(f"{where}: cannot read CIFAR batch ({load_budget.first_line(err)})") from None
 
 
 def open_mnist(path: str) -> tuple[int, list[SourceImage]]:
@@ -572,19 +603,29 @@ def open_mnist(path: str) -> tuple[int, list[SourceImage]]:
 
 
 def _read_idx(path: str, expected_magic: int, ndim: int) -> np.ndarray:
+    """The IDX array, inflated no further than its header's size (itself bounded): a gzip bomb is refused after
+    reading at most that many bytes plus one."""
+    header_size = 4 + 4 * ndim
     try:
+        load_budget.check_file_size(path, load_budget.MAX_IDX_BYTES)
         with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:
+            header = f.read(header_size)
+            if len(header) < header_size or int.from_bytes(header[:4], "big") != expected_magic:
+                raise ToolError(f"{path}: not an MNIST IDX file (expected magic number {expected_magic})")
+            shape = [int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+            size = int(np.prod(shape, dtype=object))
+            if size > load_budget.MAX_IDX_BYTES:
+                raise ToolError(f"{path}: header declares {shape} ({size} bytes), more than the "
+                                f"{load_budget.MAX_IDX_BYTES} an MNIST-format file may hold; the file is forged")
+            raw = f.read(size + 1)
+    except load_budget.OverBudget as err:
+        raise ToolError(str(err)) from None
+    except (OSError, EOFError, zlib.error) as err:
         raise ToolError(f"{path}: not a readable gzip file ({err})") from None
-    header = 4 + 4 * ndim
-    if len(raw) < header or int.from_bytes(raw[:4], "big") != expected_magic:
-        raise ToolError(f"{path}: not an MNIST IDX file (expected magic number {expected_magic})")
-    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(raw, dtype=np.uint8, offset=header)
-    if body.size != int(np.prod(shape)):
-        raise ToolError(f"{path}: holds {body.size} bytes of data, header says {shape}; the file is truncated")
-    return body.reshape(shape)
+    if len(raw) != size:
+        state = "truncated" if len(raw) < size else "followed by extra data (a forged or concatenated file)"
+        raise ToolError(f"{path}: header says {shape} ({size} bytes), the data is {state}; use the original file")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
 def _check_class_labels(images: np.ndarray, labels: np.ndarray, path: str) -> None:
@@ -604,12 +645,15 @@ def open_lmdb(path: str) -> Iterator[tuple[int, Iterable[SourceImage]]]:
         env = lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=1)
     except lmdb.Error as err:
         raise ToolError(f"--source {path}: cannot open LMDB ({err})") from None
-    with env, env.begin(write=False) as txn:
+    with env, env.begin(write=False, buffers=True) as txn:  # buffers: records are sized before they are copied
         total = env.stat()["entries"]  # entries of the main (unnamed) database
 
         def items() -> Iterator[SourceImage]:
             for key, value in txn.cursor():
-                name = f"{path}[{key.decode('utf-8', 'replace')}]"
+                name = f"{path}[{bytes(key).decode('utf-8', 'replace')}]"
+                if len(value) > load_budget.MAX_IMAGE_FILE_BYTES:
+                    raise ToolError(f"{name}: a record of {len(value)} bytes, more than the "
+                                    f"{load_budget.MAX_IMAGE_FILE_BYTES} one image may take; the database is forged")
                 yield SourceImage(name, _bind_read(lambda v=bytes(value): io.BytesIO(v), name))
 
         yield total, items()

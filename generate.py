@@ -52,6 +52,7 @@ def tile_grid(images: np.ndarray) -> np.ndarray:
 
 
 def load_projected_w(path: str, G: Any) -> torch.Tensor:
+    """'w' [N, num_ws, w_dim] of a projector .npz (training.latent_io.read_projected_w: bounded, checked)."""
     if not os.path.isfile(path):
         raise click.BadParameter(f"{path}: no such file", param_hint="--projected-w")
     return read_projected_w(path, G.num_ws, G.w_dim)

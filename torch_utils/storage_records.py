@@ -21,6 +21,8 @@ from typing import Any, Iterable
 
 import torch
 
+from torch_utils import load_budget
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 STORAGE_DTYPES = {
@@ -36,34 +38,48 @@ TORCH_DTYPES = {name: value for name, value in vars(torch).items() if isinstance
 FIX_HINT = "the file is truncated or forged; use an intact snapshot"
 
 
-class OversizedRecord(pickle.UnpicklingError):
-    """A record that declares more data than the file holds; refused before any allocation."""
+OversizedRecord = load_budget.OversizedRecord  # a record that declares more data than the file holds
 
 
 # ----------------------------------------------------------------------------
 # Legacy storage blobs.
 
 def check_legacy_storage_blob(data: bytes) -> None:
-    """Raise OversizedRecord unless every storage the blob (or legacy file) declares is backed by its bytes."""
+    """Raise OversizedRecord unless every storage the blob (or legacy file) declares is backed by its bytes.
+
+    torch allocates each storage when its first declaration is read and fills it per listed key, so every
+    declaration counts: one key declared twice with different sizes, a key listed twice, or a declared key that is
+    never listed (allocated, never backed) is refused.
+    """
     stream = io.BytesIO(data)
     try:
-        magic = _PlainUnpickler(stream).load()
+        magic = _load_plain(stream, data)
         if magic != LEGACY_MAGIC:
             raise OversizedRecord("a tensor storage record is not in torch's legacy format; " + FIX_HINT)
-        _PlainUnpickler(stream).load()  # protocol version
-        _PlainUnpickler(stream).load()  # sys_info
+        _load_plain(stream, data)  # protocol version
+        _load_plain(stream, data)  # sys_info
+        load_budget.scan_pickle(data, "a tensor storage record", stream.tell())
         declared = _RecordUnpickler(stream)
         declared.load()
-        keys = _PlainUnpickler(stream).load()
+        keys = _load_plain(stream, data)
     except OversizedRecord:
         raise
     except Exception as error:  # noqa: BLE001 - any malformed header is a broken record
-        raise OversizedRecord(f"a tensor storage record is unreadable ({type(error).__name__}: {error}); "
-                              + FIX_HINT) from None
-    if not isinstance(keys, list):
+        raise OversizedRecord(f"a tensor storage record is unreadable ({type(error).__name__}: "
+                              f"{load_budget.first_line(error)}); " + FIX_HINT) from None
+    if not isinstance(keys, list) or not all(isinstance(key, (str, int)) for key in keys):
         raise OversizedRecord("a tensor storage record has no key list; " + FIX_HINT)
+    if len(set(keys)) != len(keys) or set(keys) != set(declared.storages):
+        raise OversizedRecord(f"a tensor storage record lists keys {sorted(map(str, keys))[:5]} but declares "
+                              f"{sorted(map(str, declared.storages))[:5]} (duplicated or unbacked storages); "
+                              + FIX_HINT)
     for key in keys:
         _check_one_storage(stream, declared.storages.get(key), key, len(data))
+
+
+def _load_plain(stream: io.BytesIO, data: bytes) -> Any:
+    load_budget.scan_pickle(data, "a tensor storage header", stream.tell())
+    return _PlainUnpickler(stream).load()
 
 
 def _check_one_storage(stream: io.BytesIO, declared: tuple[torch.dtype, int] | None, key: Any, total: int) -> None:
@@ -127,7 +143,11 @@ class _RecordUnpickler(pickle.Unpickler):
         if not isinstance(dtype, torch.dtype) or not isinstance(numel, int) or numel < 0:
             raise OversizedRecord(f"a tensor storage record declares {numel!r:.40} elements of {dtype!r:.40}; "
                                   + FIX_HINT)
-        self.storages[key] = (dtype, numel)
+        if not isinstance(key, (str, int)):
+            raise OversizedRecord(f"a tensor storage record has key {key!r:.40}; " + FIX_HINT)
+        if self.storages.setdefault(key, (dtype, numel)) != (dtype, numel):  # torch keeps the first, allocates it
+            raise OversizedRecord(f"storage {key!r:.40} is declared twice with different sizes "
+                                  f"({self.storages[key][1]} and {numel} elements); " + FIX_HINT)
 
 
 def element_size(dtype: torch.dtype) -> int:
@@ -148,26 +168,23 @@ def check_tensor_fits(storage_bytes: int, dtype: torch.dtype, offset: int, size:
                               f"storage holds {max(available, 0)}; " + FIX_HINT)
 
 
-def check_shape_cap(offset: int, size: Iterable[int], max_elements: int) -> None:
-    """For readers that copy into networks of fixed size: views may repeat elements (stride 0), up to a cap."""
-    shape = tuple(size)
-    if any(not isinstance(dim, int) or dim < 0 for dim in shape) or not isinstance(offset, int) or offset < 0:
-        raise OversizedRecord(f"a tensor record has shape {shape!r:.80} at offset {offset!r:.20}; " + FIX_HINT)
-    if math.prod(shape) > max_elements:
-        raise OversizedRecord(f"a tensor record declares shape {list(shape)} ({math.prod(shape)} elements), more "
-                              f"than the {max_elements} a weight file may hold; " + FIX_HINT)
+def check_loaded_tensors(tree: Any, budget: load_budget.ElementBudget) -> None:
+    """The same bounds for tensors torch.load already rebuilt: each view within its storage, all views within
+    the file's element budget, and the tree itself of bounded expanded size (checked first)."""
+    load_budget.check_tree(tree, budget.what)
+    _check_loaded(tree, budget)
 
 
-def check_loaded_tensors(tree: Any) -> None:
-    """The same bound for tensors torch.load already rebuilt (dicts, lists and tuples are walked)."""
+def _check_loaded(tree: Any, budget: load_budget.ElementBudget) -> None:
     if isinstance(tree, torch.Tensor):
         check_tensor_fits(tree.untyped_storage().nbytes(), tree.dtype, tree.storage_offset(), tree.shape)
+        budget.charge(tree.numel())
     elif isinstance(tree, dict):
         for value in tree.values():
-            check_loaded_tensors(value)
+            _check_loaded(value, budget)
     elif isinstance(tree, (list, tuple)):
         for value in tree:
-            check_loaded_tensors(value)
+            _check_loaded(value, budget)
 
 
 def total_elements(tensors: Iterable[torch.Tensor]) -> int:

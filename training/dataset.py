@@ -12,6 +12,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import PIL.Image
 import torch
 
 import dnnlib
+from torch_utils import load_budget
 from training import label_range
 
 # Few-shot datasets at most this large are decoded once and kept in RAM (10k images at 256 px is ~2 GB for RGB).
@@ -237,6 +239,8 @@ class ImageFolderDataset(Dataset):
                 for f in files:
                     names.append(os.path.relpath(os.path.join(root, f), self._path).replace(os.sep, "/"))
         else:
+            load_budget.check_image_zip(self._get_zipfile(), self._path,  # bombs refused unread
+                                        lambda n: os.path.splitext(n)[1].lower() in extensions, LABELS_FILE)
             names = self._get_zipfile().namelist()
         images = sorted(n for n in names if os.path.splitext(n)[1].lower() in extensions)
         if self._kind == "dir":
@@ -252,14 +256,22 @@ class ImageFolderDataset(Dataset):
     def _get_zipfile(self) -> zipfile.ZipFile:
         # A zip handle shares its file offset with a forked copy, so each process opens its own.
         if self._zipfile is None or self._zip_pid != os.getpid():
-            self._zipfile = zipfile.ZipFile(self._path)
+            try:
+                self._zipfile = zipfile.ZipFile(self._path)
+            except (zipfile.BadZipFile, NotImplementedError, EOFError) as err:
+                raise ValueError(f"{self._path}: not a readable zip archive ({err}); rebuild it with "
+                                 f"dataset_tool.py") from None
             self._zip_pid = os.getpid()
         return self._zipfile
 
     def _open_file(self, fname: str) -> io.IOBase:
         if self._kind == "dir":
             return open(os.path.join(self._path, fname), "rb")
-        return self._get_zipfile().open(fname, "r")
+        try:
+            return self._get_zipfile().open(fname, "r")
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as err:  # RuntimeError: encrypted member
+            raise ValueError(f"{self._path}: cannot read {fname} ({err}); rebuild the archive with "
+                             f"dataset_tool.py") from None
 
     def _has_file(self, fname: str) -> bool:
         if self._kind == "dir":
@@ -382,9 +394,12 @@ class ImageFolderDataset(Dataset):
         where = f"{self._path}/{LABELS_FILE}"
         try:
             with self._open_file(LABELS_FILE) as f:
-                meta = json.load(f)
+                meta = load_budget.read_json(f, where)  # OverBudget is a ValueError naming the file
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{where}: not valid JSON ({err}); rewrite it as {{\"labels\": [[file, label], ...]}}") from err
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:  # a damaged member of the archive
+            raise ValueError(f"{where}: cannot be read from the archive ({err}); rebuild it with dataset_tool.py") \
+                from None
         if not isinstance(meta, dict) or "labels" not in meta:
             raise ValueError(f"{where}: expected an object with a \"labels\" key, e.g. {{\"labels\": null}}")
         entries = meta["labels"]

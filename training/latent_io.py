@@ -17,6 +17,7 @@ import PIL.Image
 import torch
 
 from dnnlib import util
+from torch_utils import load_budget
 from training import finite_checks
 
 
@@ -141,37 +142,46 @@ def save_projected_w(ws: torch.Tensor, path: str) -> None:
         np.savez(f, w=ws.detach().cpu().numpy().astype(np.float32))
 
 
-_W_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, RuntimeError, NotImplementedError, zipfile.BadZipFile)
-
-
 def read_projected_w(path: str, num_ws: int, w_dim: int, option: str = "--projected-w") -> torch.Tensor:
     """float32 [N, num_ws, w_dim] from a projected_w.npz; anything else is one line naming the file.
-    numpy's own messages are never relayed: some advise loading the file with allow_pickle."""
-    expected = f"give an .npz with a float array 'w' of shape [N, {num_ws}, {w_dim}], as projector.py writes"
+
+    The archive is read within load_budget's limits (file size, array bytes, at most MAX_PROJECTED_FRAMES
+    latents, headers checked before any data is read, no pickled objects). numpy's own messages are never
+    relayed: some advise loading the file with allow_pickle.
+    """
+    frames = load_budget.MAX_PROJECTED_FRAMES
+    expected = f"give an .npz with a float array 'w' of shape [N, {num_ws}, {w_dim}] with 1 <= N <= {frames}, " \
+               f"as projector.py writes"
 
     def refuse(what: str) -> click.BadParameter:
         return click.BadParameter(f"{path}: {what}; {expected}", param_hint=option)
 
+    def check_shape(shape: tuple) -> str | None:
+        fits = len(shape) == 3 and tuple(shape[1:]) == (num_ws, w_dim) and shape[0] <= frames
+        return None if fits else f"this network needs [N, {num_ws}, {w_dim}] with 1 <= N <= {frames}"
+
+    if not zipfile.is_zipfile(path):
+        raise refuse("a bare array, not an .npz archive" if _is_npy(path)
+                     else "not a readable .npz file (empty, truncated or another format)")
     try:
-        archive = np.load(path, allow_pickle=False)
-    except _W_READ_ERRORS:
-        raise refuse("not a readable .npz file (empty, truncated or another format)") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise refuse("a bare array, not an .npz archive")
-    with archive:
-        if "w" not in archive.files:
-            raise refuse(f"no array 'w' in it (it holds {', '.join(archive.files[:5]) or 'nothing'})")
-        try:
-            w = archive["w"]
-        except _W_READ_ERRORS:
-            raise refuse("its array 'w' is unreadable (damaged, or it holds Python objects)") from None
+        arrays = load_budget.read_npz(path, path, load_budget.MAX_PROJECTED_W_BYTES, expected_shapes={"w": check_shape})
+    except (load_budget.OverBudget, OSError) as err:
+        raise click.BadParameter(load_budget.first_line(err), param_hint=option) from None
+    if "w" not in arrays:
+        raise refuse(f"no array 'w' in it (it holds {', '.join(list(arrays)[:5]) or 'nothing'})")
+    w = arrays["w"]
     if w.dtype.kind != "f":
         raise refuse(f"'w' holds {w.dtype} values, not floating-point numbers")
-    if w.ndim != 3 or tuple(w.shape[1:]) != (num_ws, w_dim):
-        raise refuse(f"'w' has shape {list(w.shape)}, this network needs [N, {num_ws}, {w_dim}]")
     if w.shape[0] == 0:
         raise refuse("'w' holds no latent (N is 0)")
     bad, total = finite_checks.count_non_finite(w)
     if bad:
         raise refuse(f"{bad} of {total} values are NaN or infinite")
     return torch.from_numpy(w.astype(np.float32))
+
+
+def _is_npy(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
+
+

@@ -13,7 +13,9 @@ Snapshots written by `save_network_pkl` end in a SHA-256 content digest (`traini
 loading verifies before parsing; a file without one (older snapshots, upstream pickles) loads unverified.
 Loading is bounded: every tensor record is checked against the bytes the file really carries before
 anything is allocated (`torch_utils.storage_records`), and a network is built only if its size matches the
-tensors stored for it. Every refusal is a `NetworkPickleError` whose message is one line,
+tensors stored for it. The file's size, pickle opcodes, expanded object tree, network records and tensor views
+together are held to the shared budgets of `torch_utils.load_budget` (docs/security.md, "Bounded loading").
+Every refusal is a `NetworkPickleError` whose message is one line,
 `<file>: <what is wrong>; <how to fix>`, ready for a CLI to print after "Error: ".
 """
 
@@ -26,14 +28,14 @@ import io
 import os
 import pickle
 import re
+import zipfile
 from typing import Any, BinaryIO, Callable
 
-import numpy as np
 import torch
 
 import dnnlib
 from dnnlib import util
-from torch_utils import persistence, storage_records
+from torch_utils import load_budget, persistence, storage_records
 from training import network_safetensors, snapshot_digest, wrong_network_input
 
 NETWORK_KEYS = ("G", "D", "G_ema")
@@ -65,75 +67,54 @@ def save_network_pkl(path: str, data: dict) -> None:
 # ----------------------------------------------------------------------------
 # The allowlist.
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
-    """numpy's array/scalar reconstructors under both the numpy 1.x and 2.x module names."""
-    names = {}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        names[(module, "_reconstruct")] = _numpy_attr("_reconstruct")
-        names[(module, "scalar")] = _numpy_attr("scalar")
-    names[("numpy", "ndarray")] = np.ndarray
-    names[("numpy", "dtype")] = np.dtype
-    for dtype_class in set(type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDG"):
-        names[("numpy.dtypes", dtype_class.__name__)] = dtype_class
-    return names
-
-
-def _numpy_attr(name: str) -> Any:
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray  # type: ignore[no-redef]
-    return getattr(multiarray, name)
-
-
-def _checked_rebuild(rebuild: Callable) -> Callable:
-    """torch's tensor rebuild, refusing a record whose shape needs more elements than its storage holds."""
+def _checked_rebuild(rebuild: Callable, budget: load_budget.ElementBudget) -> Callable:
+    """torch's tensor rebuild, refusing a view larger than its storage or past the file's element budget."""
     def rebuild_within_storage(storage: Any, storage_offset: int, size: Any, *rest: Any) -> torch.Tensor:
         dtype = getattr(storage, "dtype", torch.uint8)  # untyped storages count bytes
         untyped = getattr(storage, "_untyped_storage", storage)  # TypedStorage.nbytes() warns
         storage_records.check_tensor_fits(untyped.nbytes(), dtype, storage_offset, size)
+        budget.charge_shape(size)
         return rebuild(storage, storage_offset, size, *rest)
     return rebuild_within_storage
 
 
-_CHECKED_REBUILDS = {fn: _checked_rebuild(getattr(torch._utils, fn))
-                     for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3")
-                     if hasattr(torch._utils, fn)}
-
-
-def _torch_globals() -> dict[tuple[str, str], Any]:
-    names: dict[tuple[str, str], Any] = {("torch._utils", fn): rebuild for fn, rebuild in _CHECKED_REBUILDS.items()}
+def _torch_globals(budget: load_budget.ElementBudget) -> dict[tuple[str, str], Any]:
+    checked = {fn: _checked_rebuild(getattr(torch._utils, fn), budget)
+               for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3") if hasattr(torch._utils, fn)}
+    safe_funcs = tuple(checked[fn] for fn in ("_rebuild_tensor", "_rebuild_tensor_v2") if fn in checked) \
+        + (torch._utils._rebuild_parameter,)
+    names: dict[tuple[str, str], Any] = {("torch._utils", fn): rebuild for fn, rebuild in checked.items()}
     names.update({("torch._utils", fn): getattr(torch._utils, fn)
                   for fn in ("_rebuild_parameter", "_rebuild_parameter_with_state") if hasattr(torch._utils, fn)})
-    names[("torch._utils", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    names[("torch._utils", "_rebuild_from_type_v2")] = _rebuild_from_type_v2(safe_funcs)
     names[("torch.storage", "_load_from_bytes")] = persistence.load_storage_from_bytes
     names[("torch", "Size")] = torch.Size
     names[("torch", "device")] = torch.device
-    names[("torch._tensor", "Tensor")] = torch.Tensor
-    names[("torch", "Tensor")] = torch.Tensor
-    names[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
+    # Tensor classes only as arguments of _rebuild_from_type_v2: called directly they allocate a size from the file.
+    for module, name, cls in (("torch._tensor", "Tensor", torch.Tensor), ("torch", "Tensor", torch.Tensor),
+                              ("torch.nn.parameter", "Parameter", torch.nn.Parameter)):
+        names[(module, name)] = load_budget.ArgumentOnly(cls, f"{module}.{name}")
     names.update({("torch", name): dtype for name, dtype in storage_records.TORCH_DTYPES.items()})
     return names
 
 
-def _rebuild_from_type_v2(func: Callable, new_type: type, args: tuple, state: Any) -> Any:
+def _rebuild_from_type_v2(safe_funcs: tuple) -> Callable:
     """torch's subclass-tensor rebuild, limited to plain tensors and parameters."""
-    if new_type not in (torch.Tensor, torch.nn.Parameter) or func not in _SAFE_TENSOR_FUNCS:
-        raise pickle.UnpicklingError(f"refusing tensor subclass rebuild for {new_type!r}")
-    return torch._utils._rebuild_from_type_v2(func, new_type, args, state)
+    def rebuild(func: Callable, new_type: Any, args: tuple, state: Any) -> Any:
+        new_type = load_budget.unwrap(new_type)
+        if new_type not in (torch.Tensor, torch.nn.Parameter) or func not in safe_funcs:
+            raise pickle.UnpicklingError(f"refusing tensor subclass rebuild for {new_type!r:.60}")
+        return torch._utils._rebuild_from_type_v2(func, new_type, args, state)
+    return rebuild
 
 
-_SAFE_TENSOR_FUNCS = tuple(_CHECKED_REBUILDS[fn] for fn in ("_rebuild_tensor", "_rebuild_tensor_v2")
-                           if fn in _CHECKED_REBUILDS) + (torch._utils._rebuild_parameter,)
-
-
-def _allowed_globals() -> dict[tuple[str, str], Any]:
+def _allowed_globals(budget: load_budget.ElementBudget) -> dict[tuple[str, str], Any]:
     names: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
         ("builtins", "set"): builtins.set,
         ("builtins", "frozenset"): builtins.frozenset,
         ("builtins", "complex"): builtins.complex,
-        ("builtins", "bytearray"): builtins.bytearray,
+        ("builtins", "bytearray"): load_budget.bounded_bytearray,  # its bytes from the file, never a bare size
         ("builtins", "slice"): builtins.slice,
         ("copyreg", "_reconstructor"): copyreg._reconstructor,  # protocol 0/1; its class args pass find_class too
         ("builtins", "object"): builtins.object,
@@ -143,18 +124,18 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch_utils.persistence", "rebuild_persistent_module"): persistence.rebuild_persistent_module,
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): persistence._reconstruct_persistent_obj,
     }
-    names.update(_torch_globals())
-    names.update(_numpy_globals())
+    names.update(_torch_globals(budget))
+    names.update(load_budget.numpy_globals())
     return names
 
 
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that resolves only allowlisted globals; anything else is a one-line refusal."""
 
-    def __init__(self, file: BinaryIO, source: str):
+    def __init__(self, file: BinaryIO, source: str, budget: load_budget.ElementBudget | None = None):
         super().__init__(file)
         self.source = source
-        self.allowed = _allowed_globals()
+        self.allowed = _allowed_globals(budget or load_budget.ElementBudget(source, load_budget.MAX_NETWORK_ELEMENTS))
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -183,20 +164,24 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
     source, data = _read_bytes(path_or_url_or_file)
     if data[:4] == ZIP_MAGIC and (not_a_network := wrong_network_input.zip_without_network(data, source)):
         raise NetworkPickleError(not_a_network)  # a dataset zip given as the network, say so
+    budget = load_budget.ElementBudget(source, load_budget.MAX_NETWORK_ELEMENTS)
     try:
         snapshot_digest.verify(data, source)
         if source.endswith(network_safetensors.SUFFIX) or network_safetensors.looks_like_safetensors(data):
             result = _from_safetensors(data, source)
-        elif data[:4] == ZIP_MAGIC:
-            result = _modules_from_state_dicts(_torch_load(data, source), source)
         else:
-            result = _unpickle(data, source)
+            with load_budget.load_scope():  # tree walks and network records of this file share one allowance
+                if data[:4] == ZIP_MAGIC:
+                    result = _modules_from_state_dicts(_torch_load(data, source, budget), source)
+                else:
+                    result = _unpickle(data, source, budget)
         _validate(result, source)
     except NetworkPickleError:
         raise
     except snapshot_digest.DigestMismatch as error:
         raise NetworkPickleError(str(error)) from None
-    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError) as error:
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, RuntimeError, EOFError, ArithmeticError,
+            MemoryError) as error:  # ArithmeticError: forged init arguments that divide by zero or overflow
         raise NetworkPickleError(one_line_refusal(source, error)) from None
     if force_fp16:
         result = {key: (_with_fp16(value) if key in NETWORK_KEYS else value) for key, value in result.items()}
@@ -204,28 +189,38 @@ def load_network_pkl(path_or_url_or_file: Any, force_fp16: bool = False) -> dict
 
 
 def _read_bytes(path_or_url_or_file: Any) -> tuple[str, bytes]:
+    limit = load_budget.MAX_NETWORK_FILE_BYTES
     if hasattr(path_or_url_or_file, "read"):
-        return getattr(path_or_url_or_file, "name", "<file object>"), path_or_url_or_file.read()
+        source = str(getattr(path_or_url_or_file, "name", "<file object>"))
+        return source, _bounded(lambda: load_budget.read_stream(path_or_url_or_file, limit, source))
     if not isinstance(path_or_url_or_file, (str, os.PathLike)):
         raise TypeError(f"load_network_pkl: expected a path, URL or binary file, got {type(path_or_url_or_file).__name__}")
     source = os.fspath(path_or_url_or_file)
     if not util.is_url(source, allow_file_urls=True) and os.path.isdir(source):
         raise NetworkPickleError(wrong_network_input.directory_message(source))
-    if not util.is_url(source, allow_file_urls=True) and not os.path.isfile(source):
+    if not util.is_url(source, allow_file_urls=True) and not os.path.exists(source):  # a FIFO is refused below
         raise FileNotFoundError(f"{source}: no such network pickle; check the path or URL")
     try:
+        if not util.is_url(source, allow_file_urls=True):
+            return source, _bounded(lambda: load_budget.read_file(source, limit, source))
         with util.open_url(source) as f:
-            return source, f.read()
+            return source, _bounded(lambda: load_budget.read_stream(f, limit, source))
     except OSError as error:
         reason = error.strerror or str(error).splitlines()[0]
         raise NetworkPickleError(f"{source}: cannot read the network pickle ({reason}); check the path, URL "
                                  f"and permissions") from None
 
 
+def _bounded(read: Callable[[], bytes]) -> bytes:
+    try:
+        return read()
+    except load_budget.OverBudget as error:
+        raise NetworkPickleError(f"{error}; " + USE_INTACT_FILE if ";" not in str(error) else str(error)) from None
+
+
 def one_line_refusal(source: str, error: BaseException) -> str:
     """`<file>: <what is wrong>; <how to fix>` from any loader error, never advising to trust the file."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else type(error).__name__
+    text = load_budget.first_line(error)
     if not text.startswith(source):
         text = f"{source}: {text}"
     return text if ";" in text else f"{text}; {USE_INTACT_FILE}"
@@ -241,20 +236,36 @@ def _from_safetensors(data: bytes, source: str) -> dict:
         raise NetworkPickleError(str(error)) from None
 
 
-def _torch_load(data: bytes, source: str) -> Any:
+def _torch_load(data: bytes, source: str, budget: load_budget.ElementBudget) -> Any:
+    if data[:4] == ZIP_MAGIC:
+        _check_torch_zip(data, source)
     try:
         obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as error:
         if "weights only" in str(error).lower():
             raise NetworkPickleError(_weights_only_refusal(source, str(error))) from None
-        raise NetworkPickleError(f"{source}: not a readable torch.save file ({str(error).strip()[:200]}); "
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({load_budget.first_line(error):.200}); "
                                  + storage_records.FIX_HINT) from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise NetworkPickleError(f"{source}: not a readable torch.save file ({first:.200}); "
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({load_budget.first_line(error):.200}); "
                                  + storage_records.FIX_HINT) from None
-    storage_records.check_loaded_tensors(obj)
+    storage_records.check_loaded_tensors(obj, budget)
     return obj
+
+
+def _check_torch_zip(data: bytes, source: str) -> None:
+    """A torch zip archive: member sizes and the object pickle's opcodes bounded before torch reads them
+    (torch itself compares each storage record with the size its pickle declares)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            load_budget.check_zip_archive(archive, load_budget.MAX_NETWORK_FILE_BYTES, source)
+            for name in archive.namelist():
+                if name.endswith("data.pkl"):
+                    load_budget.scan_pickle(load_budget.read_stream(archive.open(name), 64 * load_budget.MiB, source),
+                                            source)
+    except zipfile.BadZipFile as error:
+        raise NetworkPickleError(f"{source}: not a readable torch.save file ({error}); "
+                                 + storage_records.FIX_HINT) from None
 
 
 def _weights_only_refusal(source: str, torch_message: str) -> str:
@@ -265,26 +276,31 @@ def _weights_only_refusal(source: str, torch_message: str) -> str:
             + USE_INTACT_FILE)
 
 
-def _unpickle(data: bytes, source: str) -> dict:
+def _unpickle(data: bytes, source: str, budget: load_budget.ElementBudget) -> dict:
     stream = io.BytesIO(data)
     try:
-        obj = SafeUnpickler(stream, source).load()
+        load_budget.scan_pickle(data, source)  # bounds the objects the unpickler can create
+        obj = SafeUnpickler(stream, source, budget).load()
     except NetworkPickleError:
         raise
     except storage_records.OversizedRecord as error:
-        raise NetworkPickleError(f"{source}: {error}") from None
-    except persistence.RefusedRecord as error:
         raise NetworkPickleError(one_line_refusal(source, error)) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError, IndexError, KeyError, RuntimeError) as error:
-        first = (str(error).strip().splitlines() or [""])[0]
-        raise NetworkPickleError(f"{source}: not a readable network pickle ({type(error).__name__}: {first:.200}); "
-                                 + USE_INTACT_FILE) from None
+    except (persistence.RefusedRecord, load_budget.OverBudget) as error:
+        raise NetworkPickleError(one_line_refusal(source, error)) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, TypeError, IndexError, KeyError, RuntimeError,
+            OverflowError, MemoryError) as error:
+        raise NetworkPickleError(f"{source}: not a readable network pickle ({type(error).__name__}: "
+                                 f"{load_budget.first_line(error):.200}); " + USE_INTACT_FILE) from None
     if isinstance(obj, int) and obj == TORCH_LEGACY_MAGIC:  # legacy (pre-zip) torch.save file
-        storage_records.check_legacy_storage_blob(data)  # torch would allocate the declared sizes first
-        return _modules_from_state_dicts(_torch_load(data, source), source)
+        try:
+            storage_records.check_legacy_storage_blob(data)  # torch would allocate the declared sizes first
+        except storage_records.OversizedRecord as error:
+            raise NetworkPickleError(one_line_refusal(source, error)) from None
+        return _modules_from_state_dicts(_torch_load(data, source, budget), source)
     if isinstance(obj, tuple) and len(obj) == 3:
         raise NetworkPickleError(f"{source}: looks like a TensorFlow-era pickle (G, D, Gs); convert it to the "
                                  f"PyTorch format first")
+    load_budget.check_tree(obj, source)  # the conversion below copies containers: bound shared ones first
     return _convert_upstream(obj, source)
 
 

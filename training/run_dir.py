@@ -19,6 +19,7 @@ import re
 from typing import Any, Iterator, Optional
 
 from dnnlib.util import atomic_write
+from torch_utils import load_budget
 from training.config import ConfigError
 
 OPTIONS_FILE = "training_options.json"
@@ -114,8 +115,8 @@ def runs_newest_first(outdir: str) -> list[str]:
 
 
 def read_options(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, OPTIONS_FILE), encoding="utf-8") as f:
-        return json.load(f)
+    path = os.path.join(run_dir, OPTIONS_FILE)
+    return load_budget.read_json(path, path)  # bounded: OverBudget and JSONDecodeError are ValueErrors
 
 
 def write_options(run_dir: str, opts: dict) -> None:

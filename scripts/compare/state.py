@@ -14,6 +14,7 @@ import click
 
 from compare.presets import REPO, Settings, method_runs_dir
 from dnnlib.util import atomic_write
+from torch_utils import load_budget
 from training import run_dir as rundir
 
 STATE_VERSION = 1
@@ -42,8 +43,9 @@ def read_results_json(path: str, containers: dict[str, type], fix: str) -> dict:
         return click.ClickException(f"{path}: {what}; {fix}")
 
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = load_budget.read_json(path, path)  # size-capped before it is read
+    except load_budget.OverBudget as err:
+        raise refuse(load_budget.first_line(err).removeprefix(f"{path}: ")) from None
     except OSError as err:
         raise refuse(f"cannot read it ({err.strerror or err})") from None
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError

@@ -79,12 +79,12 @@ FORGED = {
     "img_channels=0": (dict(img_channels=0), "img_channels=0 is outside [1, 4]"),
     "img_resolution=16.0": (dict(img_resolution=16.0), "img_resolution=16.0 must be an integer"),
     "w_dim=True": (dict(w_dim=True), "w_dim=True must be a number, not true/false"),
-    "a cycle": (dict(mapping_kwargs=CYCLE), "nested too deeply"),
+    "a cycle": (dict(mapping_kwargs=CYCLE), "nests containers more than 200 deep"),  # load_budget's tree walk
     "conv_clamp=nan": (dict(synthesis_kwargs=dict(conv_clamp=float("nan"))), "conv_clamp=nan is outside"),
     "lr_multiplier=inf": (dict(mapping_kwargs=dict(lr_multiplier=float("inf"))), "lr_multiplier=inf is outside"),
     "unknown argument": (dict(mapping_kwargs=dict(bogus=1)), "cannot build training.networks.Generator from the "
                                                              "stored init arguments (TypeError"),
-    "shared lists": (dict(synthesis_kwargs=dict(resample_filter=SHARED)), "hold too many values"),
+    "shared lists": (dict(synthesis_kwargs=dict(resample_filter=SHARED)), "expands to more than 1000000 objects"),
     "huge string": (dict(synthesis_kwargs=dict(architecture="x" * 10 ** 6)), "architecture is a string of 1000000"),
     "an object": (dict(synthesis_kwargs=dict(conv_clamp=torch.zeros(3))), "conv_clamp is a Tensor"),
 }

@@ -217,7 +217,7 @@ def test_record_class_name_of_another_type_is_refused():
 # The audit: every dynamic call in the code is listed in docs/security.md.
 
 DYNAMIC_CALL = re.compile(r"construct_class_by_name\(|call_func_by_name\(|get_obj_by_name\(|import_module\(|"
-                          r"__import__\(|allow_pickle|(?<![\w.])eval\(|(?<![\w.])exec\(|pickle\.loads?\(|"
+                          r"__import__\(|allow_pickle\s*=|(?<![\w.])eval\(|(?<![\w.])exec\(|pickle\.loads?\(|"
                           r"torch\.load\(|jit\.load\(|Unpickler\)|np\.load\(")
 
 

@@ -168,7 +168,8 @@ def moved_deviations(reference: dict[str, dict], summary: dict[str, dict]) -> di
     """Per tensor, the relative difference of `moved` (the distance travelled), floored at MOVED_FLOOR.
 
     Adam's first steps are sign-like (beta1 = 0): rounding noise flips the odd element whose gradient is
-    near zero, which moves a final value by 2 lr but leaves the distance travelled as it was; a change of
+    near zero, which moves a final value by 2 lr but keeps the step's size, so the distance travelled
+    hardly changes (most for scalars such as noise_strength, where the steps partly cancel); a change of
     the learning rate or of the losses changes every element's step, hence this distance, coherently."""
     out = {}
     for name, ref in reference.items():

@@ -4,7 +4,8 @@ Each run is train.py's own option resolution (`--cfg=tiny`, 32 px emoji, seed 0,
 GOLDEN_STEPS iterations of the real Trainer on one thread, in this process, writing nothing. The final
 weights and buffers of G, D, G_ema, the method's modules (D_ema, heads, queues, 2C embedding) and ADA's
 p are reduced to per-tensor summaries (see `summarize`) that survive another CPU or library version
-within the tolerance of `compare`, unlike a bit-exact digest.
+within the tolerances of tests/test_golden_trajectories.py (`deviations`, `moved_deviations`), unlike a
+bit-exact digest.
 
 Record (a deliberate numeric change updates the references in its own commit, saying why):
     OMP_NUM_THREADS=1 python tests/golden_record.py                 # every method

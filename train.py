@@ -105,6 +105,8 @@ def _method_options(func):
 @click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))
 @click.option("--p", help="Augmentation probability for --aug=fixed", type=float)
 @click.option("--target", help="ADA target value for --aug=ada [default: 0.6]", type=float)
+@click.option("--ada-kimg", "--ada_kimg", "ada_kimg", type=float, metavar="KIMG",
+              help="ADA speed: kimg for p to move by 1 [default: 500; 100 from a published network]")
 @click.option("--augpipe", help="Augmentation pipeline [default: bgc]", type=click.Choice(AUGPIPE_NAMES))
 # Transfer learning and resume.
 @click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL",
@@ -231,6 +233,8 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
         print(note, file=sys.stderr)
     if method_opts.ada_linear and opts.get("ada_target") is None:
         raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
+    if method_opts.ada_linear and o.get("ada_kimg") is not None:
+        raise ConfigError("--ada-kimg sets the adaptive controller's speed; ADA-Linear's ramp ignores it: drop --ada-kimg")
     if method_opts.cond_loss == "2c" and not o.cond:
         raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
     opts.method_kwargs = method_opts.to_dict()
@@ -300,6 +304,10 @@ def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, m
     plan = plan_resume(o.resume, mode, o.outdir, opts)
     if plan.continue_dir is not None:
         inherit_transfer_settings(plan.previous_opts, opts)
+        if o.get("ada_kimg") is not None:  # a new ADA speed may be given when continuing (acts from the next adjustment)
+            opts.ada_kimg = o.ada_kimg
+        elif "ada_kimg" in plan.previous_opts:  # otherwise the run keeps the speed it was started with
+            opts.ada_kimg = plan.previous_opts["ada_kimg"]
         opts.continued_run = True
         if plan.previous_opts.get("total_kimg") != opts.total_kimg:
             opts.previous_total_kimg = number_from_options(plan.previous_opts.get("total_kimg"), "total_kimg")

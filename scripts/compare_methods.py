@@ -30,6 +30,7 @@ Examples:
     python scripts/compare_methods.py --data=obama100.zip --preset=gpu-hour --parallel=4   # 4 GPUs, one run each
     python scripts/compare_methods.py --preset=cpu-bench --outdir=/work/bench-runs --stage=curve
     python scripts/compare_methods.py --preset=cpu-bench --outdir=/work/bench-runs --methods=ada,adalinear
+    python scripts/compare_methods.py --preset=cpu-regime --outdir=/work/regime-runs   # noaug vs ADA to 200 kimg
 See docs/results.md.
 """
 
@@ -66,7 +67,7 @@ from line_plot import PLOT_SIZE, nice_ticks  # noqa: E402,F401
 @click.option("--outdir", metavar="DIR", help="Comparison folder (cpu-bench: run directories) [default: runs/compare-<dataset>-<preset>]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu-smoke", show_default=True,
               help="paper: the FakeCLR recipe; gpu-hour: ~1 GPU-hour per method; cpu-smoke: tiny CPU run; "
-                   "cpu-bench: multi-seed CPU benchmark (see docs/results.md)")
+                   "cpu-bench: multi-seed CPU benchmark; cpu-regime: noaug vs ADA curves to 200 kimg (see docs/results.md)")
 @click.option("--methods", help=f"Comma-separated subset of {','.join(METHODS + tuple(VARIANTS))} [{DEFAULT_METHODS}]")
 @click.option("--seeds", help="cpu-bench: comma-separated training seeds, the same for every method [preset: 0,1,2]")
 @click.option("--stage", type=click.Choice(["bench", "curve"]), default="bench", show_default=True,

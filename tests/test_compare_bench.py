@@ -80,6 +80,35 @@ def test_preset_resolves_to_the_documented_runs(tmp_path):  # both datasets ship
     assert (curve.settings.kimg, curve.settings.tick * curve.settings.snap, curve.settings.score_every) == (60, 1, 4)
 
 
+@pytest.mark.skipif(not (SHARED / "emoji-smileys").is_dir(), reason="../shared/data is absent")
+def test_regime_preset_resolves_to_the_documented_runs(tmp_path, capsys):
+    """cpu-regime (issue 26, item 3): noaug and ADA (--ada-kimg=100) on emoji-smileys at 32 px to 200 kimg,
+    FID/KID of 500 fakes every 10 kimg, one thread each, in its own results file."""
+    spec = benchmark.BENCHMARKS["cpu-regime"]
+    runs = benchmark.planned_runs(spec, "cpu-regime", benchmark.BenchOptions(outdir=str(tmp_path)), str(tmp_path), {})
+    assert [r.key for r in runs] == ["emoji-smileys-32/noaug/seed0", "emoji-smileys-32/ada-kimg100/seed0"]
+    commands = {}
+    for run in runs:
+        s = run.settings
+        assert (s.cfg, s.mirror, s.dataset_resolution, s.dataset_size, s.kimg, s.tick * s.snap, s.score_every,
+                s.num_gen, s.threads, s.baseline) == ("tiny", True, 32, 169, 200, 10, None, 500, 1, "noaug")
+        commands[run.method] = cm.train_command(s, run.method)
+    assert commands["noaug"][-2:] == ["--method=ada", "--aug=noaug"]
+    assert commands["ada-kimg100"][-2:] == ["--method=ada", "--ada-kimg=100"]
+    for command in commands.values():
+        assert "--kimg=200" in command and "--tick=1" in command and "--snap=10" in command and "--seed=0" in command
+    assert spec.results == "examples/cpu-regime/results.json"
+
+    results = tmp_path / "results.json"
+    printed = benchmark.run_benchmark("cpu-regime", benchmark.BenchOptions(outdir=str(tmp_path), dry_run=True,
+                                                                            results=str(results)), {})
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("emoji-smileys-32/")]
+    assert len(lines) == 2 and "--aug=noaug" in lines[0] and "--ada-kimg=100" in lines[1], lines
+    assert not results.exists() and printed["runs"] == {}  # a dry run records nothing
+    with pytest.raises(Exception, match="has no curve stage"):
+        benchmark.planned_runs(spec, "cpu-regime", benchmark.BenchOptions(stage="curve"), str(tmp_path), {})
+
+
 def test_finished_run_is_recorded_and_skipped_on_rerun(benched):
     root, plan, results, evaluator = benched
     stored = json.loads(pathlib.Path(plan.results).read_text())

@@ -110,6 +110,8 @@ def run_description(o: EasyDict, dataset_name: str, spec_name: str) -> str:
         parts.append(f"p{o.p:g}")
     if o.target is not None:
         parts.append(f"target{o.target:g}")
+    if o.get("ada_kimg") is not None:
+        parts.append(f"adakimg{o.ada_kimg:g}")
     if o.augpipe is not None:
         parts.append(o.augpipe)
     if o.resume is not None:
@@ -145,7 +147,7 @@ def next_run_dir(outdir: str, desc: str) -> str:
 
 _DEFAULTS = EasyDict(
     gpus=1, snap=50, metrics=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto",
-    gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, augpipe=None, resume=None,
+    gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, ada_kimg=None, augpipe=None, resume=None,
     freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None, tick=None,
     bf16=False, channels_last=False, compile=False, compile_backend=None, fused_adam=False,
 )
@@ -188,6 +190,10 @@ def validate_basic(o: EasyDict) -> None:
         raise ConfigError("--target can only be given with --aug=ada")
     if o.target is not None and not 0 <= o.target <= 1:
         raise ConfigError(f"--target={o.target}: must lie in [0, 1]")
+    if o.get("ada_kimg") is not None and aug != "ada":
+        raise ConfigError(f"--ada-kimg can only be given with --aug=ada (got --aug={aug}); drop --ada-kimg")
+    if o.get("ada_kimg") is not None and not o.ada_kimg > 0:
+        raise ConfigError(f"--ada-kimg={o.ada_kimg:g}: must be > 0 (kimg for ADA's p to move by 1; default 500)")
     if o.augpipe is not None and aug == "noaug":
         raise ConfigError("--augpipe cannot be combined with --aug=noaug")
     if o.augpipe is not None and o.augpipe not in AUGPIPE_NAMES:
@@ -329,6 +335,8 @@ def _set_augmentation(t: EasyDict, o: EasyDict) -> None:
     aug = o.aug or "ada"
     if aug == "ada":
         t.ada_target = o.target if o.target is not None else 0.6
+        if o.get("ada_kimg") is not None:  # written only when given: older runs' options stay unchanged
+            t.ada_kimg = o.ada_kimg
     elif aug == "fixed":
         t.augment_p = o.p
     if aug != "noaug":
@@ -344,5 +352,7 @@ def _set_resume(t: EasyDict, o: EasyDict) -> None:
     if o.resume in RESUME_SPECS or "://" in o.resume:
         # Transfer learning from a published network: react faster, no EMA ramp-up (spec 1.1).
         # Local pickles, run directories and 'latest' continue with the run's own settings.
-        t.ada_kimg = 100
+        # An explicit --ada-kimg wins over the transfer value.
+        if o.get("ada_kimg") is None:
+            t.ada_kimg = 100
         t.ema_rampup = None

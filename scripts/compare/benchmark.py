@@ -52,7 +52,7 @@ class BenchmarkSpec:
     seeds: tuple[int, ...]
     methods: str
     results: str  # committed results file, relative to the repository root
-    curve: CurveSpec
+    curve: Optional[CurveSpec] = None  # the budget run of --stage=curve, where the benchmark has one
 
 
 BENCHMARKS = {
@@ -60,6 +60,10 @@ BENCHMARKS = {
         datasets=("datasets/emoji-smileys", "datasets/emoji-food"), resolution=32, seeds=(0, 1, 2),
         methods="ada,adalinear,insgen,fakeclr", results="examples/cpu-bench/results.json",
         curve=CurveSpec(dataset=0, method="adalinear", seed=0, kimg=60, tick=0.5, snap=2, score_every=4)),
+    # Where D overfits (issue 26, item 3): the bench stage is the long noaug and ADA runs themselves.
+    "cpu-regime": BenchmarkSpec(
+        datasets=("../shared/data/emoji-smileys",), resolution=32, seeds=(0,), methods="noaug,ada-kimg100",
+        results="examples/cpu-regime/results.json"),
 }
 
 
@@ -146,6 +150,8 @@ def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: s
     data = [prepare_dataset(source, spec.resolution, os.path.join(outdir, "data"), scratch) for source in sources]
     options = {k: v for k, v in options.items() if k not in ("seed",)}
     if plan.stage == "curve":
+        if spec.curve is None:
+            raise click.ClickException(f"--stage=curve: --preset={preset} has no curve stage; use --stage=bench")
         curve = spec.curve
         overrides = dict(options, kimg=curve.kimg, tick=curve.tick, snap=curve.snap, score_every=curve.score_every)
         return _cell_runs("curve", data[min(curve.dataset, len(data) - 1)], curve.seed, [curve.method], preset,

@@ -37,13 +37,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Budget and fake count were chosen from measurements, see docs/results.md ("CPU benchmark").
     "cpu-bench": dict(cfg="tiny", batch=None, mirror=True, kimg=12, tick=1, snap=3, num_gen=200,
                       contrastive_ada_linear=True, workers=1, threads=1, baseline="adalinear"),
+    # The regime curves (issue 26, item 3): no augmentation against ADA on emoji-smileys at 32 px, long
+    # enough (200 kimg) for D to overfit the 169 images; a snapshot with FID/KID every 10 kimg and the
+    # per-kimg r_t, p and D score gap from stats.jsonl. 500 fakes: the curve's turn, not a table cell.
+    "cpu-regime": dict(cfg="tiny", batch=None, mirror=True, kimg=200, tick=1, snap=10, num_gen=500,
+                       contrastive_ada_linear=True, workers=1, threads=1, baseline="noaug"),
 }
 # Ablation variants: selectable by name, never run unless asked for. Each changes one FakeCLR
 # option against the `fakeclr` preset: the forgetting factor as the released code computes it; a
 # query view drawn independently of the key's; the fake queue held at its starting length (32 at
 # the cpu-bench batch of 8) instead of shrinking; the contrastive weight on D (lambda^f) lowered and
 # raised; a larger relative latent noise.
+# Augmentation variants of the ada method: none at all (plain StyleGAN2), and ADA reacting over 100 kimg
+# (upstream's transfer-learning speed) instead of 500, so that p can cover its range within a CPU budget.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "noaug": ("ada", ("--aug=noaug",)),
+    "ada-kimg100": ("ada", ("--ada-kimg=100",)),
     "fakeclr-forget-code": ("fakeclr", ("--forgetting=code",)),
     "fakeclr-query-indep": ("fakeclr", ("--cl_query_view=independent",)),
     "fakeclr-queue-fixed32": ("fakeclr", ("--fqs_schedule=fixed", "--fqs=32")),

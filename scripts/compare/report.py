@@ -15,7 +15,8 @@ METHOD_COLOURS = {"ada": (90, 90, 90), "adalinear": (31, 119, 180), "insgen": (4
                   "fakeclr": (214, 39, 40), "contragan": (148, 103, 189),
                   "fakeclr-forget-code": (255, 127, 14), "fakeclr-query-indep": (227, 119, 194),
                   "fakeclr-queue-fixed32": (140, 86, 75), "fakeclr-lambda-0.3": (188, 189, 34),
-                  "fakeclr-lambda-3": (23, 190, 207), "fakeclr-noise-0.3": (127, 127, 127)}
+                  "fakeclr-lambda-3": (23, 190, 207), "fakeclr-noise-0.3": (127, 127, 127),
+                  "noaug": (0, 0, 0), "ada-kimg100": (140, 140, 140)}
 
 
 def train_time(record: dict) -> str:

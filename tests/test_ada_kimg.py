@@ -49,7 +49,11 @@ def test_ada_kimg_sets_the_size_of_each_adjustment(tmp_path, emoji_zip, ada_kimg
         assert after == pytest.approx(before + direction * step, abs=1e-6), (before, r_t, after)
 
 
-def test_default_speed_is_500_kimg_and_transfer_is_100_unless_given(tmp_path, emoji_zip):
+def test_default_speed_is_500_kimg_and_transfer_is_100_unless_given(tmp_path, emoji_zip, monkeypatch):
+    from training import preflight
+
+    fetched = []  # the published network is fetched while options are checked; offline here, so only recorded
+    monkeypatch.setattr(preflight, "fetch_resume_url", lambda option, url: fetched.append(url) or str(tmp_path / "x"))
     base = [f"--outdir={tmp_path}", f"--data={emoji_zip}", "--cfg=tiny"]
     opts, run_dir = resolve(*base)
     assert "ada_kimg" not in opts  # the loop's default (500) acts; older runs' options stay as they were
@@ -57,6 +61,7 @@ def test_default_speed_is_500_kimg_and_transfer_is_100_unless_given(tmp_path, em
     assert opts.ada_kimg == 20 and run_dir.endswith("-tiny-adakimg20")
     assert resolve(*base, "--resume=ffhq256")[0].ada_kimg == 100  # upstream's transfer-learning speed
     assert resolve(*base, "--resume=ffhq256", "--ada-kimg=40")[0].ada_kimg == 40
+    assert len(fetched) == 2 and all(url.endswith("ffhq-res256-mirror-paper256-noaug.pkl") for url in fetched)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -9,17 +9,20 @@ again matmul. On the CPU this is several times faster than the depthwise convolu
 the kept samples. The sums run in a different order than the convolution's, so results differ by
 float rounding (~1e-7 relative).
 
-The axis matrices depend only on the taps and the sizes, so they are cached by value.
+The axis matrices depend only on the taps and the sizes, so they are cached by value; a filter
+tensor's factorisation is cached per tensor.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
 
 _CACHE: OrderedDict = OrderedDict()
+_AXES_CACHE: dict = {}
 _CACHE_SIZE = 512
 _REDUCED = (torch.float16, torch.bfloat16)
 
@@ -31,9 +34,25 @@ class SeparableAxes(NamedTuple):
 
 
 def separable_axes(f: torch.Tensor, flip_filter: bool, gain: float) -> SeparableAxes | None:
-    """The filter as x and y correlation taps, or None when a 2-D filter is not an outer product."""
+    """The filter as x and y correlation taps, or None when a 2-D filter is not an outer product.
+
+    Cached per filter tensor (the networks pass the same buffer every call): the entry is valid while
+    that very tensor is alive and unmodified (weak reference + version counter).
+    """
     if _tracing():
         return None
+    key = (id(f), f._version, bool(flip_filter), float(gain))
+    hit = _AXES_CACHE.get(key)
+    if hit is not None and hit[0]() is f:
+        return hit[1]
+    axes = _factorize(f, flip_filter, gain)
+    _AXES_CACHE[key] = (weakref.ref(f), axes)
+    if len(_AXES_CACHE) > _CACHE_SIZE:
+        _AXES_CACHE.pop(next(iter(_AXES_CACHE)))
+    return axes
+
+
+def _factorize(f: torch.Tensor, flip_filter: bool, gain: float) -> SeparableAxes | None:
     f64 = f.detach().to("cpu", torch.float64)
     if f64.ndim == 1:  # separable filter: applied along x then y, each with gain ** 0.5
         fx = fy = f64 * (gain ** 0.5)

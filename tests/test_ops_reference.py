@@ -78,6 +78,19 @@ def test_fir_matrix_takes_only_separable_filters():
     assert torch.allclose(rebuilt, FILTERS["outer3x2"]() * 2.0, rtol=0, atol=1e-6)
 
 
+def test_fir_matrix_only_where_it_pays_off():
+    from torch_utils.ops import fir_matrix
+
+    assert fir_matrix.pays_off(64, 33, (1, 1), (1, 1)) and not fir_matrix.pays_off(65, 8, (1, 1), (1, 1))
+    assert fir_matrix.pays_off(256, 256, (2, 2), (1, 1)) and not fir_matrix.pays_off(257, 4, (1, 1), (2, 2))
+    f = FILTERS["full4"]()
+    for up, h in ((1, 66), (2, 33)):  # one either side of the limit, both against the direct formula
+        x = _rand(1, 2, h, 5)
+        y = upfirdn2d.upfirdn2d(x, f, up=up, padding=[2, 1, 2, 1], gain=up * up)
+        expected = upfirdn2d_direct(x, f, up=(up, up), down=(1, 1), pad=(2, 1, 2, 1), flip_filter=False, gain=up * up)
+        assert (y - expected).abs().max().item() < 1e-5
+
+
 def test_fir_matrix_reduced_precision_rounds_once():
     # Under bf16 autocast the result comes back in bf16, computed in float32 and rounded once:
     # within one bf16 rounding (2**-8 relative) of the float32 result.

@@ -33,6 +33,18 @@ class SeparableAxes(NamedTuple):
     taps_y: tuple[float, ...]
 
 
+def pays_off(height: int, width: int, up: tuple[int, int], down: tuple[int, int]) -> bool:
+    """Whether the dense matrices beat the depthwise convolution at this size.
+
+    A dense axis matrix spends O(L) multiply-adds per output sample instead of the filter's taps, so it
+    loses on large images. Measured on the CPU (1 thread, 4x32 channels, [1,3,3,1]; docs/performance.md):
+    plain filtering is faster up to 64 px (0.91 vs 1.05 ms) and slower at 128 px (5.7 vs 3.5 ms);
+    with up/down-sampling it is faster still at 256 px input (up 320 vs 486 ms, down 35 vs 98 ms).
+    """
+    limit = 64 if up == (1, 1) and down == (1, 1) else 256
+    return max(height, width) <= limit
+
+
 def separable_axes(f: torch.Tensor, flip_filter: bool, gain: float) -> SeparableAxes | None:
     """The filter as x and y correlation taps, or None when a 2-D filter is not an outer product.
 

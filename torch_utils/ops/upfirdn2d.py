@@ -162,8 +162,8 @@ def _check_input(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], pad: lis
 # Reference path.
 
 def _upfirdn2d_ref(x, f, up, down, pad, flip_filter, gain) -> torch.Tensor:
-    if x.device.type == "cpu" and not f.requires_grad:  # (on a GPU the depthwise conv is fast)
-        axes = fir_matrix.separable_axes(f, flip_filter, gain)
+    if x.device.type == "cpu" and not f.requires_grad and fir_matrix.pays_off(x.shape[2], x.shape[3], up, down):
+        axes = fir_matrix.separable_axes(f, flip_filter, gain)  # (on a GPU the depthwise conv is fast)
         if axes is not None:  # two small matmuls instead of a depthwise conv (see fir_matrix)
             return fir_matrix.apply(x, axes, up, down, pad)
     x = _insert_zeros(x, *up)

@@ -292,7 +292,7 @@ def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name
     if variants is None:
         variants = "plain,channels_last" if device_name == "cpu" else "plain,fp32,channels_last,bf16,fused_adam"
     if baseline_commit:
-        import baseline_compare
+        from benchmarks import baseline_compare  # ROOT is on sys.path (script and package use)
 
         grid = itertools.product(presets.split(","), methods.split(","), ops_list.split(","), variants.split(","))
         common = [f"--steps={steps}", f"--warmup={warmup}", f"--device={device_name}", f"--cache-dir={cache_dir}",

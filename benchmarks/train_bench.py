@@ -278,8 +278,11 @@ def print_table(results: list[dict], ratio_rows: list[dict]) -> None:
               help="CUDA: a second, synchronised pass for the per-phase times (doubles the time)")
 @click.option("--train-args", "train_args", default="", help="Extra train.py options for every configuration "
               "(space-separated), e.g. --cl_query_view=independent")
+@click.option("--baseline-commit", default=None, help="Also run every configuration on this commit (a temporary "
+              "git worktree), alternating old/new in subprocesses, and report new/old img/s per round")
+@click.option("--rounds", type=int, default=3, show_default=True, help="With --baseline-commit: alternating rounds")
 def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name, cache_dir, threads, breakdown,
-         train_args):
+         train_args, baseline_commit, rounds):
     """Time training steps for every combination of the given presets, methods, ops and variants."""
     import warnings
 
@@ -290,6 +293,17 @@ def main(presets, methods, ops_list, variants, steps, warmup, batch, device_name
     device_name = device_name or ("cuda" if torch.cuda.is_available() else "cpu")
     if variants is None:
         variants = "plain,channels_last" if device_name == "cpu" else "plain,fp32,channels_last,bf16,fused_adam"
+    if baseline_commit:
+        from benchmarks import baseline_compare  # ROOT is on sys.path (script and package use)
+
+        grid = itertools.product(presets.split(","), methods.split(","), ops_list.split(","), variants.split(","))
+        common = [f"--steps={steps}", f"--warmup={warmup}", f"--device={device_name}", f"--cache-dir={cache_dir}",
+                  *([f"--threads={threads}"] if threads else []), *([f"--batch={batch}"] if batch else []),
+                  *([f"--train-args={train_args}"] if train_args else [])]
+        configs = [(f"{p}/{m}/{o}/{v}", [f"--presets={p}", f"--methods={m}", f"--ops={o}", f"--variants={v}", *common])
+                   for p, m, o, v in grid]
+        baseline_compare.print_summary(baseline_compare.compare(baseline_commit, configs, rounds))
+        return
     warnings.filterwarnings("once")
     results = []
     grid = itertools.product(presets.split(","), methods.split(","), ops_list.split(","), variants.split(","))

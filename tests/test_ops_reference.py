@@ -63,8 +63,44 @@ def test_bias_act_bad_arguments(kwargs, message):
 FILTERS = {
     "sep4": lambda: upfirdn2d.setup_filter([1, 3, 3, 1], separable=True),
     "full4": lambda: upfirdn2d.setup_filter([1, 3, 3, 1]),
-    "rect3x2": lambda: torch.tensor([[1.0, 2.0], [0.5, -1.0], [3.0, 0.25]]),
+    "rect3x2": lambda: torch.tensor([[1.0, 2.0], [0.5, -1.0], [3.0, 0.25]]),  # not separable: depthwise path
+    "outer3x2": lambda: torch.outer(torch.tensor([1.0, 2.0, 0.5]), torch.tensor([1.0, -3.0])),  # matrix path
 }
+
+
+def test_fir_matrix_takes_only_separable_filters():
+    from torch_utils.ops import fir_matrix
+
+    assert fir_matrix.separable_axes(FILTERS["rect3x2"](), False, 1.0) is None
+    axes = fir_matrix.separable_axes(FILTERS["outer3x2"](), False, 2.0)
+    # Correlation taps are the flipped filter; their outer product is the filter times the gain.
+    rebuilt = torch.outer(torch.tensor(axes.taps_y[::-1]), torch.tensor(axes.taps_x[::-1]))
+    assert torch.allclose(rebuilt, FILTERS["outer3x2"]() * 2.0, rtol=0, atol=1e-6)
+
+
+def test_fir_matrix_only_where_it_pays_off():
+    from torch_utils.ops import fir_matrix
+
+    assert fir_matrix.pays_off(64, 33, (1, 1), (1, 1)) and not fir_matrix.pays_off(65, 8, (1, 1), (1, 1))
+    assert fir_matrix.pays_off(256, 256, (2, 2), (1, 1)) and not fir_matrix.pays_off(257, 4, (1, 1), (2, 2))
+    f = FILTERS["full4"]()
+    for up, h in ((1, 66), (2, 33)):  # one either side of the limit, both against the direct formula
+        x = _rand(1, 2, h, 5)
+        y = upfirdn2d.upfirdn2d(x, f, up=up, padding=[2, 1, 2, 1], gain=up * up)
+        expected = upfirdn2d_direct(x, f, up=(up, up), down=(1, 1), pad=(2, 1, 2, 1), flip_filter=False, gain=up * up)
+        assert (y - expected).abs().max().item() < 1e-5
+
+
+def test_fir_matrix_reduced_precision_rounds_once():
+    # Under bf16 autocast the result comes back in bf16, computed in float32 and rounded once:
+    # within one bf16 rounding (2**-8 relative) of the float32 result.
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    x = _rand(2, 3, 8, 8)
+    expected = upfirdn2d.upsample2d(x, f)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = upfirdn2d.upsample2d(x, f)
+    assert y.dtype == torch.bfloat16
+    assert ((y.float() - expected).abs() <= expected.abs() * 2 ** -8 + 1e-6).all()
 
 
 @pytest.mark.parametrize("up, down, pad", [

@@ -9,8 +9,10 @@ For each channel of an NCHW tensor:
   4. keep every down-th sample, starting at index 0.
 Output size per axis: (in * up + pad0 + pad1 - taps) // down + 1.
 
-The reference path uses zero insertion + F.pad + depthwise F.conv2d, so it has gradients of
-any order for free. The CUDA path is one fused kernel whose backward is again an upfirdn2d
+The reference path has gradients of any order for free: a separable filter (1-D, or a 2-D
+outer product such as setup_filter([1, 3, 3, 1])) runs as two matrix products that also do the
+zero insertion, padding and decimation (fir_matrix.py; far cheaper on the CPU than a depthwise
+convolution); any other 2-D filter uses zero insertion + F.pad + depthwise F.conv2d. The CUDA path is one fused kernel whose backward is again an upfirdn2d
 (up/down swapped, filter flipped, padding adjusted), so it too is differentiable to any order.
 """
 
@@ -23,7 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from torch_utils.ops import plugin_dispatch, plugin_selfcheck
+from torch_utils.ops import fir_matrix, plugin_dispatch, plugin_selfcheck
 
 IntPair = int | Sequence[int]
 
@@ -160,6 +162,10 @@ def _check_input(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], pad: lis
 # Reference path.
 
 def _upfirdn2d_ref(x, f, up, down, pad, flip_filter, gain) -> torch.Tensor:
+    if x.device.type == "cpu" and not f.requires_grad and fir_matrix.pays_off(x.shape[2], x.shape[3], up, down):
+        axes = fir_matrix.separable_axes(f, flip_filter, gain)  # (on a GPU the depthwise conv is fast)
+        if axes is not None:  # two small matmuls instead of a depthwise conv (see fir_matrix)
+            return fir_matrix.apply(x, axes, up, down, pad)
     x = _insert_zeros(x, *up)
     x = _pad_or_crop(x, pad)
     x = _depthwise_fir(x, f, flip_filter, gain)

@@ -72,10 +72,13 @@ def make_momentum_copy(module: torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def ema_update_(target: torch.nn.Module, source: torch.nn.Module, momentum: float) -> None:
     """theta_t <- m * theta_t + (1 - m) * theta_s for parameters; buffers are copied."""
-    for p_target, p_source in zip(target.parameters(), source.parameters()):
-        p_target.lerp_(p_source.detach(), 1.0 - momentum)
-    for b_target, b_source in zip(target.buffers(), source.buffers()):
-        b_target.copy_(b_source)
+    # Multi-tensor calls (the same lerp per tensor, identical values) instead of a Python loop of ops.
+    targets = list(target.parameters())
+    if targets:
+        torch._foreach_lerp_(targets, [p.detach() for p in source.parameters()], 1.0 - momentum)
+    buffers = list(target.buffers())
+    if buffers:
+        torch._foreach_copy_(buffers, list(source.buffers()))
 
 
 def infer_feature_channels(D: torch.nn.Module) -> int:
@@ -105,4 +108,4 @@ def make_head_optimizer(params: Iterable[torch.nn.Parameter], opt_kwargs: dict[s
     lr = float(opt_kwargs.get("lr", 0.002)) * ratio
     betas = tuple(float(b) ** ratio for b in opt_kwargs.get("betas", (0.0, 0.99)))
     eps = float(opt_kwargs.get("eps", 1e-8))
-    return torch.optim.Adam(list(params), lr=lr, betas=betas, eps=eps)
+    return torch.optim.Adam(list(params), lr=lr, betas=betas, eps=eps, foreach=True)  # = per-tensor Adam, faster

@@ -80,7 +80,6 @@ def test_preset_resolves_to_the_documented_runs(tmp_path):  # both datasets ship
     assert (curve.settings.kimg, curve.settings.tick * curve.settings.snap, curve.settings.score_every) == (60, 1, 4)
 
 
-@pytest.mark.skipif(not (SHARED / "emoji-smileys").is_dir(), reason="../shared/data is absent")
 def test_regime_preset_resolves_to_the_documented_runs(tmp_path, capsys):
     """cpu-regime (issue 26, item 3): noaug and ADA (--ada-kimg=100) on emoji-smileys at 32 px to 200 kimg,
     FID/KID of 500 fakes every 10 kimg, one thread each, in its own results file."""

@@ -62,7 +62,7 @@ BENCHMARKS = {
         curve=CurveSpec(dataset=0, method="adalinear", seed=0, kimg=60, tick=0.5, snap=2, score_every=4)),
     # Where D overfits (issue 26, item 3): the bench stage is the long noaug and ADA runs themselves.
     "cpu-regime": BenchmarkSpec(
-        datasets=("../shared/data/emoji-smileys",), resolution=32, seeds=(0,), methods="noaug,ada-kimg100",
+        datasets=("datasets/emoji-smileys",), resolution=32, seeds=(0,), methods="noaug,ada-kimg100",
         results="examples/cpu-regime/results.json"),
 }
 

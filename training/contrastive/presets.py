@@ -10,7 +10,8 @@
 `resolve_method` applies, in order: the method preset, the FakeCLR code-compatibility preset,
 the upstream FakeCLR / InsGen flags (--no_insgen, --no_fakeclr, --rqs, --fqs, --no_cl_on_g,
 --ada_linear) and explicit option overrides; then fills dataset-dependent defaults and checks
-every value. `training.contrastive.build.build_hook` turns them into the loss hook.
+every value. `training.method_stack.build_method` turns them into the run's method.
+Method names and presets come from the registry (training.method_registry).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any, Callable, Optional
 from training.contrastive.losses import FORGETTING_MODES
 from training.contrastive.noise import NOISE_MODES
 from training.contrastive.queue import QUEUE_SCHEDULES
+from training.method_registry import method_class, split_method
 from training.resume_plan import LEGACY_METHOD_FIELDS
 
-METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 ENQUEUE_MODES = ("key", "query_momentum")
 COND_LOSSES = ("none", "2c")
 QUERY_VIEWS = ("shared", "independent")
@@ -89,16 +90,6 @@ class MethodOptions:
         return cls(**{**LEGACY_METHOD_FIELDS, **values})  # older runs lack newer fields
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "ada": {},
-    "adalinear": {"ada_linear": True},
-    "insgen": {"fake_head": True, "real_head": True, "noise_mode": "fixed", "noise_clamp": None,
-               "forgetting_mode": "off", "enqueue": "query_momentum", "cl_independent_mixing": True},
-    "fakeclr": {"ada_linear": True, "fake_head": True, "fqs_schedule": "linear", "forgetting_mode": "paper",
-                "noise_mode": "relative", "enqueue": "key"},
-    "contragan": {"cond_loss": "2c"},
-}
-
 # What the released FakeCLR code computes where it differs from the paper (docs/methods.md).
 FAKECLR_CODE_COMPAT: dict[str, Any] = {"forgetting_mode": "code_constant", "g_cl_forgetting": True,
                                        "cl_independent_mixing": True, "fqs_schedule": "fixed", "enqueue": "key"}
@@ -112,11 +103,10 @@ def resolve_method(method: str, overrides: Optional[dict[str, Any]] = None, *, d
     None values in `overrides` mean "not given" (so click defaults of None pass through);
     `noise_clamp='none'` selects the paper-literal unclamped noise.
     """
-    if method not in METHODS:
-        raise ValueError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if code_compat and method != "fakeclr":
+    base, _ = split_method(method)
+    if code_compat and base != "fakeclr":
         raise ValueError("--fakeclr-code-compat: only meaningful with --method=fakeclr")
-    values = dict(PRESETS[method], method=method, code_compat=code_compat)
+    values = dict(method_class(base).preset, method=method, code_compat=code_compat)
     if code_compat:
         values.update(FAKECLR_CODE_COMPAT)
     values.update(_translate_upstream_flags({k: v for k, v in (overrides or {}).items() if v is not None}))

@@ -1,0 +1,4 @@
+"""Every training method, registered on import (training.method_registry). One line per method module."""
+
+import training.methods.ada  # noqa: F401  ada, adalinear
+import training.contrastive.hooks  # noqa: F401  insgen, fakeclr, contragan

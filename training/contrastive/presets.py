@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 from training.contrastive.losses import FORGETTING_MODES
 from training.contrastive.noise import NOISE_MODES
 from training.contrastive.queue import QUEUE_SCHEDULES
-from training.method_registry import method_class, split_method
+from training.method_registry import addon_option_fields, method_class, split_method
 from training.resume_plan import LEGACY_METHOD_FIELDS
 
 ENQUEUE_MODES = ("key", "query_momentum")
@@ -76,6 +76,8 @@ class MethodOptions:
     tau_2c: float = 1.0
     d_embed_dim: int = 512
     contragan_mode: str = "studiogan"    # 'studiogan': unconditional D, 2C on the FC output | 'projection'
+    # add-on name -> its options (the add-on's own dataclass, as a dict), e.g. {'lecam': {'lecam_weight': 3e-7, ...}}
+    addons: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for training_options.json and snapshots."""
@@ -103,13 +105,15 @@ def resolve_method(method: str, overrides: Optional[dict[str, Any]] = None, *, d
     None values in `overrides` mean "not given" (so click defaults of None pass through);
     `noise_clamp='none'` selects the paper-literal unclamped noise.
     """
-    base, _ = split_method(method)
+    base, addons = split_method(method)
     if code_compat and base != "fakeclr":
         raise ValueError("--fakeclr-code-compat: only meaningful with --method=fakeclr")
     values = dict(method_class(base).preset, method=method, code_compat=code_compat)
     if code_compat:
         values.update(FAKECLR_CODE_COMPAT)
-    values.update(_translate_upstream_flags({k: v for k, v in (overrides or {}).items() if v is not None}))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values["addons"] = _addon_options(addons, given)  # takes the add-ons' fields out of `given`
+    values.update(_translate_upstream_flags(given))
     opts = MethodOptions(**values)
     _fill_defaults(opts, dataset_size, mirror, batch, warn)
     _validate(opts)
@@ -139,6 +143,22 @@ def _translate_upstream_flags(overrides: dict[str, Any]) -> dict[str, Any]:
             values[name] = value
         else:
             raise ValueError(f"--{name}: not a method option; known: {', '.join(sorted(known | set(UPSTREAM_FLAGS)))}")
+    return values
+
+
+def _addon_options(addons: tuple[str, ...], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each selected add-on's options, parsed (and checked) once by its dataclass; an add-on's option
+    given without the add-on is an error."""
+    values = {}
+    for name, field in addon_option_fields():
+        if field.name in given and name not in addons:
+            raise ValueError(f"--{field.name}: an option of the {name} add-on; add it to --method "
+                             f"(e.g. --method=ada+{name})")
+    for name in addons:
+        options_class = method_class(name).Options
+        if options_class is not None:
+            fields = {f.name for f in dataclasses.fields(options_class)}
+            values[name] = dataclasses.asdict(options_class(**{k: given.pop(k) for k in list(given) if k in fields}))
     return values
 
 
@@ -268,7 +288,7 @@ def describe_method(opts: MethodOptions, total_kimg: float) -> list[str]:
     """The status block's method lines: the method and its key settings."""
     augment = "ADA-Linear p ramp" if opts.ada_linear else "adaptive p"
     if not contrastive_enabled(opts):
-        return [f"{opts.method} ({augment}, no contrastive term)"]
+        return [f"{opts.method} ({augment}, no contrastive term)"] + addon_lines(opts)
     lines = [f"{opts.method} ({augment})"]
     if opts.fake_head:
         lines.append(f"fake head: lambda_D {opts.lambda_D:g}, lambda_G {opts.lambda_G if opts.cl_on_g else 0:g}, "
@@ -281,7 +301,13 @@ def describe_method(opts: MethodOptions, total_kimg: float) -> list[str]:
         lines.append(f"real head: lambda_real {opts.lambda_real:g}, real queue: {opts.rqs} (fixed)")
     if opts.cond_loss == "2c":
         lines.append(f"2C: lambda_2c {opts.lambda_2c:g}, tau_2c {opts.tau_2c:g}, mode {opts.contragan_mode}")
-    return lines
+    return lines + addon_lines(opts)
+
+
+def addon_lines(opts: MethodOptions) -> list[str]:
+    """e.g. 'lecam: lecam_weight 3e-07, lecam_decay 0.99'."""
+    return [f"{name}: " + ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in values.items())
+            for name, values in opts.addons.items()]
 
 
 def fake_queue_line(opts: MethodOptions, total_kimg: float) -> str:

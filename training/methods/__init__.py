@@ -2,3 +2,4 @@
 
 import training.methods.ada  # noqa: F401  ada, adalinear
 import training.contrastive.hooks  # noqa: F401  insgen, fakeclr, contragan
+import training.methods.lecam  # noqa: F401  lecam

@@ -27,7 +27,7 @@ from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo,
                              next_run_dir, validate_basic, with_defaults)
 from training.resume_plan import RESUME_MODES, inherit_transfer_settings, number_from_options, plan_resume
 from training.method_cli import MethodName, method_options, pop_method_overrides
-from training.method_registry import method_names
+from training.method_registry import method_default_aug, method_names
 from training.run_dir import RunWriteError
 
 
@@ -158,6 +158,8 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     method_overrides = pop_method_overrides(kwargs)
     code_compat = kwargs.pop("code_compat")
     resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
+    if kwargs.get("aug") is None and kwargs.get("method"):  # e.g. DiffAugment alone runs without ADA's pipe
+        kwargs["aug"] = method_default_aug(kwargs["method"])
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
         kwargs["gpus"] = torchrun_world_size() or 1
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})

@@ -16,11 +16,14 @@ DEFAULT_BASE = "ada"
 
 
 def register(name: str, *, order: int, preset: Optional[dict[str, Any]] = None, addon: bool = False,
-             needs_labels: bool = False, options: Optional[type] = None, description: str = ""):
+             needs_labels: bool = False, options: Optional[type] = None, default_aug: Optional[str] = None,
+             description: str = ""):
     """Class decorator: the method class under `name`.
 
     preset:  values of training.contrastive.presets.MethodOptions this method sets (base methods)
     addon:   combinable with a base method through '+' (add-ons bring their own `options` dataclass)
+    default_aug: train.py's --aug when --method names no base method and --aug is not given
+             (e.g. 'noaug' for DiffAugment, whose reference runs have no ADA pipe)
     order:   position in listings (--help, errors, the harness): base methods first, then add-ons
     options: the add-on's options dataclass; each field becomes a train.py option (type and help from
              the field's type and `metadata['help']`), parsed once into this dataclass
@@ -29,7 +32,7 @@ def register(name: str, *, order: int, preset: Optional[dict[str, Any]] = None, 
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"method {name!r} is registered twice ({_REGISTRY[name].__name__}, {cls.__name__})")
         cls.name, cls.order, cls.preset, cls.addon = name, (addon, order), dict(preset or {}), addon
-        cls.needs_labels = needs_labels
+        cls.needs_labels, cls.default_aug = needs_labels, default_aug
         cls.Options, cls.description = options, description or (cls.__doc__ or "").strip().split("\n")[0]
         _REGISTRY[name] = cls
         return cls
@@ -72,3 +75,12 @@ def addon_option_fields() -> list[tuple[str, dataclasses.Field]]:
     """(add-on name, field) of every add-on's options dataclass: the train.py options they declare."""
     return [(name, f) for name, cls in _registry().items() if cls.Options is not None
             for f in dataclasses.fields(cls.Options)]
+
+
+def method_default_aug(method: str) -> Optional[str]:
+    """The --aug an add-on asks for when the user named no base method ('diffaugment' -> 'noaug'), else None."""
+    parts = [part.strip() for part in str(method).split("+")]
+    classes = [method_class(part) for part in parts]
+    if any(not cls.addon for cls in classes):
+        return None
+    return next((cls.default_aug for cls in classes if cls.default_aug is not None), None)

@@ -128,10 +128,6 @@ class Method:
         """Named modules the training loop moves to the device and snapshots."""
         return {}
 
-    def status(self) -> dict[str, float]:
-        """Scalars for the tick line and stats (e.g. {'apa_p': 0.1})."""
-        return {}
-
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -78,9 +78,6 @@ class MethodStack(Method):
     def modules(self) -> dict[str, torch.nn.Module]:
         return {name: module for m in self.methods for name, module in m.modules().items()}  # names are distinct
 
-    def status(self) -> dict[str, float]:
-        return {key: value for m in self.methods for key, value in m.status().items()}
-
     def state_dict(self) -> dict[str, Any]:
         return {m.name: m.state_dict() for m in self.methods}
 

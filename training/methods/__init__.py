@@ -4,3 +4,4 @@ import training.methods.ada  # noqa: F401  ada, adalinear
 import training.contrastive.hooks  # noqa: F401  insgen, fakeclr, contragan
 import training.methods.lecam  # noqa: F401  lecam
 import training.methods.diffaugment  # noqa: F401  diffaugment
+import training.methods.apa  # noqa: F401  apa

@@ -21,6 +21,7 @@ import sys
 
 import click
 
+from training.method_registry import method_class, method_names
 from training.run_dir import newest_snapshot
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -58,7 +59,8 @@ def positive_kimg(ctx: click.Context, param: click.Parameter, value: float) -> f
 @click.command()
 @click.option("--outdir", default="runs/demo", show_default=True, help="Where the dataset, run and samples go")
 @click.option("--method", default="fakeclr", show_default=True,
-              type=click.Choice(["ada", "adalinear", "insgen", "fakeclr"]), help="Training method")
+              type=click.Choice([name for name in method_names() if not method_class(name).needs_labels]),
+              help="Training method (the demo's data has no labels)")
 @click.option("--kimg", default=6.0, show_default=True, type=float, callback=positive_kimg,
               help="Training length in thousands of real images (fractions allowed)")
 @click.option("--resolution", default="32", show_default=True, type=click.Choice([str(r) for r in RESOLUTIONS]),

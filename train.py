@@ -10,7 +10,6 @@ See docs/training.md for every option.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -27,55 +26,9 @@ from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
 from training.resume_plan import RESUME_MODES, inherit_transfer_settings, number_from_options, plan_resume
+from training.method_cli import MethodName, method_options, pop_method_overrides
+from training.method_registry import method_default_aug, method_names
 from training.run_dir import RunWriteError
-
-# Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
-# the preset-level ones (--method, --ada_linear, --fqs/--rqs, --fakeclr-code-compat) are declared below.
-_EXPLICIT_METHOD_FIELDS = {"method", "code_compat", "ada_linear", "fqs", "rqs"}
-
-
-class _OptionalNumber(click.ParamType):
-    """A number, or 'none' for None (e.g. --noise_clamp=none: paper-literal, no clamp)."""
-
-    def __init__(self, kind: type):
-        self.kind = kind
-        self.name = kind.__name__
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, str) and value.strip().lower() == "none":
-            return "none"
-        try:
-            return self.kind(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a valid {self.name} (or 'none')", param, ctx)
-
-
-def _method_field_options() -> list[tuple[list[str], str, Any, str]]:
-    from training.contrastive.presets import MethodOptions  # noqa: WPS433 (cheap: no torch work at import)
-
-    options = []
-    for field in dataclasses.fields(MethodOptions):
-        if field.name in _EXPLICIT_METHOD_FIELDS:
-            continue
-        default = field.default
-        if isinstance(default, bool):
-            kind = bool
-        elif isinstance(default, str):
-            kind = str
-        else:  # numbers and Optional numbers accept 'none' too
-            is_float = isinstance(default, float) or "clamp" in field.name or "scale" in field.name
-            kind = _OptionalNumber(float if is_float else int)
-        names = [f"--{field.name}"]
-        if "_" in field.name:
-            names.append(f"--{field.name.replace('_', '-')}")
-        options.append((names, field.name, kind, f"Method option (see docs/methods.md) [default: {default}, or the --method preset's]"))
-    return options
-
-
-def _method_options(func):
-    for names, field, kind, help_text in reversed(_method_field_options()):
-        func = click.option(*names, field, type=kind, default=None, help=help_text)(func)
-    return func
 
 
 @click.command(context_settings=dict(max_content_width=120))
@@ -130,8 +83,8 @@ def _method_options(func):
 @click.option("--fused-adam", "--fused_adam", "fused_adam", help="torch.optim.Adam(fused=True) for G and D [default: false]",
               type=bool, metavar="BOOL")
 # Methods (FakeCLR / InsGen / ContraGAN).
-@click.option("--method", help="Training method preset [default: ada]",
-              type=click.Choice(["ada", "adalinear", "insgen", "fakeclr", "contragan"]))
+@click.option("--method", help="Training method, or a base method + add-ons, e.g. ada+lecam [default: ada]; "
+              f"one of {', '.join(method_names())}", type=MethodName())
 @click.option("--ada_linear", "--ada-linear", "ada_linear", help="Linear p ramp to --target over --kimg (ADA-Linear)", type=bool)
 @click.option("--no_insgen", "--no-insgen", "no_insgen", help="Disable InsGen's contrastive heads", type=bool)
 @click.option("--no_fakeclr", "--no-fakeclr", "no_fakeclr", help="Disable FakeCLR's contrastive head", type=bool)
@@ -143,7 +96,7 @@ def _method_options(func):
 @click.option("--forgetting", help="FakeCLR forgetting factor: paper (eq. 11), code (constant +1), off "
               "[default: the preset's, paper for fakeclr]", type=click.Choice(["paper", "code", "off"]))
 @click.option("--fakeclr-code-compat", "code_compat", help="Reproduce the released FakeCLR code where it differs from the paper", is_flag=True)
-@_method_options
+@method_options
 def main(ctx: click.Context, **kwargs: Any) -> None:
     """Train a GAN (StyleGAN2-ADA backbone) with the method of your choice."""
     dry_run = kwargs.pop("dry_run")
@@ -202,14 +155,11 @@ def stop_on_signal_during_startup():
 
 def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     """Validate every option, check what can be checked before writing, and return the options and run dir."""
-    method_overrides = {field: kwargs.pop(field) for _, field, _, _ in _method_field_options()}
-    for field, value in list(method_overrides.items()):
-        if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
-            method_overrides[field] = None
-    for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs", "forgetting"):
-        method_overrides[flag] = kwargs.pop(flag)
+    method_overrides = pop_method_overrides(kwargs)
     code_compat = kwargs.pop("code_compat")
     resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
+    if kwargs.get("aug") is None and kwargs.get("method"):  # e.g. DiffAugment alone runs without ADA's pipe
+        kwargs["aug"] = method_default_aug(kwargs["method"])
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
         kwargs["gpus"] = torchrun_world_size() or 1
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})

@@ -106,7 +106,7 @@ def ops_mode(mode: str):
 
 
 class Timers:
-    """Wraps the trainer's phases, augmentation pipe and contrastive hook with (optionally synced) timers."""
+    """Wraps the trainer's phases, augmentation pipe and the method with (optionally synced) timers."""
 
     def __init__(self, trainer: Any, sync: Callable[[], None]):
         self.seconds: dict[str, float] = {}
@@ -114,9 +114,9 @@ class Timers:
         trainer.run_phase = self._wrap(trainer.run_phase, lambda args: args[0].name)
         if trainer.augment_pipe is not None:
             trainer.augment_pipe.forward = self._wrap(trainer.augment_pipe.forward, lambda args: "augment")
-        if trainer.hook is not None:
-            for name in ("loss_terms", "after_backward", "begin_iteration"):
-                setattr(trainer.hook, name, self._wrap(getattr(trainer.hook, name), lambda args: "contrastive"))
+        if trainer.method is not None:
+            for name in ("loss_terms", "end_phase", "begin_iteration"):
+                setattr(trainer.method, name, self._wrap(getattr(trainer.method, name), lambda args: "contrastive"))
 
     def _wrap(self, fn: Callable, key_of: Callable) -> Callable:
         def wrapped(*args, **kwargs):

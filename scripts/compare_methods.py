@@ -53,7 +53,8 @@ import click  # noqa: E402
 
 # Re-exported: the public surface of the harness (tests and other scripts use these names).
 from compare.comparison import run_comparison  # noqa: E402,F401
-from compare.presets import (DEFAULT_METHODS, METHODS, PRESETS, VARIANTS, Settings, display_command,  # noqa: E402,F401
+from training.method_registry import method_names  # noqa: E402
+from compare.presets import (DEFAULT_METHODS, PRESETS, VARIANTS, Settings, display_command,  # noqa: E402,F401
                              format_number, paper_kimg, resolve_settings, train_command)
 from compare.report import METHOD_COLOURS, fmt  # noqa: E402,F401
 from compare.scores import EVALUATORS, ColourEvaluator, InceptionEvaluator  # noqa: E402,F401
@@ -68,7 +69,7 @@ from line_plot import PLOT_SIZE, nice_ticks  # noqa: E402,F401
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu-smoke", show_default=True,
               help="paper: the FakeCLR recipe; gpu-hour: ~1 GPU-hour per method; cpu-smoke: tiny CPU run; "
                    "cpu-bench: multi-seed CPU benchmark; cpu-regime: noaug vs ADA curves to 200 kimg (see docs/results.md)")
-@click.option("--methods", help=f"Comma-separated subset of {','.join(METHODS + tuple(VARIANTS))} [{DEFAULT_METHODS}]")
+@click.option("--methods", help=f"Comma-separated subset of {','.join(method_names() + tuple(VARIANTS))}, or a base method + add-ons such as ada+lecam [{DEFAULT_METHODS}]")
 @click.option("--seeds", help="cpu-bench: comma-separated training seeds, the same for every method [preset: 0,1,2]")
 @click.option("--stage", type=click.Choice(["bench", "curve"]), default="bench", show_default=True,
               help="cpu-bench: bench = datasets x methods x seeds; curve = the one long FID-vs-kimg run")

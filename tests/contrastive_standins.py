@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from training.loss_hooks import LossHook, PhaseContext
+from training.distributed import average_and_sanitize_gradients
+from training.method import Method as LossHook, PhaseContext, step_phase_optimizers
 
 
 class TinyG(torch.nn.Module):
@@ -82,7 +83,7 @@ class StandInLoss:
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain=1.0):
         hook = self.hook
-        ctx = PhaseContext(phase=phase, gain=gain, sync=True, run_G=self.run_G, run_D=self.run_D,
+        ctx = PhaseContext(phase=phase, gain=gain, run_G=self.run_G, run_D=self.run_D,
                            gen_z=gen_z, gen_c=gen_c, real_img=real_img, real_c=real_c)
         if phase == "Gmain":
             ctx.gen_img, ctx.gen_ws = self.run_G(gen_z, gen_c)
@@ -101,8 +102,6 @@ class StandInLoss:
             if terms is not None:
                 loss = loss + terms.mean()
         (loss * gain).backward()
-        if hook is not None:
-            hook.after_backward(ctx)
         return loss.detach()
 
 
@@ -127,9 +126,14 @@ def train_steps(G, D, hook, num_steps: int, batch: int = 4, c_dim: int = 0, seed
         for phase, module, opt, other in (("Gmain", G, opt_G, D), ("Dmain", D, opt_D, G)):
             module.requires_grad_(True)
             other.requires_grad_(False)
-            opt.zero_grad(set_to_none=True)
+            method_opts = hook.phase_optimizers(phase) if hook is not None else []
+            for o in (opt, *method_opts):
+                o.zero_grad(set_to_none=True)
             losses.append(float(loss.accumulate_gradients(phase, real, c, torch.randn(batch, G.z_dim), c)))
             opt.step()
+            step_phase_optimizers(method_opts, average_and_sanitize_gradients)  # the training loop's order
+            if hook is not None:
+                hook.end_phase(phase)
         G.requires_grad_(True)
         D.requires_grad_(True)
         if hook is not None:

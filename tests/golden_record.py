@@ -103,7 +103,7 @@ def train(opts: Any, steps: Optional[int] = None) -> tuple[dict[str, torch.Tenso
 def _state_tensors(trainer: Any) -> dict[str, torch.Tensor]:
     tensors = {}
     for owner, module in [("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema),
-                          *((f"method.{name}", m) for name, m in trainer.hook_modules().items())]:
+                          *((f"method.{name}", m) for name, m in trainer.method_modules().items())]:
         for name, value in module.state_dict().items():
             if isinstance(value, torch.Tensor):
                 tensors[f"{owner}.{name}"] = value.detach().clone()

@@ -227,3 +227,13 @@ def test_parallel_trainings_start_before_the_scoring_of_a_finished_one(monkeypat
     assert events.index("start c") < events.index("score a")  # c took a's slot before a was scored
     assert sorted(e for e in events if e.startswith("score")) == ["score a", "score b", "score c"]
     assert events[-1] == "score c"
+
+
+def test_the_registered_add_on_methods_run_in_the_harness(data_zip):
+    names = "ada+lecam,diffaugment,apa,fakeclr+lecam"
+    settings = cm.resolve_settings(str(data_zip), "cpu-smoke", None, names)
+    assert settings.methods == names.split(",")
+    for name in settings.methods:
+        assert f"--method={name}" in cm.train_command(settings, name)
+    with pytest.raises(cm.click.ClickException, match="unknown method"):
+        cm.resolve_settings(str(data_zip), "cpu-smoke", None, "ada+fakeclr")  # two base methods

@@ -15,7 +15,8 @@ REPO_DIR = os.path.dirname(TESTS_DIR)
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     sys.path[:0] = [TESTS_DIR, REPO_DIR]
     from contrastive_standins import TinyD, TinyG, train_steps
-    from training.contrastive import build_hook, resolve_method
+    from training.contrastive import resolve_method
+    from training.method_stack import build_method
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
@@ -24,14 +25,14 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         torch.manual_seed(1)  # identical networks on both ranks, as DDP would broadcast
         G, D = TinyG(c_dim=3), TinyD(c_dim=3)
         fake = resolve_method("fakeclr", {**small, "fqs": 12}, dataset_size=100, mirror=False, batch=8)
-        hook = build_hook(fake, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8)
+        hook = build_method(fake, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8)
         train_steps(G, D, hook, num_steps=2, batch=4, c_dim=3, seed=100 + rank, global_batch=8)  # different latents per rank
         cg = resolve_method("contragan", small, dataset_size=100, mirror=False, batch=8)
-        hook_2c = build_hook(cg, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8)
+        hook_2c = build_method(cg, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8)
         train_steps(G, D, hook_2c, num_steps=2, batch=4, c_dim=3, seed=200 + rank, global_batch=8)
         insgen = resolve_method("insgen", {**small, "fqs": 12, "rqs": 12}, dataset_size=100, mirror=False, batch=8)
         torch.manual_seed(rank)  # the global RNG differs per rank, as in training (seed x num_gpus + rank)
-        hook_ins = build_hook(insgen, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8, seed=7)
+        hook_ins = build_method(insgen, G, D, torch.device("cpu"), opt, opt, 4, 16, total_kimg=1, batch_size=8, seed=7)
         torch.save({"queue": hook.fake.queue.state_dict(), "head": hook.fake.head.state_dict(),
                     "head_2c": hook_2c.head.state_dict(), "insgen_real": hook_ins.real.head.state_dict(),
                     "insgen_fake": hook_ins.fake.head.state_dict()}, os.path.join(out_dir, f"rank{rank}.pt"))

@@ -9,7 +9,8 @@ import torch
 from contrastive_standins import StandInLoss, TinyD, TinyG, train_steps
 from training.contrastive.hooks import ContraGAN2CHook, FakeCLRHook, InsGenHook
 from training.contrastive.head import MomentumProjectionHead, ema_update_, make_head_optimizer, make_momentum_copy
-from training.contrastive import build_hook, resolve_method
+from training.contrastive import resolve_method
+from training.method_stack import build_method
 
 OPT = dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8)
 SMALL = dict(head_hidden_dim=16, head_out_dim=8, d_embed_dim=8)
@@ -20,7 +21,7 @@ def _options(method, batch=4, **overrides):
 
 
 def _build(options, G, D, total_kimg=0.05, batch=4):
-    return build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, total_kimg, batch)
+    return build_method(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, total_kimg, batch)
 
 
 def _nets(c_dim=0, seed=1):
@@ -98,7 +99,7 @@ def test_zero_weights_give_exactly_the_plain_run():
     G0, D0 = _nets()
     G1, D1 = copy.deepcopy(G0), copy.deepcopy(D0)
     options = _options("fakeclr", lambda_D=0.0, lambda_G=0.0, fqs=10)
-    assert _build(options, G0, D0) is None  # build_hook: nothing active -> plain ADA-Linear
+    assert _build(options, G0, D0) is None  # build_method: nothing active -> plain ADA-Linear
     hook = FakeCLRHook(D1, options, device=torch.device("cpu"), G_opt_kwargs=OPT, D_opt_kwargs=OPT,
                        G_reg_interval=4, D_reg_interval=16, total_kimg=1, batch_size=4)
     assert not any(hook.needs_features(p) for p in ("Gmain", "Dmain", "Greg", "Dreg"))
@@ -224,9 +225,9 @@ def test_contragan_without_labels_fails_clearly():
 def test_insgen_heads_are_independent_draws_reproducible_from_the_seed():
     G, D = _nets()
     options = _options("insgen", fqs=10, rqs=10)
-    first = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
-    again = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
-    other = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=4)
+    first = build_method(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
+    again = build_method(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=3)
+    other = build_method(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, 0.05, 4, seed=4)
     real, fake = _flat(first.real.head.query_mlp), _flat(first.fake.head.query_mlp)
     assert real.shape == fake.shape and (real - fake).abs().mean() > 0.01  # not one draw used twice
     assert torch.equal(real, _flat(again.real.head.query_mlp)) and torch.equal(fake, _flat(again.fake.head.query_mlp))

@@ -2,8 +2,11 @@
 
 import torch
 
+from torch_utils import misc
 from training.loss import StyleGAN2Loss
-from training.contrastive import build_hook, resolve_method
+from training.method import step_phase_optimizers
+from training.contrastive import resolve_method
+from training.method_stack import build_method
 from training.networks import Discriminator, Generator
 
 OPT = dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8)
@@ -16,8 +19,8 @@ def test_fakeclr_hook_in_the_real_loss_reuses_the_mixing_draw():
     D = Discriminator(c_dim=0, img_resolution=8, img_channels=3, channel_base=64, channel_max=8)
     options = resolve_method("fakeclr", dict(head_hidden_dim=16, head_out_dim=8, fqs=6), dataset_size=400,
                              mirror=False, batch=4)
-    hook = build_hook(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, total_kimg=1, batch_size=4)
-    loss = StyleGAN2Loss(torch.device("cpu"), G.mapping, G.synthesis, D, style_mixing_prob=1.0, hooks=[hook])
+    hook = build_method(options, G, D, torch.device("cpu"), OPT, OPT, 4, 16, total_kimg=1, batch_size=4)
+    loss = StyleGAN2Loss(torch.device("cpu"), G.mapping, G.synthesis, D, style_mixing_prob=1.0, method=hook)
     calls = []
     run_G = loss.run_G
     loss.run_G = lambda *a, **k: calls.append(k.get("mixing")) or run_G(*a, **k)
@@ -27,6 +30,8 @@ def test_fakeclr_hook_in_the_real_loss_reuses_the_mixing_draw():
         D.requires_grad_(module is D)
         loss.accumulate_gradients(phase, torch.rand(4, 3, 8, 8) * 2 - 1, torch.zeros(4, 0), torch.randn(4, 8),
                                   torch.zeros(4, 0), gain=1)
+        step_phase_optimizers(hook.phase_optimizers(phase), misc.sanitize_gradients)  # as the loop does
+        hook.end_phase(phase)
     assert hook.fake.queue.num_inserted == 4 and hook.fake.queue.num_active == 4
     assert torch.allclose(hook.fake.queue.keys[:4].norm(dim=1), torch.ones(4))
     key_mixing = calls[-1]  # the perturbed key's G call passed the query's (z2, cutoff) draw

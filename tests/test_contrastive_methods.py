@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from training.contrastive.presets import (FAKECLR_CODE_COMPAT, METHODS, MethodOptions, contrastive_enabled,
+from training.method_registry import method_names
+from training.contrastive.presets import (FAKECLR_CODE_COMPAT, MethodOptions, contrastive_enabled,
                                          default_queue_length, describe_method, discriminator_label_dim,
                                          implicit_method_note, resolve_method)
 from training.contrastive.queue import TimestampedQueue
@@ -31,7 +32,7 @@ def test_presets():
         (True, True, "fixed", 0.15, "query_momentum", "off")
     cg, _ = _resolve("contragan")
     assert (cg.cond_loss, cg.tau_2c, cg.lambda_2c, cg.d_embed_dim) == ("2c", 1.0, 1.0, 512)
-    assert set(METHODS) == {"ada", "adalinear", "insgen", "fakeclr", "contragan"}
+    assert set(method_names(addons=False)) == {"ada", "adalinear", "insgen", "fakeclr", "contragan"}
 
 
 def test_fakeclr_code_compat_preset():

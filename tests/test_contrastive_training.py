@@ -35,8 +35,8 @@ def test_weights_only_resume_starts_d_ema_from_the_resumed_d(tmp_path, emoji_zip
     assert trainer.cur_nimg == 0  # weights only: an ADA snapshot has no FakeCLR / InsGen state
     resumed_D = load_snapshot(ada_snapshot)["D"]
     assert_modules_equal(trainer.D, resumed_D, "D")
-    assert_modules_equal(trainer.hook.D_ema, trainer.D, "D_ema")  # not the random D it was copied from at build
-    for branch in (trainer.hook.fake, trainer.hook.real):
+    assert_modules_equal(trainer.method.D_ema, trainer.D, "D_ema")  # not the random D it was copied from at build
+    for branch in (trainer.method.fake, trainer.method.real):
         if branch is not None:
             assert_modules_equal(branch.head.key_mlp, branch.head.query_mlp, "key_mlp")
 
@@ -54,13 +54,13 @@ def test_contragan_label_reaches_the_studiogan_d_only_through_2c(tmp_path, label
     c_a, c_b = _labels(trainer, [0, 0, 1, 1]), _labels(trainer, [2, 1, 0, 2])
     with torch.no_grad():
         (logits_a, features), (logits_b, _) = (trainer.D(img, c, return_features=True) for c in (c_a, c_b))
-        two_c = [trainer.hook._term(features, c, frozen=True, stat="Loss/2C/test") for c in (c_a, c_b)]
+        two_c = [trainer.method._term(features, c, frozen=True, stat="Loss/2C/test") for c in (c_a, c_b)]
     assert trainer.G.c_dim == 3
     assert abs(float(two_c[0]) - float(two_c[1])) > 1e-4  # 2C always sees the label
     if mode == "studiogan":
         assert trainer.D.c_dim == 0 and trainer.D.b4.out.weight.shape[0] == 1  # a 1-output adversarial head
         assert torch.equal(logits_a, logits_b)
-        assert trainer.hook.head.embed.in_features == trainer.D.b4.fc.weight.shape[0]  # embeds the fc output
+        assert trainer.method.head.embed.in_features == trainer.D.b4.fc.weight.shape[0]  # embeds the fc output
     else:
         assert trainer.D.c_dim == 3 and (logits_a - logits_b).abs().max() > 1e-4  # projection conditioning
 

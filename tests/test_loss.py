@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch_utils import training_stats
 from training.augment import AugmentPipe
 from training.loss import StyleGAN2Loss
-from training.loss_hooks import LossHook
+from training.method import Method
 
 Z_DIM, W_DIM, NUM_WS, RES = 4, 3, 4, 4
 
@@ -246,7 +246,7 @@ def test_style_mixing_draw_is_reused_exactly():
     torch.testing.assert_close(loss.run_G(z, None, mixing=plain)[1], ws_plain)
 
 
-class RecordingHook(LossHook):
+class RecordingHook(Method):
     """Adds weight * mean(feature sum) in Dmain; records what it saw."""
 
     def __init__(self, weight):
@@ -262,20 +262,17 @@ class RecordingHook(LossHook):
             return None
         return self.weight * ctx.gen_logits.flatten() + 0 * ctx.gen_features.flatten(1).sum(1)
 
-    def after_backward(self, ctx):
-        ctx.extras["after_backward_saw_grad"] = ctx.phase != "Dmain" or ctx.real_logits is not None
-
 
 def test_hooks_receive_context_and_add_their_terms_before_the_single_backward():
     mapping, synthesis, D = _nets()
     real, rc, z, gc = _batch()
     _set_trainable(D, mapping, synthesis)
     hook = RecordingHook(weight=0.25)
-    loss = _loss(mapping, synthesis, D, hooks=[hook])
+    loss = _loss(mapping, synthesis, D, method=hook)
     loss.accumulate_gradients("Dmain", real, rc, z, gc, gain=1)
     ctx = hook.seen[-1]
     assert ctx.phase == "Dmain" and ctx.gen_features is not None and ctx.real_features is not None
-    assert ctx.gen_mixing == (None, NUM_WS) and ctx.gen_z is z and ctx.extras["after_backward_saw_grad"]
+    assert ctx.gen_mixing == (None, NUM_WS) and ctx.gen_z is z and ctx.real_logits is not None
     fake_logits, real_logits = D(_hand_forward(mapping, synthesis, z), gc), D(real, rc)
     total = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean() + 0.25 * fake_logits.mean()
     torch.testing.assert_close(D.v.grad, torch.autograd.grad(total, [D.v])[0])
@@ -283,8 +280,8 @@ def test_hooks_receive_context_and_add_their_terms_before_the_single_backward():
     _set_trainable(synthesis, D)
     loss.accumulate_gradients("Gmain", real, rc, z, gc, gain=1)
     assert hook.seen[-1].phase == "Gmain" and hook.seen[-1].gen_features is None
-    with pytest.raises(TypeError, match="LossHook"):
-        _loss(mapping, synthesis, D, hooks=[object()])
+    with pytest.raises(TypeError, match="Method"):
+        _loss(mapping, synthesis, D, method=object())
 
 
 def test_augmentation_is_applied_to_fakes_and_reals_in_every_phase():

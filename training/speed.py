@@ -145,14 +145,14 @@ class SafeCompiled:
 class PhaseSpeed:
     """Puts the compiled networks and the bf16 autocast into the loss for Gmain/Dmain, eager FP32 otherwise.
 
-    The loss must expose `G_mapping`, `G_synthesis`, `D` and `forward_context` (StyleGAN2Loss does);
+    The loss must expose `G_mapping`, `G_synthesis`, `D` and `use_networks` (StyleGAN2Loss does);
     other loss classes simply get no compile/autocast.
     """
 
     def __init__(self, loss: Any, device: torch.device, bf16: bool = False, compile: bool = False,
                  compile_backend: str = "inductor"):
         self.loss = loss
-        self.supported = all(hasattr(loss, name) for name in (*_NETWORK_NAMES, "forward_context"))
+        self.supported = all(hasattr(loss, name) for name in (*_NETWORK_NAMES, "use_networks"))
         self.eager = {name: getattr(loss, name) for name in _NETWORK_NAMES} if self.supported else {}
         self.fast = dict(self.eager)
         self.autocast = autocast_factory(device, bf16)
@@ -167,9 +167,7 @@ class PhaseSpeed:
         if not self.active:
             return
         fast = phase_name in MAIN_PHASES
-        for name, module in (self.fast if fast else self.eager).items():
-            setattr(self.loss, name, module)
-        self.loss.forward_context = self.autocast if fast else contextlib.nullcontext
+        self.loss.use_networks(self.fast if fast else self.eager, self.autocast if fast else contextlib.nullcontext)
 
 
 # ----------------------------------------------------------------------------

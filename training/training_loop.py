@@ -32,8 +32,8 @@ from torch_utils import misc, training_stats
 from training import distributed, image_grid, network_pickle, speed
 from training import run_dir as rundir
 from training.ada import make_ada_controller
-from training.contrastive import MethodOptions, build_hook
-from training.contrastive.presets import discriminator_label_dim
+from training.contrastive.presets import MethodOptions, discriminator_label_dim
+from training.method_stack import build_method, step_phase_optimizers
 from training.phases import build_phases
 from training.resume_plan import comparable_options
 
@@ -62,9 +62,6 @@ def default_device(rank: int, cpu_only: bool = False) -> torch.device:
 def shared_stop_value(context: Any) -> Any:
     """A process-shared int for StopRequest(shared=...): 0, or the number of the signal the parent received."""
     return context.Value("i", 0)
-
-
-# ----------------------------------------------------------------------------
 
 
 class StopRequest:
@@ -151,15 +148,14 @@ class Trainer:
         self.build_networks()
         resume = self.load_resume_data()
         self.build_augmentation()
-        self.hook = self.build_method_hook()
+        self.method = self.build_method()
         self.restore(resume)
-        for module in (self.G, self.D, self.G_ema, self.augment_pipe, *self.hook_modules().values()):
+        for module in (self.G, self.D, self.G_ema, self.augment_pipe, *self.method_modules().values()):
             distributed.broadcast_module(module)
         self.build_loss_and_phases()
         if resume is not None and resume.get("exact"):
             self.restore_optimizers_and_rng(resume["state"])
-        # Neither the loader's worker seeding nor the grids may consume the training RNG streams
-        # (an exact resume restores those streams before reaching this point).
+        # The loader's worker seeding and the grids keep off the training RNG streams (restored by an exact resume).
         with _isolated_rng(self.device):
             self.open_data_iterator()
             if self.rank == 0:
@@ -263,15 +259,15 @@ class Trainer:
     def method_options(self) -> MethodOptions:
         return MethodOptions.from_dict(self.o.method_kwargs) if self.o.get("method_kwargs") else MethodOptions()
 
-    def build_method_hook(self):
+    def build_method(self):
         o = self.o
-        return build_hook(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=o.G_opt_kwargs,
-                          D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
-                          D_reg_interval=o.D_reg_interval, total_kimg=o.total_kimg, batch_size=o.batch_size,
-                          rank=self.rank, num_gpus=self.num_gpus, seed=int(o.random_seed))
+        return build_method(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=o.G_opt_kwargs,
+                            D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
+                            D_reg_interval=o.D_reg_interval, total_kimg=o.total_kimg, batch_size=o.batch_size,
+                            seed=int(o.random_seed))
 
-    def hook_modules(self) -> dict[str, torch.nn.Module]:
-        return self.hook.modules() if self.hook is not None else {}
+    def method_modules(self) -> dict[str, torch.nn.Module]:
+        return self.method.modules() if self.method is not None else {}
 
     def restore(self, resume: Optional[dict]) -> None:
         if resume is None or self.rank != 0:
@@ -283,18 +279,17 @@ class Trainer:
         if resume["exact"]:
             if self.augment_pipe is not None and data.get("augment_pipe") is not None:
                 self.augment_pipe.p.copy_(data["augment_pipe"].p)
-        if self.hook is not None and resume["exact"] and "hook" in resume["state"]:
-            self.hook.load_state_dict(resume["state"]["hook"])
-        elif self.hook is not None:  # weights only: D_ema was copied from the freshly initialised D
-            self.hook.restart_momentum_copies()
+        if self.method is not None and resume["exact"] and "hook" in resume["state"]:
+            self.method.load_state_dict(resume["state"]["hook"])
+        elif self.method is not None:  # weights only: D_ema was copied from the freshly initialised D
+            self.method.restart_momentum_copies()
 
     def build_loss_and_phases(self) -> None:
         o = self.o
-        hooks = [self.hook] if self.hook is not None else []
         loss_kwargs = {k: v for k, v in o.loss_kwargs.items() if k != "class_name"}
         self.loss = dnnlib.util.construct_class_by_name(
             class_name=o.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
-            G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, hooks=hooks, **loss_kwargs)
+            G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, method=self.method, **loss_kwargs)
         G_opt_kwargs = speed.optimizer_kwargs(o.G_opt_kwargs, self.speed.fused_adam, self.device)
         D_opt_kwargs = speed.optimizer_kwargs(o.D_opt_kwargs, self.speed.fused_adam, self.device)
         self.phases = (build_phases("G", self.G, G_opt_kwargs, o.G_reg_interval)
@@ -312,8 +307,8 @@ class Trainer:
             if phase.name in state["optimizers"]:
                 phase.opt.load_state_dict(state["optimizers"][phase.name])
         self.loss.pl_mean.copy_(state["pl_mean"])
-        if self.hook is not None and self.rank != 0 and "hook" in state:
-            self.hook.load_state_dict(state["hook"])
+        if self.method is not None and self.rank != 0 and "hook" in state:
+            self.method.load_state_dict(state["hook"])
         if hasattr(self.ada, "load_state_dict") and "ada" in state:
             self.ada.load_state_dict(state["ada"])
         rng = state["rng"].get(str(self.rank))
@@ -365,15 +360,15 @@ class Trainer:
         o = self.o
         real_img, real_c = self.next_real_batch()
         all_z, all_c = self.draw_latents_and_labels()
-        if self.hook is not None:
-            self.hook.begin_iteration(self.cur_nimg, self.batch_idx)
+        if self.method is not None:
+            self.method.begin_iteration(self.cur_nimg, self.batch_idx)
         rounds = real_img.shape[0] // o.batch_gpu
         for phase, phase_z, phase_c in zip(self.phases, all_z, all_c):
             if self.batch_idx % phase.interval != 0:
                 continue
             self.run_phase(phase, real_img, real_c, phase_z, phase_c, rounds)
-        if self.hook is not None:
-            self.hook.end_iteration(self.cur_nimg, self.batch_idx)
+        if self.method is not None:
+            self.method.end_iteration(self.cur_nimg, self.batch_idx)
         self.update_G_ema()
         self.cur_nimg += o.batch_size
         self.batch_idx += 1
@@ -397,17 +392,22 @@ class Trainer:
     def run_phase(self, phase, real_img, real_c, phase_z, phase_c, rounds: int) -> None:
         o = self.o
         start = time.perf_counter()
-        phase.opt.zero_grad(set_to_none=True)
+        method_opts = self.method.phase_optimizers(phase.name) if self.method is not None else []
+        for opt in (phase.opt, *method_opts):
+            opt.zero_grad(set_to_none=True)
         phase.module.requires_grad_(True)
         gain = phase.interval / rounds  # gradient = mean over the whole global batch
         self.phase_speed.enter(phase.name)  # compiled networks / bf16 autocast in Gmain and Dmain only
         for real, c, z, gc in zip(real_img.split(o.batch_gpu), real_c.split(o.batch_gpu),
                                   phase_z.split(o.batch_gpu), phase_c.split(o.batch_gpu)):
             self.loss.accumulate_gradients(phase=phase.name, real_img=real, real_c=c, gen_z=z, gen_c=gc,
-                                           gain=gain, sync=True)
+                                           gain=gain)
         phase.module.requires_grad_(False)
         distributed.average_and_sanitize_gradients(phase.module.parameters(), stat_name=f"Debug/nonfinite_grad/{phase.name}")
         phase.opt.step()
+        step_phase_optimizers(method_opts, distributed.average_and_sanitize_gradients)  # e.g. heads, after D's
+        if self.method is not None:
+            self.method.end_phase(phase.name)
         self.phase_timers[phase.name] += time.perf_counter() - start
 
     @torch.no_grad()
@@ -522,7 +522,7 @@ class Trainer:
         """network-snapshot-<label>.pkl with the networks and everything an exact resume needs."""
         o = self.o
         if self.num_gpus > 1:
-            for module in (self.G, self.D, self.G_ema, *self.hook_modules().values()):
+            for module in (self.G, self.D, self.G_ema, *self.method_modules().values()):
                 misc.check_ddp_consistency(module, ignore_regex=r".*\.[^.]+_(avg|ema)")
         snapshot = dict(training_set_kwargs=dict(o.training_set_kwargs))
         for name in ("G", "D", "G_ema", "augment_pipe"):
@@ -546,7 +546,7 @@ class Trainer:
             cur_tick=self.cur_tick + 1, batch_idx=self.batch_idx,
             optimizers={phase.name: _to_cpu(phase.opt.state_dict()) for phase in self.phases if phase.name.endswith(("main", "both"))},
             pl_mean=self.loss.pl_mean.detach().cpu(),
-            hook=_to_cpu(self.hook.state_dict()) if self.hook is not None else {},
+            hook=_to_cpu(self.method.state_dict()) if self.method is not None else {},
             ada=self.ada.state_dict() if hasattr(self.ada, "state_dict") else {},
             rng={str(rank): value for rank, value in enumerate(all_rng)},
         )

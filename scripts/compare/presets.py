@@ -1,7 +1,7 @@
 """What a comparison trains: methods and their variants, presets, resolved settings, train.py commands.
 
 A preset fills every training and scoring field; explicit options override it. A method name is one
-of METHODS or a VARIANT (a method plus extra train.py options, e.g. an ablation), so a variant is
+of the registered methods (training.method_registry) or a VARIANT (a method plus extra train.py options, e.g. an ablation), so a variant is
 trained, recorded and reported exactly like a method.
 """
 
@@ -14,9 +14,10 @@ from typing import Any, Optional
 
 import click
 
+from training.method_registry import method_names, split_method
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 DEFAULT_METHODS = "ada,adalinear,insgen,fakeclr"
 INSGEN_ADA_LINEAR_BELOW = 5000  # InsGen switches to ADA-Linear below 5K images (FakeCLR paper footnote)
 
@@ -67,14 +68,24 @@ def base_method(name: str) -> str:
     return VARIANTS[name][0] if name in VARIANTS else name
 
 
+def _is_method(name: str) -> bool:
+    """A registered method or a base method + add-ons (training.method_registry)."""
+    try:
+        split_method(name)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_methods(methods: str | list[str]) -> list[str]:
     """Comma-separated method/variant names, checked."""
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     names = [m for m in names if m]
-    unknown = [m for m in names if m not in METHODS and m not in VARIANTS]
+    unknown = [m for m in names if not _is_method(m) and m not in VARIANTS]
     if not names or unknown:
         raise click.ClickException(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
-                                   f"use a comma-separated list of {', '.join(METHODS + tuple(VARIANTS))}")
+                                   f"use a comma-separated list of {', '.join(method_names() + tuple(VARIANTS))} "
+                                   "(add-ons join a base method with '+', e.g. ada+lecam)")
     if len(set(names)) != len(names):
         raise click.ClickException("--methods: a method is listed twice")
     return names

@@ -1,8 +1,8 @@
 """Loss hooks of the contrastive methods: FakeCLR, InsGen (instance discrimination) and ContraGAN 2C.
 
-Each hook plugs into `StyleGAN2Loss` through `training.loss_hooks.LossHook`: the loss hands
-over D's 4x4 features, latents, labels and `run_G` / `run_D`; the hook returns its weighted
-terms, steps its own head optimisers after the backward, and enqueues keys.
+Each is a `training.method.Method` registered under its --method name: the loss hands over D's
+4x4 features, latents, labels and `run_G` / `run_D`; the method returns its weighted terms, hands
+its head optimisers to the loop (stepped once per D phase, after D's) and enqueues keys at the phase end.
 
 Instance discrimination (one class for both FakeCLR and InsGen, configured by MethodOptions):
   D phase, fake branch:  q = head(D(T(G(z)))),  k = key_head(D_ema(T'(G(z + delta)))),
@@ -26,12 +26,11 @@ from training.contrastive.head import (MomentumProjectionHead, ema_update_, infe
                                        make_head_optimizer, make_momentum_copy, pool_features)
 from training.contrastive.losses import contrastive_2c_loss, forgetting_margin, info_nce
 from training.contrastive.noise import perturb_latents
-from training.contrastive.presets import MethodOptions
+from training.contrastive.presets import MethodOptions, contrastive_enabled
 from training.contrastive.queue import TimestampedQueue
-from training.loss_hooks import LossHook, PhaseContext
+from training.method import D_PHASES, G_PHASES, Method, MethodEnv, PhaseContext
+from training.method_registry import register
 
-D_PHASES = ("Dmain", "Dboth")
-G_PHASES = ("Gmain", "Gboth")
 HEAD_INIT_SEED = 0xC0FFEE  # heads are built from their own RNG streams: identical on every rank,
                            # and the training run's global RNG is left untouched
 FAKE_BRANCH, REAL_BRANCH = 0, 1
@@ -61,14 +60,6 @@ class _HeadBranch:
     def params(self) -> list[torch.nn.Parameter]:
         return list(self.head.query_mlp.parameters())
 
-    def step(self) -> None:
-        """Sanitise, average over ranks, step, and clear the head gradients."""
-        params = self.params()
-        misc.sanitize_gradients(params)
-        contrastive_dist.all_reduce_mean_grads(params)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
     def flush_keys(self, stamp: int) -> None:
         if self.pending_keys is not None:
             self.queue.enqueue(contrastive_dist.all_gather_cat(self.pending_keys), stamp)
@@ -79,8 +70,12 @@ class _HeadBranch:
         misc.copy_params_and_buffers(self.head.query_mlp, self.head.key_mlp, require_all=True)
 
 
-class InstanceContrastHook(LossHook):
+class InstanceContrastHook(Method):
     """Fake-instance (and optionally real-instance) discrimination with momentum heads and queues."""
+
+    @classmethod
+    def create(cls, options: MethodOptions, env: MethodEnv) -> Optional[Method]:
+        return build_contrastive(options, env)  # the options (not the name) pick the class: --no_fakeclr etc.
 
     def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device,
                  G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
@@ -136,13 +131,14 @@ class InstanceContrastHook(LossHook):
             return self._fake_g_term(ctx)
         return None
 
-    def after_backward(self, ctx: PhaseContext) -> None:
-        if ctx.phase not in D_PHASES:
-            return
-        for branch in (self.fake, self.real):
-            if branch is not None:
-                branch.step()
-                branch.flush_keys(self.stamp)
+    def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
+        return [b.optimizer for b in (self.fake, self.real) if b is not None] if phase in D_PHASES else []
+
+    def end_phase(self, phase: str) -> None:
+        if phase in D_PHASES:
+            for branch in (self.fake, self.real):
+                if branch is not None:
+                    branch.flush_keys(self.stamp)
 
     def restart_momentum_copies(self) -> None:
         """After a weights-only resume: D_ema and the (fresh) key MLPs start from the resumed networks."""
@@ -233,7 +229,6 @@ class InstanceContrastHook(LossHook):
         branch, o = self.fake, self.opts
         if branch is None or ctx.gen_z is None or not (o.lambda_D > 0 or self._g_term_enabled()):
             return None  # nothing would use the term or the queue: draw no noise, run nothing
-        branch.optimizer.zero_grad(set_to_none=True)
         query_features = self._query_features(ctx, ctx.gen_features, ctx.gen_img.detach(), ctx.gen_c)
         with torch.no_grad():
             z_key = perturb_latents(ctx.gen_z, o.noise_mode, o.noise_scale, o.noise_clamp)
@@ -254,7 +249,6 @@ class InstanceContrastHook(LossHook):
         branch, o = self.real, self.opts
         if branch is None or ctx.real_img is None or o.lambda_real <= 0:
             return None
-        branch.optimizer.zero_grad(set_to_none=True)
         query_features = self._query_features(ctx, ctx.real_features, ctx.real_img.detach(), ctx.real_c)
         with torch.no_grad():
             _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
@@ -278,6 +272,29 @@ class InstanceContrastHook(LossHook):
         return loss.mean() * o.lambda_G
 
 
+def build_contrastive(options: MethodOptions, env: MethodEnv) -> Optional[Method]:
+    """The contrastive method the options describe, or None when no contrastive term is active.
+
+    The heads apply the lazy-regularisation correction to env's (uncorrected) optimiser settings
+    themselves; `env.seed` (the run's --seed) seeds their initialisation, identically on every rank.
+    """
+    if not contrastive_enabled(options):
+        return None
+    if options.cond_loss == "2c":
+        if options.fake_head or options.real_head:
+            raise ValueError("--method: the 2C loss cannot be combined with instance heads in one run")
+        c_dim = int(getattr(env.G, "c_dim", 0) or getattr(env.D, "c_dim", 0))  # StudioGAN's D is unconditional
+        return ContraGAN2CHook(env.D, options, device=env.device, c_dim=c_dim, D_opt_kwargs=env.D_opt_kwargs,
+                               D_reg_interval=env.D_reg_interval, seed=env.seed)
+    method_class = InsGenHook if options.real_head else FakeCLRHook
+    return method_class(env.D, options, device=env.device, G_opt_kwargs=env.G_opt_kwargs,
+                        D_opt_kwargs=env.D_opt_kwargs, G_reg_interval=env.G_reg_interval,
+                        D_reg_interval=env.D_reg_interval, total_kimg=env.total_kimg, batch_size=env.batch_size,
+                        num_ws=getattr(env.G, "num_ws", None), seed=env.seed)
+
+
+@register("fakeclr", order=3, preset={"ada_linear": True, "fake_head": True, "fqs_schedule": "linear",
+                             "forgetting_mode": "paper", "noise_mode": "relative", "enqueue": "key"})
 class FakeCLRHook(InstanceContrastHook):
     """FakeCLR: fake-only head, perturbed positives, time-stamped (diversity-aware) queue."""
 
@@ -287,6 +304,8 @@ class FakeCLRHook(InstanceContrastHook):
         super().__init__(D, options, **kwargs)
 
 
+@register("insgen", order=2, preset={"fake_head": True, "real_head": True, "noise_mode": "fixed", "noise_clamp": None,
+                            "forgetting_mode": "off", "enqueue": "query_momentum", "cl_independent_mixing": True})
 class InsGenHook(InstanceContrastHook):
     """InsGen: real and fake instance heads with their own queues, fixed latent noise."""
 
@@ -319,13 +338,18 @@ class ConditionalEmbedding(torch.nn.Module):
         return e, p
 
 
-class ContraGAN2CHook(LossHook):
+@register("contragan", order=4, preset={"cond_loss": "2c"}, needs_labels=True)
+class ContraGAN2CHook(Method):
     """2C on D (real embeddings, real labels) and on G (fake embeddings, sampled labels).
 
     contragan_mode 'studiogan': D is built unconditional (training.contrastive.presets.discriminator_label_dim),
     the label reaches D only through 2C, and the embedding reads the epilogue's fc output.
     'projection': StyleGAN2's projection-conditioned D plus 2C on the pooled 4x4 map.
     """
+
+    @classmethod
+    def create(cls, options: MethodOptions, env: MethodEnv) -> Optional[Method]:
+        return build_contrastive(options, env)  # the options (not the name) pick the class: --no_fakeclr etc.
 
     def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device, c_dim: int,
                  D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None,
@@ -354,7 +378,6 @@ class ContraGAN2CHook(LossHook):
         if self.opts.lambda_2c <= 0:
             return None
         if ctx.phase in D_PHASES and ctx.real_img is not None:
-            self.optimizer.zero_grad(set_to_none=True)
             features = ctx.real_features
             if features is None:
                 _, features = ctx.run_D(ctx.real_img.detach(), ctx.real_c)
@@ -378,13 +401,8 @@ class ContraGAN2CHook(LossHook):
         # makes the DDP-averaged gradient equal that of the global mean.
         return loss.mean() * (self.opts.lambda_2c * contrastive_dist.world_size())
 
-    def after_backward(self, ctx: PhaseContext) -> None:
-        if ctx.phase in D_PHASES and self.opts.lambda_2c > 0:
-            params = list(self.head.parameters())
-            misc.sanitize_gradients(params)
-            contrastive_dist.all_reduce_mean_grads(params)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
+    def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
+        return [self.optimizer] if phase in D_PHASES and self.opts.lambda_2c > 0 else []
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"cond_embedding": self.head}

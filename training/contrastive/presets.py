@@ -10,7 +10,8 @@
 `resolve_method` applies, in order: the method preset, the FakeCLR code-compatibility preset,
 the upstream FakeCLR / InsGen flags (--no_insgen, --no_fakeclr, --rqs, --fqs, --no_cl_on_g,
 --ada_linear) and explicit option overrides; then fills dataset-dependent defaults and checks
-every value. `training.contrastive.build.build_hook` turns them into the loss hook.
+every value. `training.method_stack.build_method` turns them into the run's method.
+Method names and presets come from the registry (training.method_registry).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any, Callable, Optional
 from training.contrastive.losses import FORGETTING_MODES
 from training.contrastive.noise import NOISE_MODES
 from training.contrastive.queue import QUEUE_SCHEDULES
+from training.method_registry import addon_option_fields, method_class, split_method
 from training.resume_plan import LEGACY_METHOD_FIELDS
 
-METHODS = ("ada", "adalinear", "insgen", "fakeclr", "contragan")
 ENQUEUE_MODES = ("key", "query_momentum")
 COND_LOSSES = ("none", "2c")
 QUERY_VIEWS = ("shared", "independent")
@@ -75,6 +76,8 @@ class MethodOptions:
     tau_2c: float = 1.0
     d_embed_dim: int = 512
     contragan_mode: str = "studiogan"    # 'studiogan': unconditional D, 2C on the FC output | 'projection'
+    # add-on name -> its options (the add-on's own dataclass, as a dict), e.g. {'lecam': {'lecam_weight': 3e-7, ...}}
+    addons: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for training_options.json and snapshots."""
@@ -89,16 +92,6 @@ class MethodOptions:
         return cls(**{**LEGACY_METHOD_FIELDS, **values})  # older runs lack newer fields
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "ada": {},
-    "adalinear": {"ada_linear": True},
-    "insgen": {"fake_head": True, "real_head": True, "noise_mode": "fixed", "noise_clamp": None,
-               "forgetting_mode": "off", "enqueue": "query_momentum", "cl_independent_mixing": True},
-    "fakeclr": {"ada_linear": True, "fake_head": True, "fqs_schedule": "linear", "forgetting_mode": "paper",
-                "noise_mode": "relative", "enqueue": "key"},
-    "contragan": {"cond_loss": "2c"},
-}
-
 # What the released FakeCLR code computes where it differs from the paper (docs/methods.md).
 FAKECLR_CODE_COMPAT: dict[str, Any] = {"forgetting_mode": "code_constant", "g_cl_forgetting": True,
                                        "cl_independent_mixing": True, "fqs_schedule": "fixed", "enqueue": "key"}
@@ -112,14 +105,15 @@ def resolve_method(method: str, overrides: Optional[dict[str, Any]] = None, *, d
     None values in `overrides` mean "not given" (so click defaults of None pass through);
     `noise_clamp='none'` selects the paper-literal unclamped noise.
     """
-    if method not in METHODS:
-        raise ValueError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if code_compat and method != "fakeclr":
+    base, addons = split_method(method)
+    if code_compat and base != "fakeclr":
         raise ValueError("--fakeclr-code-compat: only meaningful with --method=fakeclr")
-    values = dict(PRESETS[method], method=method, code_compat=code_compat)
+    values = dict(method_class(base).preset, method=method, code_compat=code_compat)
     if code_compat:
         values.update(FAKECLR_CODE_COMPAT)
-    values.update(_translate_upstream_flags({k: v for k, v in (overrides or {}).items() if v is not None}))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values["addons"] = _addon_options(addons, given)  # takes the add-ons' fields out of `given`
+    values.update(_translate_upstream_flags(given))
     opts = MethodOptions(**values)
     _fill_defaults(opts, dataset_size, mirror, batch, warn)
     _validate(opts)
@@ -149,6 +143,22 @@ def _translate_upstream_flags(overrides: dict[str, Any]) -> dict[str, Any]:
             values[name] = value
         else:
             raise ValueError(f"--{name}: not a method option; known: {', '.join(sorted(known | set(UPSTREAM_FLAGS)))}")
+    return values
+
+
+def _addon_options(addons: tuple[str, ...], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each selected add-on's options, parsed (and checked) once by its dataclass; an add-on's option
+    given without the add-on is an error."""
+    values = {}
+    for name, field in addon_option_fields():
+        if field.name in given and name not in addons:
+            raise ValueError(f"--{field.name}: an option of the {name} add-on; add it to --method "
+                             f"(e.g. --method=ada+{name})")
+    for name in addons:
+        options_class = method_class(name).Options
+        if options_class is not None:
+            fields = {f.name for f in dataclasses.fields(options_class)}
+            values[name] = dataclasses.asdict(options_class(**{k: given.pop(k) for k in list(given) if k in fields}))
     return values
 
 
@@ -278,7 +288,7 @@ def describe_method(opts: MethodOptions, total_kimg: float) -> list[str]:
     """The status block's method lines: the method and its key settings."""
     augment = "ADA-Linear p ramp" if opts.ada_linear else "adaptive p"
     if not contrastive_enabled(opts):
-        return [f"{opts.method} ({augment}, no contrastive term)"]
+        return [f"{opts.method} ({augment}, no contrastive term)"] + addon_lines(opts)
     lines = [f"{opts.method} ({augment})"]
     if opts.fake_head:
         lines.append(f"fake head: lambda_D {opts.lambda_D:g}, lambda_G {opts.lambda_G if opts.cl_on_g else 0:g}, "
@@ -291,7 +301,13 @@ def describe_method(opts: MethodOptions, total_kimg: float) -> list[str]:
         lines.append(f"real head: lambda_real {opts.lambda_real:g}, real queue: {opts.rqs} (fixed)")
     if opts.cond_loss == "2c":
         lines.append(f"2C: lambda_2c {opts.lambda_2c:g}, tau_2c {opts.tau_2c:g}, mode {opts.contragan_mode}")
-    return lines
+    return lines + addon_lines(opts)
+
+
+def addon_lines(opts: MethodOptions) -> list[str]:
+    """e.g. 'lecam: lecam_weight 3e-07, lecam_decay 0.99'."""
+    return [f"{name}: " + ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in values.items())
+            for name, values in opts.addons.items()]
 
 
 def fake_queue_line(opts: MethodOptions, total_kimg: float) -> str:

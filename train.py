@@ -9,13 +9,9 @@ See docs/training.md for every option.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
-import signal
 import sys
-import tempfile
 from typing import Any, Optional
 
 import click
@@ -27,7 +23,10 @@ from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
 from training.resume_plan import RESUME_MODES, inherit_transfer_settings, number_from_options, plan_resume
+from training.launch import RanksFailed, launch
 from training.run_dir import RunWriteError
+from training.start_block import print_options
+from training.stop_request import stop_on_signal_during_startup
 
 # Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
 # the preset-level ones (--method, --ada_linear, --fqs/--rqs, --fakeclr-code-compat) are declared below.
@@ -163,37 +162,16 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
             return
         try:
             launch(opts, run_dir)
-        except (RunWriteError, rundir.TrainingDiverged, ConfigError) as err:  # ConfigError: the run directory's lock (in use, read-only)
+        except (RunWriteError, rundir.TrainingDiverged, ConfigError) as err:  # ConfigError: the lock, torchrun's ranks
             if cli_errors.debugging():
                 raise
             raise click.ClickException(str(err)) from None
-
-
-class StartupInterrupted(Exception):
-    """SIGINT/SIGTERM before the training loop took over its signals: nothing to snapshot yet."""
+        except RanksFailed:
+            raise click.exceptions.Exit(1) from None  # the rank printed its one-line error
 
 
 class RunComplete(Exception):
     """The run to continue already reached --kimg: nothing to do."""
-
-
-@contextlib.contextmanager
-def stop_on_signal_during_startup():
-    """Until the training loop installs its own handlers (finish the step, snapshot), a signal stops at once."""
-    def interrupt(signum, _frame):
-        raise StartupInterrupted(signal.Signals(signum).name)
-
-    try:
-        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
-        previous = {}
-    try:
-        yield
-    except StartupInterrupted as err:
-        print(f"Stopped by {err} during start-up; nothing was trained.", flush=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 # ----------------------------------------------------------------------------
@@ -211,7 +189,7 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     code_compat = kwargs.pop("code_compat")
     resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
-        kwargs["gpus"] = torchrun_world_size() or 1
+        kwargs["gpus"] = devices.torchrun_world_size() or 1
     o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
     o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else devices.default_workers()
     o.ada_linear = bool(method_overrides.get("ada_linear"))
@@ -337,211 +315,6 @@ def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, m
         raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
                           f"(--kimg={opts.total_kimg:g}); raise --kimg to train longer.")
     return plan.continue_dir
-
-
-def print_options(opts: dict, run_dir: str) -> None:
-    print()
-    print("Training options:")
-    print(json.dumps(opts, indent=2))
-    print()
-    print(f"Output directory:    {run_dir}")
-    on_gpus = devices.cuda_count() > 0 and not opts.get("cpu_procs")
-    print(f"{'Number of GPUs:' if on_gpus else 'Processes:':<21}{opts['num_gpus']}")
-    print(f"Device:              {devices.describe_device(opts['num_gpus'], bool(opts.get('cpu_procs')))}")
-    print(f"Batch size:          {opts['batch_size']} images")
-    print(f"Training duration:   {opts['total_kimg']} kimg")
-    print(f"Dataset path:        {opts['training_set_kwargs']['path']}")
-    print(f"Dataset size:        {opts['training_set_kwargs']['max_size']} images")
-    print(f"Dataset resolution:  {opts['training_set_kwargs']['resolution']}")
-    print(f"Dataset labels:      {opts['training_set_kwargs']['use_labels']}")
-    print(f"Dataset x-flips:     {opts['training_set_kwargs']['xflip']}")
-    from training.contrastive.presets import MethodOptions, describe_method
-
-    for i, line in enumerate(describe_method(MethodOptions.from_dict(opts["method_kwargs"]), opts["total_kimg"])):
-        print(f"{'Method:' if i == 0 else '':<21}{line}")
-    for line in resume_lines(opts):
-        print(line)
-    print()
-
-
-def resume_lines(opts: dict) -> list[str]:
-    lines = []
-    if opts.get("continued_run"):
-        source = opts.get("resume_pkl")
-        lines.append(f"Resume:              continuing this run directory from "
-                     f"{os.path.basename(source) if source else 'zero (it has no snapshot yet)'}")
-    elif opts.get("resume_pkl"):
-        lines.append(f"Resume:              {opts['resume_pkl']} ({opts.get('resume_kind', 'weights')})")
-    if opts.get("previous_total_kimg") is not None:
-        retimed = [name for name, on in (("ADA-Linear's p ramp", opts["method_kwargs"].get("ada_linear")),
-                                         ("the diversity-aware fake queue",
-                                          opts["method_kwargs"].get("fqs_schedule") == "linear")) if on]
-        what = " and ".join(retimed) + " re-timed to the new total" if retimed else "no schedule depends on it"
-        lines.append(f"Duration changed:    {opts['previous_total_kimg']:g} -> {opts['total_kimg']:g} kimg ({what})")
-    return lines
-
-
-# ----------------------------------------------------------------------------
-# Launching: in-process, spawned processes, or under torchrun.
-
-
-def torchrun_world_size() -> Optional[int]:
-    """WORLD_SIZE when started by torchrun (or another env:// launcher), else None."""
-    value = os.environ.get("WORLD_SIZE")
-    return int(value) if value else None
-
-
-def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
-    if (torchrun_world_size() or 1) > 1:
-        launch_torchrun(opts)
-        return
-    print_options(opts, run_dir)
-    lock = create_run_dir(opts, run_dir)
-    try:
-        if opts.num_gpus == 1:
-            subprocess_fn(0, opts, None)
-        else:
-            spawn_processes(opts)
-    finally:
-        rundir.release_run_lock(lock)
-
-
-def create_run_dir(opts: dict, run_dir: str) -> Any:
-    """A new run directory, or the continued one (stale temp files of a killed run removed); options written.
-    Returns the run directory's lock, held while this process trains in it."""
-    try:
-        if opts.get("continued_run"):
-            lock = rundir.hold_run_lock(run_dir)  # before touching anything: another process may train here
-            removed = rundir.remove_stale_temp_files(run_dir)
-            cleaned = f" (removed {len(removed)} stale temp files)" if removed else ""
-            print(f"Continuing in the output directory{cleaned}...")
-        else:
-            print("Creating output directory...")
-            os.makedirs(run_dir, exist_ok=False)
-            lock = rundir.hold_run_lock(run_dir)
-        rundir.write_options(run_dir, opts)
-    except OSError as err:
-        raise RunWriteError(rundir.write_failure_message(err.filename or run_dir, err)) from None
-    return lock
-
-
-RANK_ERROR_EXIT = 3  # a spawned rank that printed a one-line error exits with this code
-
-
-def spawn_processes(opts: dict) -> None:
-    """One process per GPU. A signal to this parent reaches the ranks through a shared value that each polls,
-    so every rank finishes its step, snapshots and exits. The ranks start with SIGINT/SIGTERM blocked (the
-    mask is inherited) until their loop handles them, so no signal kills a rank half-started."""
-    import torch
-
-    from training.training_loop import shared_stop_value
-
-    print(f"Launching {opts['num_gpus']} processes...")
-    stop_value = shared_stop_value(torch.multiprocessing.get_context("spawn"))
-
-    def request_stop(signum, _frame):
-        if stop_value.value == 0:
-            print(f"\nReceived {signal.Signals(signum).name}: asking every process to snapshot and exit...", flush=True)
-        stop_value.value = signum
-
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.signal(sig, request_stop) for sig in signals}
-    try:
-        with tempfile.TemporaryDirectory() as temp_dir:
-            init_file = os.path.join(temp_dir, ".torch_distributed_init")
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-            try:
-                processes = torch.multiprocessing.start_processes(
-                    subprocess_fn, args=(opts, init_file, None, stop_value), nprocs=opts["num_gpus"], join=False,
-                    start_method="spawn")
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal that came meanwhile is handled now
-            try:
-                while not processes.join():
-                    pass
-            except torch.multiprocessing.ProcessExitedException as err:
-                if err.exit_code != RANK_ERROR_EXIT:
-                    raise
-                raise click.exceptions.Exit(1) from None  # the rank printed its one-line error
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def launch_torchrun(opts: dnnlib.EasyDict) -> None:
-    """Under torchrun (one node or several) every rank parses the options; global rank 0's are
-    authoritative: it creates the run directory, and every rank trains with its options."""
-    from training import distributed
-    from training.training_loop import default_device
-
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    if world_size != opts.num_gpus:
-        raise click.ClickException(f"--gpus={opts.num_gpus}: differs from torchrun's WORLD_SIZE={world_size}; "
-                                   f"leave --gpus out under torchrun")
-    device = default_device(int(os.environ.get("LOCAL_RANK", rank)), cpu_only=bool(opts.get("cpu_procs")))
-    distributed.init_process_group(rank, world_size, None, device)
-    opts = agree_on_options(opts, rank, device)
-    lock = None
-    if rank == 0:
-        print_options(opts, opts.run_dir)
-        lock = create_run_dir(opts, opts.run_dir)
-    distributed.barrier()  # the run directory exists before any rank opens its log
-    try:
-        subprocess_fn(rank, opts, None, device=device)
-    finally:
-        if lock is not None:
-            rundir.release_run_lock(lock)
-
-
-def agree_on_options(opts: dnnlib.EasyDict, rank: int, device: Any) -> dnnlib.EasyDict:
-    """Rank 0's options for every rank; all ranks stop if a node resolved different ones (a
-    different dataset, or an --outdir that is not shared, so --resume=latest finds another run)."""
-    import torch
-
-    from training import distributed
-
-    shared = [dict(opts)]
-    torch.distributed.broadcast_object_list(shared, src=0)
-    ours = {key: value for key, value in opts.items() if key != "run_dir"}
-    theirs = {key: value for key, value in shared[0].items() if key != "run_dir"}
-    differing = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
-    if distributed.any_rank(bool(differing), device):
-        detail = f"rank {rank} differs from rank 0 in {', '.join(differing)}" if differing else "another rank differs"
-        raise click.ClickException(f"torchrun: the ranks resolved different training options ({detail}); "
-                                   f"give every node the same command line and a shared filesystem for --outdir and --data")
-    return dnnlib.EasyDict(shared[0])
-
-
-def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None) -> None:
-    import torch
-
-    from training import distributed
-    from training.training_loop import StopRequest, default_device, training_loop
-
-    stop = StopRequest(shared=stop_value, announce=rank == 0)
-    stop.install()  # from here on a signal means: finish the step, snapshot, exit
-    logger = dnnlib.util.Logger(file_name=os.path.join(opts["run_dir"], "log.txt"), file_mode="a", should_flush=True)
-    try:
-        if device is None:  # not yet in a process group (single process or spawned rank)
-            device = default_device(rank, cpu_only=bool(opts.get("cpu_procs")))
-            distributed.init_process_group(rank, opts["num_gpus"], init_file, device)
-        if device.type == "cpu" and opts["num_gpus"] > 1:  # share the cores instead of oversubscribing them
-            torch.set_num_threads(devices.cpu_threads_per_process(opts["num_gpus"]))
-        if rank != 0:
-            logger.close()
-            logger = None
-        training_loop(opts, rank=rank, device=device, stop=stop)
-    except (RunWriteError, rundir.TrainingDiverged) as err:
-        if init_file is None:  # in the launching process: main() prints it
-            raise
-        print(f"Error: {err}", file=sys.stderr, flush=True)  # a spawned rank: one line, then a quiet exit
-        sys.exit(RANK_ERROR_EXIT)
-    finally:
-        stop.uninstall()
-        if logger is not None:
-            logger.close()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

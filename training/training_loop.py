@@ -18,7 +18,6 @@ import copy
 import json
 import os
 import random
-import signal
 import time
 from typing import Any, Callable, Optional
 
@@ -36,6 +35,8 @@ from training.contrastive import MethodOptions, build_hook
 from training.contrastive.presets import discriminator_label_dim
 from training.phases import build_phases
 from training.resume_plan import comparable_options
+from training.stop_request import StopRequest
+from training.devices import default_device
 
 SNAPSHOT_VERSION = 1
 # ADA's reflect padding and blit/resample split change tensor shapes on every call; each new shape adds a
@@ -51,62 +52,6 @@ def training_loop(opts: dict, rank: int = 0, device: Optional[torch.device] = No
     loop installs its own for the duration of the run."""
     trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn, stop=stop)
     return trainer.run()
-
-
-def default_device(rank: int, cpu_only: bool = False) -> torch.device:
-    if torch.cuda.is_available() and not cpu_only:
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def shared_stop_value(context: Any) -> Any:
-    """A process-shared int for StopRequest(shared=...): 0, or the number of the signal the parent received."""
-    return context.Value("i", 0)
-
-
-# ----------------------------------------------------------------------------
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes the step, writes a snapshot and exits cleanly.
-
-    `shared`: a process-shared value (see shared_stop_value) that a launching parent sets instead of
-    signalling its ranks."""
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, shared: Any = None, announce: bool = True) -> None:
-        self._requested = False
-        self._shared = shared
-        self._announce = announce
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        if not self._requested and self._shared is not None and self._shared.value != 0:
-            self._handle(self._shared.value, None)
-        return self._requested
-
-    def install(self) -> None:
-        for sig in self._SIGNALS:
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
-                pass
-        if self._previous:  # a launching parent may have blocked them while it started this process
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self._requested:  # second signal: give up immediately
-            raise KeyboardInterrupt
-        self._requested = True
-        if self._announce:
-            print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
 
 
 class Trainer:

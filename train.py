@@ -22,8 +22,9 @@ from training import devices, preflight
 from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
-from training.resume_plan import RESUME_MODES, inherit_transfer_settings, number_from_options, plan_resume
+from training.resume_plan import RESUME_MODES, RunComplete, apply_resume
 from training.launch import RanksFailed, launch
+from training.checkpoint import Resume
 from training.run_dir import RunWriteError
 from training.start_block import print_options
 from training.stop_request import stop_on_signal_during_startup
@@ -148,7 +149,7 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
     dry_run = kwargs.pop("dry_run")
     with stop_on_signal_during_startup():
         try:
-            opts, run_dir = resolve_options(kwargs)
+            opts, run_dir, resume = resolve_options_and_resume(kwargs)
         except (ConfigError, ValueError, FileNotFoundError) as err:
             if cli_errors.debugging():  # FAKECLR_DEBUG=1: the traceback, for bug reports
                 raise
@@ -161,7 +162,7 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
             print("Dry run; exiting.")
             return
         try:
-            launch(opts, run_dir)
+            launch(opts, run_dir, resume)
         except (RunWriteError, rundir.TrainingDiverged, ConfigError) as err:  # ConfigError: the lock, torchrun's ranks
             if cli_errors.debugging():
                 raise
@@ -170,16 +171,18 @@ def main(ctx: click.Context, **kwargs: Any) -> None:
             raise click.exceptions.Exit(1) from None  # the rank printed its one-line error
 
 
-class RunComplete(Exception):
-    """The run to continue already reached --kimg: nothing to do."""
-
-
 # ----------------------------------------------------------------------------
 # Resolving options.
 
 
 def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     """Validate every option, check what can be checked before writing, and return the options and run dir."""
+    opts, run_dir, _ = resolve_options_and_resume(kwargs)
+    return opts, run_dir
+
+
+def resolve_options_and_resume(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str, Optional[Resume]]:
+    """resolve_options, plus the resume pickle as read (once) while checking it, for the loop."""
     method_overrides = {field: kwargs.pop(field) for _, field, _, _ in _method_field_options()}
     for field, value in list(method_overrides.items()):
         if value == "none" and field != "noise_clamp":  # 'none' = the option's automatic default
@@ -221,9 +224,9 @@ def resolve_options(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict, str]:
     if cpu_procs:
         opts.cpu_procs = True
     preflight.check_outdir(o.outdir)
-    run_dir = apply_resume(opts, o, info, resume_mode) if o.resume not in (None, "noresume") else None
+    run_dir, resume = apply_resume(opts, o, info, resume_mode) if o.resume not in (None, "noresume") else (None, None)
     opts.run_dir = run_dir or next_run_dir(o.outdir, desc)
-    return opts, opts.run_dir
+    return opts, opts.run_dir, resume
 
 
 def parse_metrics(value: Optional[str], dataset_size: int = 0) -> list[str]:
@@ -275,46 +278,6 @@ def inspect_dataset(path: str, cond: bool = False) -> DatasetInfo:
     dataset.close()
     preflight.check_dataset(path)
     return info
-
-
-def apply_resume(opts: dnnlib.EasyDict, o: dnnlib.EasyDict, info: DatasetInfo, mode: str) -> Optional[str]:
-    """Set resume_pkl / resume_kind from --resume; returns the run directory to continue in, if any."""
-    plan = plan_resume(o.resume, mode, o.outdir, opts)
-    if plan.continue_dir is not None:
-        inherit_transfer_settings(plan.previous_opts, opts)
-        if o.get("ada_kimg") is not None:  # a new ADA speed may be given when continuing (acts from the next adjustment)
-            opts.ada_kimg = o.ada_kimg
-        elif "ada_kimg" in plan.previous_opts:  # otherwise the run keeps the speed it was started with
-            opts.ada_kimg = plan.previous_opts["ada_kimg"]
-        opts.continued_run = True
-        if plan.previous_opts.get("total_kimg") != opts.total_kimg:
-            opts.previous_total_kimg = number_from_options(plan.previous_opts.get("total_kimg"), "total_kimg")
-    opts.resume_pkl = plan.resume_pkl
-    if plan.resume_pkl is None:  # a run killed before its first snapshot: from zero, in its own directory
-        opts.pop("resume_pkl")
-        return plan.continue_dir
-    if "://" in plan.resume_pkl:
-        opts.resume_kind = "transfer"
-        preflight.fetch_resume_url(o.resume, plan.resume_pkl)  # into the cache the loop then reads from
-        return plan.continue_dir
-    candidates = [plan.resume_pkl, *plan.older_snapshots]
-    opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(o.cond),
-                                                             option=f"--resume={o.resume}")
-    plan.resume_pkl = opts.resume_pkl
-    from training.training_loop import loop_options_key
-
-    state = data.get("resume_state") or {}
-    opts.resume_kind = "exact" if state.get("options_key") == loop_options_key(opts) else "weights"
-    if plan.continue_dir is None:
-        return None
-    if opts.resume_kind != "exact":
-        raise ConfigError(f"{plan.resume_pkl}: its resume state does not match the run's options; start a new run "
-                          f"from its weights with --resume-mode=new")
-    done_nimg = int(state["cur_nimg"])
-    if done_nimg >= opts.total_kimg * 1000:
-        raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
-                          f"(--kimg={opts.total_kimg:g}); raise --kimg to train longer.")
-    return plan.continue_dir
 
 
 if __name__ == "__main__":

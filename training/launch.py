@@ -16,6 +16,7 @@ from typing import Any, Optional
 import dnnlib
 from training import devices
 from training import run_dir as rundir
+from training.checkpoint import Resume
 from training.config import ConfigError
 from training.run_dir import RunWriteError
 from training.start_block import print_options
@@ -28,15 +29,17 @@ class RanksFailed(Exception):
     """A spawned rank stopped after printing its one-line error: the launcher exits with status 1, silently."""
 
 
-def launch(opts: dnnlib.EasyDict, run_dir: str) -> None:
+def launch(opts: dnnlib.EasyDict, run_dir: str, resume: Optional[Resume] = None) -> None:
+    """`resume`: opts.resume_pkl as train.py read it; the in-process rank trains from it (spawned ranks read
+    the pickle themselves: a loaded network is not worth pickling to them)."""
     if (devices.torchrun_world_size() or 1) > 1:
-        launch_torchrun(opts)
+        launch_torchrun(opts, resume)
         return
     print_options(opts, run_dir)
     lock = create_run_dir(opts, run_dir)
     try:
         if opts.num_gpus == 1:
-            subprocess_fn(0, opts, None)
+            subprocess_fn(0, opts, None, resume=resume)
         else:
             spawn_processes(opts)
     finally:
@@ -99,7 +102,7 @@ def spawn_processes(opts: dict) -> None:
             signal.signal(sig, handler)
 
 
-def launch_torchrun(opts: dnnlib.EasyDict) -> None:
+def launch_torchrun(opts: dnnlib.EasyDict, resume: Optional[Resume] = None) -> None:
     """Under torchrun (one node or several) every rank parses the options; global rank 0's are
     authoritative: it creates the run directory, and every rank trains with its options."""
     from training import distributed
@@ -117,7 +120,7 @@ def launch_torchrun(opts: dnnlib.EasyDict) -> None:
         lock = create_run_dir(opts, opts.run_dir)
     distributed.barrier()  # the run directory exists before any rank opens its log
     try:
-        subprocess_fn(rank, opts, None, device=device)
+        subprocess_fn(rank, opts, None, device=device, resume=resume)
     finally:
         if lock is not None:
             rundir.release_run_lock(lock)
@@ -142,7 +145,8 @@ def agree_on_options(opts: dnnlib.EasyDict, rank: int, device: Any) -> dnnlib.Ea
     return dnnlib.EasyDict(shared[0])
 
 
-def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None) -> None:
+def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any = None, stop_value: Any = None,
+                  resume: Optional[Resume] = None) -> None:
     import torch
 
     from training import distributed
@@ -160,7 +164,7 @@ def subprocess_fn(rank: int, opts: dict, init_file: Optional[str], device: Any =
         if rank != 0:
             logger.close()
             logger = None
-        training_loop(opts, rank=rank, device=device, stop=stop)
+        training_loop(opts, rank=rank, device=device, stop=stop, resume=resume)
     except (RunWriteError, rundir.TrainingDiverged) as err:
         if init_file is None:  # in the launching process: main() prints it
             raise

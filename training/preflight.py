@@ -148,10 +148,10 @@ def newest_intact_snapshot(candidates: list[str], info: DatasetInfo, cond: bool,
 
 
 def _load_resume_pickle(pkl: str) -> dict:
-    from training import network_pickle
+    from training import checkpoint
 
     try:
-        return network_pickle.load_network_pkl(pkl)
+        return checkpoint.read_snapshot(pkl)
     except Exception as err:  # noqa: BLE001 - every refusal (UnpicklingError, ValueError, OSError, ...) is one line
         raise ConfigError(_one_line(err, pkl) + "; give a network-snapshot-*.pkl written by train.py") from None
 

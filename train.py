@@ -18,7 +18,7 @@ import click
 
 import dnnlib
 from dnnlib import cli_errors
-from training import devices, preflight
+from training import defaults, devices, preflight
 from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
@@ -32,6 +32,12 @@ from training.stop_request import stop_on_signal_during_startup
 # Method hyper-parameters: every MethodOptions field becomes an option (`--tau_m` and `--tau-m` alike);
 # the preset-level ones (--method, --ada_linear, --fqs/--rqs, --fakeclr-code-compat) are declared below.
 _EXPLICIT_METHOD_FIELDS = {"method", "code_compat", "ada_linear", "fqs", "rqs"}
+
+
+def _default(option: str) -> str:
+    """An option's default as its help text shows it (training/defaults.py CLI_DEFAULTS)."""
+    value = defaults.CLI_DEFAULTS[option]
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class _OptionalNumber(click.ParamType):
@@ -82,50 +88,51 @@ def _method_options(func):
 @click.pass_context
 # General options.
 @click.option("--outdir", help="Where to save the results", required=True, metavar="DIR", callback=cli_errors.expand_user)
-@click.option("--gpus", help="Number of GPUs [default: 1; WORLD_SIZE under torchrun]", type=int, default=None, metavar="INT")
-@click.option("--cpu-procs", "--cpu_procs", "cpu_procs", help="Run --gpus=N processes on the CPU (no GPUs needed) [default: false]",
-              type=bool, default=False, metavar="BOOL")
-@click.option("--snap", help="Snapshot interval in ticks [default: 50]", type=int, default=50, metavar="INT")
+@click.option("--gpus", help=f"Number of GPUs [default: {_default('gpus')}; WORLD_SIZE under torchrun]", type=int, default=None, metavar="INT")
+@click.option("--cpu-procs", "--cpu_procs", "cpu_procs", help=f"Run --gpus=N processes on the CPU (no GPUs needed) [default: {_default('cpu_procs')}]",
+              type=bool, metavar="BOOL")
+@click.option("--snap", help=f"Snapshot interval in ticks [default: {_default('snap')}]", type=int, metavar="INT")
 @click.option("--metrics", help='Comma-separated metrics or "none" [default: fid50k_full; none on a CPU]', type=str, default=None)
 @click.option("--grid", help="Images in the fakes/reals grids, WxH [default: upstream's layout, at most 8x8]", metavar="WxH")
-@click.option("--seed", help="Random seed [default: 0]", type=int, default=0, metavar="INT")
+@click.option("--seed", help=f"Random seed [default: {_default('seed')}]", type=int, metavar="INT")
 @click.option("-n", "--dry-run", help="Print training options and exit", is_flag=True)
 # Dataset.
 @click.option("--data", help="Training data (directory or zip)", metavar="PATH", required=True, callback=cli_errors.expand_user)
-@click.option("--cond", help="Train conditional model based on dataset labels [default: false]", type=bool, default=False, metavar="BOOL")
+@click.option("--cond", help=f"Train conditional model based on dataset labels [default: {_default('cond')}]", type=bool, metavar="BOOL")
 @click.option("--subset", help="Train with only N images [default: all]", type=int, metavar="INT")
-@click.option("--mirror", help="Enable dataset x-flips [default: false]", type=bool, default=False, metavar="BOOL")
+@click.option("--mirror", help=f"Enable dataset x-flips [default: {_default('mirror')}]", type=bool, metavar="BOOL")
 # Base config.
-@click.option("--cfg", help="Base config [default: auto]", type=click.Choice(CFG_NAMES), default="auto")
+@click.option("--cfg", help=f"Base config [default: {_default('cfg')}]", type=click.Choice(CFG_NAMES))
 @click.option("--gamma", help="Override R1 gamma", type=float)
 @click.option("--kimg", help="Override training duration (fractions allowed)", type=float, metavar="KIMG")
-@click.option("--tick", help="Progress tick interval in kimg [default: 4]", type=float, metavar="KIMG")
+@click.option("--tick", help=f"Progress tick interval in kimg [default: {defaults.KIMG_PER_TICK}]", type=float, metavar="KIMG")
 @click.option("--batch", help="Override batch size", type=int, metavar="INT")
 # Discriminator augmentation.
 @click.option("--aug", help="Augmentation mode [default: ada]", type=click.Choice(["noaug", "ada", "fixed"]))
 @click.option("--p", help="Augmentation probability for --aug=fixed", type=float)
-@click.option("--target", help="ADA target value for --aug=ada [default: 0.6]", type=float)
+@click.option("--target", help=f"ADA target value for --aug=ada [default: {defaults.ADA_TARGET}]", type=float)
 @click.option("--ada-kimg", "--ada_kimg", "ada_kimg", type=float, metavar="KIMG",
-              help="ADA speed: kimg for p to move by 1 [default: 500; 100 from a published network]")
-@click.option("--augpipe", help="Augmentation pipeline [default: bgc]", type=click.Choice(AUGPIPE_NAMES))
+              help=f"ADA speed: kimg for p to move by 1 [default: {defaults.ADA_KIMG}; {defaults.TRANSFER_ADA_KIMG} from a "
+                   f"published network]")
+@click.option("--augpipe", help=f"Augmentation pipeline [default: {defaults.AUGPIPE}]", type=click.Choice(AUGPIPE_NAMES))
 # Transfer learning and resume.
 @click.option("--resume", help="Resume from a preset name, pickle, URL, run directory or 'latest' [default: noresume]", metavar="PKL",
               callback=cli_errors.expand_user)
-@click.option("--resume-mode", "--resume_mode", "resume_mode", type=click.Choice(RESUME_MODES), default="continue",
-              help="For a run directory or 'latest': continue in that directory, or start a new one [default: continue]")
+@click.option("--resume-mode", "--resume_mode", "resume_mode", type=click.Choice(RESUME_MODES),
+              help=f"For a run directory or 'latest': continue in that directory, or start a new one [default: {_default('resume_mode')}]")
 @click.option("--freezed", help="Freeze-D: number of D layers to freeze [default: 0]", type=int, metavar="INT")
 # Performance options.
 @click.option("--fp32", help="Disable mixed-precision training", type=bool, metavar="BOOL")
 @click.option("--nhwc", help="Use NHWC memory format with FP16", type=bool, metavar="BOOL")
 @click.option("--nobench", help="Disable cuDNN benchmarking", type=bool, metavar="BOOL")
 @click.option("--allow-tf32", "allow_tf32", help="Allow PyTorch to use TF32 internally", type=bool, metavar="BOOL")
-@click.option("--workers", help="Override number of DataLoader workers [default: 3, at most the cores - 1]", type=int, metavar="INT")
+@click.option("--workers", help=f"Override number of DataLoader workers [default: {defaults.UPSTREAM_WORKERS}, at most the cores - 1]", type=int, metavar="INT")
 @click.option("--bf16", help="bfloat16 autocast for G/D in Gmain and Dmain [default: false]", type=bool, metavar="BOOL")
 @click.option("--channels-last", "--channels_last", "channels_last", help="NHWC memory format in every G/D block [default: false]",
               type=bool, metavar="BOOL")
 @click.option("--compile", "compile", help="torch.compile G and D for Gmain and Dmain; eager if it fails [default: false]",
               type=bool, metavar="BOOL")
-@click.option("--compile-backend", "--compile_backend", "compile_backend", help="torch.compile backend [default: inductor]",
+@click.option("--compile-backend", "--compile_backend", "compile_backend", help=f"torch.compile backend [default: {defaults.COMPILE_BACKEND}]",
               type=str, metavar="NAME")
 @click.option("--fused-adam", "--fused_adam", "fused_adam", help="torch.optim.Adam(fused=True) for G and D [default: false]",
               type=bool, metavar="BOOL")
@@ -190,11 +197,13 @@ def resolve_options_and_resume(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict,
     for flag in ("ada_linear", "no_insgen", "no_fakeclr", "no_cl_on_g", "rqs", "fqs", "forgetting"):
         method_overrides[flag] = kwargs.pop(flag)
     code_compat = kwargs.pop("code_compat")
-    resume_mode, cpu_procs, grid = kwargs.pop("resume_mode"), kwargs.pop("cpu_procs"), kwargs.pop("grid")
+    grid = kwargs.pop("grid")
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
-        kwargs["gpus"] = devices.torchrun_world_size() or 1
-    o = with_defaults({k: v for k, v in kwargs.items() if v is not None or k in ("metrics",)})
-    o.workers = kwargs.get("workers") if kwargs.get("workers") is not None else devices.default_workers()
+        kwargs["gpus"] = devices.torchrun_world_size()
+    o = with_defaults(kwargs)
+    resume_mode, cpu_procs = o.pop("resume_mode"), o.pop("cpu_procs")
+    if o.get("workers") is None:
+        o.workers = devices.default_workers()
     o.ada_linear = bool(method_overrides.get("ada_linear"))
     validate_basic(o)
     devices.check_process_count(o.gpus, cpu_procs)  # before any note or warning: the error is the only line

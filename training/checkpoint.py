@@ -19,7 +19,7 @@ import json
 import random
 from typing import Any, Optional
 
-from training.loop_options import with_loop_defaults
+from training.defaults import with_loop_defaults
 
 SNAPSHOT_VERSION = 1
 RESUME_KINDS = ("exact", "weights", "transfer")

@@ -12,6 +12,7 @@ import re
 from typing import Any, Optional
 
 from dnnlib import EasyDict
+from training.defaults import ADA_TARGET, AUGPIPE, TRANSFER_ADA_KIMG, with_cli_defaults
 
 # ----------------------------------------------------------------------------
 # Presets (spec 1.2). `tiny` is ours: a CPU-sized network for the demo, tests and smoke runs.
@@ -145,18 +146,9 @@ def next_run_dir(outdir: str, desc: str) -> str:
 # ----------------------------------------------------------------------------
 # Option translation.
 
-_DEFAULTS = EasyDict(
-    gpus=1, snap=50, metrics=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto",
-    gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, ada_kimg=None, augpipe=None, resume=None,
-    freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None, tick=None,
-    bf16=False, channels_last=False, compile=False, compile_backend=None, fused_adam=False,
-)
-
-
 def with_defaults(options: dict[str, Any]) -> EasyDict:
-    merged = EasyDict(_DEFAULTS)
-    merged.update({k: v for k, v in options.items()})
-    return merged
+    """The given options over train.py's defaults (training/defaults.py CLI_DEFAULTS)."""
+    return with_cli_defaults(options)
 
 
 def validate_basic(o: EasyDict) -> None:
@@ -334,7 +326,7 @@ def _check_batch(t: EasyDict, o: EasyDict) -> None:
 def _set_augmentation(t: EasyDict, o: EasyDict) -> None:
     aug = o.aug or "ada"
     if aug == "ada":
-        t.ada_target = o.target if o.target is not None else 0.6
+        t.ada_target = o.target if o.target is not None else ADA_TARGET
         if o.get("ada_kimg") is not None:  # written only when given: older runs' options stay unchanged
             t.ada_kimg = o.ada_kimg
     elif aug == "fixed":
@@ -342,7 +334,7 @@ def _set_augmentation(t: EasyDict, o: EasyDict) -> None:
     if aug != "noaug":
         from training.augment import AUGPIPE_SPECS  # torch import only once augmentation is configured
 
-        t.augment_kwargs = EasyDict(class_name="training.augment.AugmentPipe", **AUGPIPE_SPECS[o.augpipe or "bgc"])
+        t.augment_kwargs = EasyDict(class_name="training.augment.AugmentPipe", **AUGPIPE_SPECS[o.augpipe or AUGPIPE])
 
 
 def _set_resume(t: EasyDict, o: EasyDict) -> None:
@@ -354,5 +346,5 @@ def _set_resume(t: EasyDict, o: EasyDict) -> None:
         # Local pickles, run directories and 'latest' continue with the run's own settings.
         # An explicit --ada-kimg wins over the transfer value.
         if o.get("ada_kimg") is None:
-            t.ada_kimg = 100
+            t.ada_kimg = TRANSFER_ADA_KIMG
         t.ema_rampup = None

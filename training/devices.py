@@ -8,8 +8,8 @@ import re
 from typing import Any, Optional
 
 from training.config import ConfigError
+from training.defaults import UPSTREAM_WORKERS
 
-UPSTREAM_WORKERS = 3
 CPU_SECONDS_PER_METRIC_IMAGE = 0.1  # Inception-v3 on one CPU thread, about (docs/performance.md)
 
 

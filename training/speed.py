@@ -25,9 +25,9 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 
 import dnnlib
+from training.defaults import SPEED_DEFAULTS
 
 MAIN_PHASES = ("Gmain", "Dmain")
-SPEED_DEFAULTS = dict(bf16=False, channels_last=False, compile=False, compile_backend="inductor", fused_adam=False)
 _NETWORK_NAMES = ("G_mapping", "G_synthesis", "D")  # the StyleGAN2Loss attributes that hold the networks
 
 

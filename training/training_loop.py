@@ -33,7 +33,7 @@ from training import run_dir as rundir
 from training.ada import make_ada_controller
 from training.contrastive import MethodOptions, build_hook
 from training.contrastive.presets import discriminator_label_dim
-from training.loop_options import with_loop_defaults
+from training.defaults import with_loop_defaults
 from training.phases import build_phases
 from training.stop_request import StopRequest
 from training.devices import default_device

@@ -200,41 +200,41 @@ def resolve_options_and_resume(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict,
     grid = kwargs.pop("grid")
     if kwargs.get("gpus") is None:  # under torchrun the launcher already says how many processes there are
         kwargs["gpus"] = devices.torchrun_world_size()
-    o = with_defaults(kwargs)
-    resume_mode, cpu_procs = o.pop("resume_mode"), o.pop("cpu_procs")
-    if o.get("workers") is None:
-        o.workers = devices.default_workers()
-    o.ada_linear = bool(method_overrides.get("ada_linear"))
-    validate_basic(o)
-    devices.check_process_count(o.gpus, cpu_procs)  # before any note or warning: the error is the only line
+    cli = with_defaults(kwargs)  # the command line, with its defaults
+    resume_mode, cpu_procs = cli.pop("resume_mode"), cli.pop("cpu_procs")
+    if cli.get("workers") is None:
+        cli.workers = devices.default_workers()
+    cli.ada_linear = bool(method_overrides.get("ada_linear"))
+    validate_basic(cli)
+    devices.check_process_count(cli.gpus, cpu_procs)  # before any note or warning: the error is the only line
 
-    info = inspect_dataset(o.data, cond=bool(o.cond))
+    info = inspect_dataset(cli.data, cond=bool(cli.cond))
     metrics = parse_metrics(kwargs.get("metrics"), info.size)
-    opts, desc = build_training_options(o, info, metrics)
-    method = o.method or "ada"
-    dataset_size = o.subset if o.subset is not None else info.size
+    opts, desc = build_training_options(cli, info, metrics)
+    method = cli.method or "ada"
+    dataset_size = cli.subset if cli.subset is not None else info.size
     from training.contrastive.presets import implicit_method_note, resolve_method  # torch import deferred until here
 
     method_opts = resolve_method(method, method_overrides, dataset_size=dataset_size,
-                                 mirror=bool(o.mirror), batch=opts.batch_size, code_compat=code_compat,
+                                 mirror=bool(cli.mirror), batch=opts.batch_size, code_compat=code_compat,
                                  warn=lambda msg: print(f"Warning: {msg}", file=sys.stderr))
-    note = implicit_method_note(o.method, method_overrides, method_opts)
+    note = implicit_method_note(cli.method, method_overrides, method_opts)
     if note is not None:
         print(note, file=sys.stderr)
     if method_opts.ada_linear and opts.get("ada_target") is None:
         raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
-    if method_opts.ada_linear and o.get("ada_kimg") is not None:
+    if method_opts.ada_linear and cli.get("ada_kimg") is not None:
         raise ConfigError("--ada-kimg sets the adaptive controller's speed; ADA-Linear's ramp ignores it: drop --ada-kimg")
-    if method_opts.cond_loss == "2c" and not o.cond:
+    if method_opts.cond_loss == "2c" and not cli.cond:
         raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
     opts.method_kwargs = method_opts.to_dict()
     if grid is not None:
         opts.image_grid = parse_grid(grid)
     if cpu_procs:
         opts.cpu_procs = True
-    preflight.check_outdir(o.outdir)
-    run_dir, resume = apply_resume(opts, o, info, resume_mode) if o.resume not in (None, "noresume") else (None, None)
-    opts.run_dir = run_dir or next_run_dir(o.outdir, desc)
+    preflight.check_outdir(cli.outdir)
+    run_dir, resume = apply_resume(opts, cli, info, resume_mode) if cli.resume not in (None, "noresume") else (None, None)
+    opts.run_dir = run_dir or next_run_dir(cli.outdir, desc)
     return opts, opts.run_dir, resume
 
 

@@ -85,23 +85,23 @@ def _older_snapshots(folder: str) -> list[str]:
     return list(reversed(rundir.list_snapshots(folder)[:-1]))
 
 
-def apply_resume(opts: dict, o: dict, info: DatasetInfo, mode: str) -> tuple[Optional[str], Optional[checkpoint.Resume]]:
-    """Set resume_pkl / resume_kind in `opts` from --resume (`o.resume`). Returns the run directory to continue
+def apply_resume(opts: dict, cli: dict, info: DatasetInfo, mode: str) -> tuple[Optional[str], Optional[checkpoint.Resume]]:
+    """Set resume_pkl / resume_kind in `opts` from --resume (`cli.resume`). Returns the run directory to continue
     in (None: a new one) and the resume pickle, read here once (None for a URL, read by the loop from the cache)."""
-    plan = plan_resume(o.resume, mode, o.outdir, opts)
+    plan = plan_resume(cli.resume, mode, cli.outdir, opts)
     if plan.continue_dir is not None:
-        _continue_settings(plan, opts, o)
+        _continue_settings(plan, opts, cli)
     opts.resume_pkl = plan.resume_pkl
     if plan.resume_pkl is None:  # a run killed before its first snapshot: from zero, in its own directory
         opts.pop("resume_pkl")
         return plan.continue_dir, None
     if "://" in plan.resume_pkl:
         opts.resume_kind = checkpoint.decide_kind(plan.resume_pkl, None, opts)
-        preflight.fetch_resume_url(o.resume, plan.resume_pkl)  # into the cache the loop then reads from
+        preflight.fetch_resume_url(cli.resume, plan.resume_pkl)  # into the cache the loop then reads from
         return plan.continue_dir, None
     candidates = [plan.resume_pkl, *plan.older_snapshots]
-    opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(o.cond),
-                                                             option=f"--resume={o.resume}")
+    opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(cli.cond),
+                                                             option=f"--resume={cli.resume}")
     state = data.get("resume_state") or {}
     opts.resume_kind = checkpoint.decide_kind(opts.resume_pkl, state, opts)
     resume = checkpoint.Resume(path=opts.resume_pkl, data=data, kind=opts.resume_kind)
@@ -117,12 +117,12 @@ def apply_resume(opts: dict, o: dict, info: DatasetInfo, mode: str) -> tuple[Opt
     return plan.continue_dir, resume
 
 
-def _continue_settings(plan: ResumePlan, opts: dict, o: dict) -> None:
+def _continue_settings(plan: ResumePlan, opts: dict, cli: dict) -> None:
     """A continued run keeps its transfer settings and ADA speed (unless --ada-kimg is given again) and notes a
     changed --kimg."""
     inherit_transfer_settings(plan.previous_opts, opts)
-    if o.get("ada_kimg") is not None:  # a new ADA speed may be given when continuing (acts from the next adjustment)
-        opts.ada_kimg = o.ada_kimg
+    if cli.get("ada_kimg") is not None:  # a new ADA speed may be given when continuing (acts from the next adjustment)
+        opts.ada_kimg = cli.ada_kimg
     elif "ada_kimg" in plan.previous_opts:  # otherwise the run keeps the speed it was started with
         opts.ada_kimg = plan.previous_opts["ada_kimg"]
     opts.continued_run = True

@@ -6,8 +6,8 @@ as `resume_kind`; the loop acts on it:
             counters, ADA p, the method's state and every rank's RNG streams continue bit for bit.
   weights   the options that decide what is trained differ (or the snapshot has no resume state): G, D and G_ema
             are copied, everything else starts afresh (counters at zero, momentum copies re-taken from D).
-  transfer  a published network (a preset name or URL): weights as above, plus the transfer settings
-            (resume_plan.TRANSFER_KEYS) that a continued transfer run keeps.
+  transfer  a published network (a preset name or URL): weights as above, with the transfer settings
+            (set_transfer_settings; TRANSFER_KEYS), which a continued transfer run keeps.
 Older snapshots and training_options.json lack method fields added since; LEGACY_METHOD_FIELDS holds the values
 they implied, so those runs still resume exactly. Nothing here imports torch until a function needs it.
 """
@@ -19,10 +19,11 @@ import json
 import random
 from typing import Any, Optional
 
-from training.defaults import with_loop_defaults
+from training.defaults import TRANSFER_ADA_KIMG, with_loop_defaults
 
 SNAPSHOT_VERSION = 1
 RESUME_KINDS = ("exact", "weights", "transfer")
+TRANSFER_KEYS = ("ada_kimg", "ema_rampup")  # what set_transfer_settings sets
 # The options an exact continuation depends on; duration, tick, snapshot, metric and speed options may change.
 EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
                      "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
@@ -61,6 +62,13 @@ def options_key(o: dict) -> str:
 def run_options_key(opts: dict) -> str:
     """options_key of training_options.json content as the loop sees it (with the loop's defaults)."""
     return options_key(with_loop_defaults(opts))
+
+
+def set_transfer_settings(opts: dict, ada_kimg: Optional[float]) -> None:
+    """Upstream's transfer learning from a published network: ADA reacts faster (an explicit --ada-kimg wins) and
+    G_ema has no ramp-up (the network is trained already)."""
+    opts["ada_kimg"] = TRANSFER_ADA_KIMG if ada_kimg is None else ada_kimg
+    opts["ema_rampup"] = None
 
 
 # ----------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import re
 from typing import Any, Optional
 
 from dnnlib import EasyDict
-from training.defaults import ADA_TARGET, AUGPIPE, TRANSFER_ADA_KIMG, with_cli_defaults
+from training import checkpoint
+from training.defaults import ADA_TARGET, AUGPIPE, with_cli_defaults
 
 # ----------------------------------------------------------------------------
 # Base-config presets (upstream's --cfg table). `tiny` is ours: a CPU-sized network for the demo, tests and smoke runs.
@@ -348,10 +349,5 @@ def _set_resume(opts: EasyDict, cli: EasyDict) -> None:
     if cli.resume is None or cli.resume == "noresume":
         return
     opts.resume_pkl = RESUME_SPECS.get(cli.resume, cli.resume)
-    if cli.resume in RESUME_SPECS or "://" in cli.resume:
-        # Transfer learning from a published network: react faster, no EMA ramp-up (upstream's).
-        # Local pickles, run directories and 'latest' continue with the run's own settings.
-        # An explicit --ada-kimg wins over the transfer value.
-        if cli.get("ada_kimg") is None:
-            opts.ada_kimg = TRANSFER_ADA_KIMG
-        opts.ema_rampup = None
+    if cli.resume in RESUME_SPECS or "://" in cli.resume:  # local pickles, run directories, 'latest': their own
+        checkpoint.set_transfer_settings(opts, ada_kimg=cli.get("ada_kimg"))

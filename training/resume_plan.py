@@ -21,11 +21,10 @@ from typing import Any, Optional
 
 from training import checkpoint, preflight
 from training import run_dir as rundir
-from training.checkpoint import EXACT_RESUME_KEYS, LEGACY_METHOD_FIELDS, comparable_options  # noqa: F401 (re-exported)
+from training.checkpoint import TRANSFER_KEYS, EXACT_RESUME_KEYS, comparable_options
+from training.checkpoint import LEGACY_METHOD_FIELDS  # noqa: F401 (contrastive/presets.py imports it from here)
 from training.config import RESUME_SPECS, ConfigError, DatasetInfo
 
-# Transfer settings (see config._set_resume) a continued transfer run keeps even though this command has no preset --resume.
-TRANSFER_KEYS = ("ada_kimg", "ema_rampup")
 RESUME_MODES = ("continue", "new")
 
 

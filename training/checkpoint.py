@@ -91,6 +91,10 @@ class Resume:
     def exact(self) -> bool:
         return self.kind == "exact"
 
+    def release(self) -> None:
+        """Drop the loaded networks and state once restored: the launching frames keep this object for the run."""
+        self.data = {}
+
 
 def read_snapshot(path: str) -> dict:
     """The one reader of a resume pickle: the safe loader (allow-listed classes, checked digest)."""

@@ -106,6 +106,8 @@ class Trainer:
         self.build_loss_and_phases()
         if resume is not None and resume.exact:
             self.restore_optimizers_and_rng(resume.state)
+        if resume is not None:
+            resume.release()
         # Neither the loader's worker seeding nor the grids may consume the training RNG streams
         # (an exact resume restores those streams before reaching this point).
         with _isolated_rng(self.device):

@@ -7,7 +7,7 @@ Examples:
 Writes target.png (the target, centre-cropped and resized to the network), proj.png (the projection),
 projected_w.npz ('w', [1, num_ws, w_dim]) and, with --save-video, proj.mp4 (target | projection at every
 step; needs imageio with ffmpeg) or, without a video writer, proj_steps.png (a strip of 10 steps).
-The method is described in training/projection.py and docs/projector.md.
+The method is described in training/inversion.py and docs/projector.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ STRIP_FRAMES = 10
 def run_projection(network_pkl: str, target_path: str, outdir: str, num_steps: int, seed: int, save_video: bool,
                    device: torch.device | None = None, vgg16: str | None = None) -> list[str]:
     """Project the target and write the outputs; returns their paths."""
-    from training.projection import ProjectionOptions, project
+    from training.inversion import ProjectionOptions, project
 
     check_outdir(outdir)
     device = device or pick_device()

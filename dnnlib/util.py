@@ -73,6 +73,18 @@ def current_umask() -> int:
     return mask
 
 
+def write_probe_error(folder: str) -> OSError | None:
+    """None when a file can be created in `folder` (a temporary one, removed at once), else the OSError why not."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return err
+    return None
+
+
 def atomic_append_line(path: str, line: str) -> None:
     """Append one text line to `path` by rewriting it atomically (safe for small logs)."""
     old = b""

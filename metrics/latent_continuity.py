@@ -4,7 +4,7 @@ The evidence of FakeCLR's Fig. 1 and Table 2, measured on the same latents and r
 - interpolation smoothness in Z and W (metrics.interpolation): mean and max step difference, fraction of jumps;
 - PPL in Z and W, full paths with the face crop as upstream's ppl_zfull / ppl_wfull (metrics.perceptual_path_length),
   reported as mean and standard deviation of the 1 %..99 % trimmed samples (networks below 32 px: no crop);
-- inversion error: real images projected with the projector (training.projection), then LPIPS and MSE
+- inversion error: real images projected with the projector (training.inversion), then LPIPS and MSE
   (pixels in [0, 1]) between each target and the image synthesised from its projected w.
 `run_report` measures and writes report.json, report.md, interpolation.png and inversion.png (continuity_report).
 """
@@ -23,7 +23,7 @@ from metrics.features import DEFAULT_DATASET_CLASS, MetricOptions, open_dataset
 from metrics.interpolation import JUMP_THRESHOLD, SPACES, latent_pairs, measure_smoothness
 from metrics.perceptual_path_length import compute_ppl_distances, trimmed_mean_std
 from metrics.vgg16 import VGG16
-from training.projection import ProjectionOptions, project, target_to_unit_range, vgg_input
+from training.inversion import ProjectionOptions, project, target_to_unit_range, vgg_input
 
 PPL_EPSILON = 1e-4
 MIN_CROP_RESOLUTION = 32  # the face crop keeps half the width: below 16 px VGG16's fifth tap has no pixels

@@ -14,7 +14,7 @@ import generate
 import projector
 from latent_helpers import random_vgg16, save_tiny_generator, tiny_generator
 from metrics import detectors
-from training.projection import (ProjectionOptions, learning_rate, noise_buffers, project, vgg_input, w_noise_scale,
+from training.inversion import (ProjectionOptions, learning_rate, noise_buffers, project, vgg_input, w_noise_scale,
                                  w_statistics)
 
 

@@ -103,12 +103,12 @@ def test_raising_kimg_then_resume_latest_continues_the_same_run(tmp_path, emoji_
 
 def test_a_longer_kimg_re_times_the_schedules_that_depend_on_it(tmp_path, emoji_zip):
     """FakeCLR's ADA-Linear ramp and diversity-aware queue follow --kimg; the start block says so."""
-    import train
+    from training import launch
 
     outdir = tmp_path / "runs"
     args = [f"--outdir={outdir}", f"--data={emoji_zip}", *FAST, "--method=fakeclr", "--fqs_schedule=linear"]
     opts, run_dir = resolve(*args, "--kimg=0.016")
-    train.create_run_dir(opts, run_dir)  # a run killed before its first snapshot
+    launch.create_run_dir(opts, run_dir)  # a run killed before its first snapshot
     result = invoke(*args, "--kimg=0.5", "--resume=latest", "-n")
     assert result.exit_code == 0, result.output
     assert ("Duration changed:    0.016 -> 0.5 kimg (ADA-Linear's p ramp and the diversity-aware fake queue "

@@ -84,11 +84,11 @@ def test_two_torchrun_nodes_train_one_run_and_resume_latest(tmp_path, emoji_zip)
 
 def test_ranks_that_resolved_other_options_all_stop(monkeypatch):
     """A node with another dataset or an unshared --outdir must not train with rank 0's networks."""
-    import click
     import torch
 
     import dnnlib
-    import train
+    from training.config import ConfigError
+    from training.launch import agree_on_options
 
     ours = dnnlib.EasyDict(run_dir="runs/00001-x", num_gpus=2, resume_pkl="runs/00000-x/network-snapshot-000000.pkl")
     rank0 = dict(ours, run_dir="runs/00002-x", resume_pkl=None)  # rank 0 found no earlier run
@@ -97,9 +97,9 @@ def test_ranks_that_resolved_other_options_all_stop(monkeypatch):
         objects[0] = dict(rank0)
 
     monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_rank0)
-    with pytest.raises(click.ClickException, match=r"\(rank 1 differs from rank 0 in resume_pkl\); give every node"):
-        train.agree_on_options(ours, 1, torch.device("cpu"))
-    agreed = train.agree_on_options(dnnlib.EasyDict(rank0, run_dir="runs/00001-x"), 1, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"\(rank 1 differs from rank 0 in resume_pkl\); give every node"):
+        agree_on_options(ours, 1, torch.device("cpu"))
+    agreed = agree_on_options(dnnlib.EasyDict(rank0, run_dir="runs/00001-x"), 1, torch.device("cpu"))
     assert agreed.run_dir == "runs/00002-x"  # rank 0's run directory for everyone
 
 

@@ -98,7 +98,7 @@ def test_runs_saved_before_newer_method_fields_still_compare_equal():
     """Options written before cl_query_view / contragan_mode existed match today's defaults (exact resume key)."""
     from training.contrastive.presets import MethodOptions, resolve_method
     from training.resume_plan import first_difference
-    from training.training_loop import options_key
+    from training.checkpoint import options_key
 
     for method in ("ada", "fakeclr", "insgen"):
         today = resolve_method(method, dataset_size=169, mirror=True, batch=8).to_dict()

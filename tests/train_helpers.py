@@ -208,11 +208,11 @@ def stop_after(steps: int) -> Callable[[], bool]:
 
 def run_loop(opts: dict, abort_fn: Optional[Callable[[], bool]] = None, create: bool = True) -> dict:
     """Create the run directory as train.py does and run training_loop() in this process."""
-    import train
+    from training import launch
     from training.training_loop import training_loop
 
     if create:
-        train.create_run_dir(opts, opts["run_dir"])
+        launch.create_run_dir(opts, opts["run_dir"])
     return training_loop(opts, abort_fn=abort_fn)
 
 

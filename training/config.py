@@ -12,23 +12,25 @@ import re
 from typing import Any, Optional
 
 from dnnlib import EasyDict
+from training import checkpoint
+from training.defaults import ADA_TARGET, AUGPIPE, with_cli_defaults
 
 # ----------------------------------------------------------------------------
-# Presets (spec 1.2). `tiny` is ours: a CPU-sized network for the demo, tests and smoke runs.
+# Base-config presets (upstream's --cfg table). `tiny` is ours: a CPU-sized network for the demo, tests and smoke runs.
 
 
 @dataclasses.dataclass(frozen=True)
 class CfgSpec:
-    ref_gpus: int
-    kimg: int
-    mb: int
-    mbstd: int
-    fmaps: float
-    lrate: float
-    gamma: float
-    ema: float
-    ramp: Optional[float]
-    map: int
+    ref_gpus: int  # the GPU count the preset was tuned for (batch_gpu = batch / ref_gpus)
+    kimg: int  # training duration
+    batch: int  # global minibatch
+    mbstd_group: int  # D's minibatch-standard-deviation group size
+    channel_scale: float  # network width: channel_base = channel_scale x 32768 (upstream's "fmaps")
+    lrate: float  # Adam learning rate of G and D
+    gamma: float  # R1 weight
+    ema: float  # G_ema half-life in kimg
+    ramp: Optional[float]  # G_ema ramp-up (fraction of the images seen), None: none
+    mapping_layers: int  # layers of G's mapping network
     channel_max: int = 512
     zdim: int = 512
     num_fp16_res: int = 4
@@ -36,24 +38,31 @@ class CfgSpec:
 
 
 CFG_SPECS: dict[str, CfgSpec] = {
-    "stylegan2": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
-    "paper256": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
-    "paper512": CfgSpec(ref_gpus=8, kimg=25000, mb=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
-    "paper1024": CfgSpec(ref_gpus=8, kimg=25000, mb=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
-    "cifar": CfgSpec(ref_gpus=2, kimg=100000, mb=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+    "stylegan2": CfgSpec(ref_gpus=8, kimg=25000, batch=32, mbstd_group=4, channel_scale=1, lrate=0.002, gamma=10,
+        ema=10, ramp=None, mapping_layers=8),
+    "paper256": CfgSpec(ref_gpus=8, kimg=25000, batch=64, mbstd_group=8, channel_scale=0.5, lrate=0.0025, gamma=1,
+        ema=20, ramp=None, mapping_layers=8),
+    "paper512": CfgSpec(ref_gpus=8, kimg=25000, batch=64, mbstd_group=8, channel_scale=1, lrate=0.0025, gamma=0.5,
+        ema=20, ramp=None, mapping_layers=8),
+    "paper1024": CfgSpec(ref_gpus=8, kimg=25000, batch=32, mbstd_group=4, channel_scale=1, lrate=0.002, gamma=2,
+        ema=10, ramp=None, mapping_layers=8),
+    "cifar": CfgSpec(ref_gpus=2, kimg=100000, batch=64, mbstd_group=32, channel_scale=1, lrate=0.0025, gamma=0.01,
+        ema=500, ramp=0.05, mapping_layers=2),
     # CPU-sized (ours): 32 channels everywhere, 64-d latents, 2 mapping layers, FP32, small batch.
-    "tiny": CfgSpec(ref_gpus=1, kimg=2, mb=8, mbstd=4, fmaps=0.125, lrate=0.0025, gamma=0.025, ema=1, ramp=0.05, map=2,
-                    channel_max=32, zdim=64, num_fp16_res=0, conv_clamp=None),
+    "tiny": CfgSpec(ref_gpus=1, kimg=2, batch=8, mbstd_group=4, channel_scale=0.125, lrate=0.0025, gamma=0.025,
+        ema=1, ramp=0.05, mapping_layers=2, channel_max=32, zdim=64,
+        num_fp16_res=0, conv_clamp=None),
 }
 CFG_NAMES = ["auto", *CFG_SPECS]
 
 
 def auto_cfg_spec(gpus: int, res: int) -> CfgSpec:
-    """The `auto` formulas of spec 1.2."""
-    mb = max(min(gpus * min(4096 // res, 32), 64), gpus)
+    """Upstream's `auto` formulas: the batch from the resolution and GPU count, the rest from the batch."""
+    batch = max(min(gpus * min(4096 // res, 32), 64), gpus)
     return CfgSpec(
-        ref_gpus=gpus, kimg=25000, mb=mb, mbstd=min(mb // gpus, 4), fmaps=1 if res >= 512 else 0.5,
-        lrate=0.002 if res >= 1024 else 0.0025, gamma=0.0002 * (res ** 2) / mb, ema=mb * 10 / 32, ramp=0.05, map=2,
+        ref_gpus=gpus, kimg=25000, batch=batch, mbstd_group=min(batch // gpus, 4),
+        channel_scale=1 if res >= 512 else 0.5, lrate=0.002 if res >= 1024 else 0.0025,
+        gamma=0.0002 * (res ** 2) / batch, ema=batch * 10 / 32, ramp=0.05, mapping_layers=2,
     )
 
 
@@ -66,7 +75,7 @@ def resolve_cfg_spec(cfg: str, gpus: int, res: int) -> CfgSpec:
 
 
 # ----------------------------------------------------------------------------
-# Augmentation pipelines (spec 1.4) and transfer-learning sources (spec 1.1).
+# Augmentation pipelines and transfer-learning sources (upstream's --augpipe and --resume names).
 
 AUGPIPE_NAMES = ["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
 
@@ -85,47 +94,47 @@ class ConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------
-# Run directories (spec 1.5).
+# Run directories: upstream's `<id>-<description>` names.
 
 
-def run_description(o: EasyDict, dataset_name: str, spec_name: str) -> str:
+def run_description(cli: EasyDict, dataset_name: str, spec_name: str) -> str:
     """`<data>[-cond][-subsetN][-mirror]-<cfg>[...]`: only explicitly given options appear."""
     parts = [dataset_name]
-    if o.cond:
+    if cli.cond:
         parts.append("cond")
-    if o.subset is not None:
-        parts.append(f"subset{o.subset}")
-    if o.mirror:
+    if cli.subset is not None:
+        parts.append(f"subset{cli.subset}")
+    if cli.mirror:
         parts.append("mirror")
     parts.append(spec_name)
-    if o.gamma is not None:
-        parts.append(f"gamma{o.gamma:g}")
-    if o.kimg is not None:
-        parts.append(f"kimg{o.kimg:g}")
-    if o.batch is not None:
-        parts.append(f"batch{o.batch}")
-    if o.aug is not None:
-        parts.append(o.aug)
-    if o.p is not None:
-        parts.append(f"p{o.p:g}")
-    if o.target is not None:
-        parts.append(f"target{o.target:g}")
-    if o.get("ada_kimg") is not None:
-        parts.append(f"adakimg{o.ada_kimg:g}")
-    if o.augpipe is not None:
-        parts.append(o.augpipe)
-    if o.resume is not None:
-        if o.resume == "noresume":
+    if cli.gamma is not None:
+        parts.append(f"gamma{cli.gamma:g}")
+    if cli.kimg is not None:
+        parts.append(f"kimg{cli.kimg:g}")
+    if cli.batch is not None:
+        parts.append(f"batch{cli.batch}")
+    if cli.aug is not None:
+        parts.append(cli.aug)
+    if cli.p is not None:
+        parts.append(f"p{cli.p:g}")
+    if cli.target is not None:
+        parts.append(f"target{cli.target:g}")
+    if cli.get("ada_kimg") is not None:
+        parts.append(f"adakimg{cli.ada_kimg:g}")
+    if cli.augpipe is not None:
+        parts.append(cli.augpipe)
+    if cli.resume is not None:
+        if cli.resume == "noresume":
             parts.append("noresume")
-        elif o.resume in RESUME_SPECS:
-            parts.append(f"resume{o.resume}")
+        elif cli.resume in RESUME_SPECS:
+            parts.append(f"resume{cli.resume}")
         else:
             parts.append("resumecustom")
-    if o.freezed is not None:
-        parts.append(f"freezed{o.freezed}")
-    if o.get("method") is not None:
-        parts.append(o.method)
-    elif o.get("ada_linear"):
+    if cli.freezed is not None:
+        parts.append(f"freezed{cli.freezed}")
+    if cli.get("method") is not None:
+        parts.append(cli.method)
+    elif cli.get("ada_linear"):
         parts.append("adalinear")
     return "-".join(parts)
 
@@ -145,63 +154,54 @@ def next_run_dir(outdir: str, desc: str) -> str:
 # ----------------------------------------------------------------------------
 # Option translation.
 
-_DEFAULTS = EasyDict(
-    gpus=1, snap=50, metrics=None, seed=0, cond=False, subset=None, mirror=False, cfg="auto",
-    gamma=None, kimg=None, batch=None, aug=None, p=None, target=None, ada_kimg=None, augpipe=None, resume=None,
-    freezed=None, fp32=False, nhwc=False, allow_tf32=False, nobench=False, workers=3, method=None, tick=None,
-    bf16=False, channels_last=False, compile=False, compile_backend=None, fused_adam=False,
-)
-
-
 def with_defaults(options: dict[str, Any]) -> EasyDict:
-    merged = EasyDict(_DEFAULTS)
-    merged.update({k: v for k, v in options.items()})
-    return merged
+    """The given options over train.py's defaults (training/defaults.py CLI_DEFAULTS)."""
+    return with_cli_defaults(options)
 
 
-def validate_basic(o: EasyDict) -> None:
+def validate_basic(cli: EasyDict) -> None:
     """Checks that need no dataset."""
-    if o.gpus < 1 or (o.gpus & (o.gpus - 1)) != 0:
-        raise ConfigError(f"--gpus={o.gpus}: must be a power of two (1, 2, 4, 8, ...)")
-    if o.snap < 1:
-        raise ConfigError(f"--snap={o.snap}: must be at least 1")
-    if o.gamma is not None and o.gamma < 0:
-        raise ConfigError(f"--gamma={o.gamma}: must be >= 0")
-    if o.kimg is not None and o.kimg <= 0:
-        raise ConfigError(f"--kimg={o.kimg:g}: must be positive (fractions such as 0.5 are fine)")
-    if o.get("tick") is not None and o.tick <= 0:
-        raise ConfigError(f"--tick={o.tick:g}: must be positive (kimg per tick)")
-    if o.batch is not None and (o.batch < 1 or o.batch % o.gpus != 0):
-        raise ConfigError(f"--batch={o.batch}: must be a positive multiple of --gpus={o.gpus}")
-    if o.workers < 1:
-        raise ConfigError(f"--workers={o.workers}: must be at least 1")
-    if o.freezed is not None and o.freezed < 0:
-        raise ConfigError(f"--freezed={o.freezed}: must be >= 0")
-    aug = o.aug or "ada"
+    if cli.gpus < 1 or (cli.gpus & (cli.gpus - 1)) != 0:
+        raise ConfigError(f"--gpus={cli.gpus}: must be a power of two (1, 2, 4, 8, ...)")
+    if cli.snap < 1:
+        raise ConfigError(f"--snap={cli.snap}: must be at least 1")
+    if cli.gamma is not None and cli.gamma < 0:
+        raise ConfigError(f"--gamma={cli.gamma}: must be >= 0")
+    if cli.kimg is not None and cli.kimg <= 0:
+        raise ConfigError(f"--kimg={cli.kimg:g}: must be positive (fractions such as 0.5 are fine)")
+    if cli.get("tick") is not None and cli.tick <= 0:
+        raise ConfigError(f"--tick={cli.tick:g}: must be positive (kimg per tick)")
+    if cli.batch is not None and (cli.batch < 1 or cli.batch % cli.gpus != 0):
+        raise ConfigError(f"--batch={cli.batch}: must be a positive multiple of --gpus={cli.gpus}")
+    if cli.workers < 1:
+        raise ConfigError(f"--workers={cli.workers}: must be at least 1")
+    if cli.freezed is not None and cli.freezed < 0:
+        raise ConfigError(f"--freezed={cli.freezed}: must be >= 0")
+    aug = cli.aug or "ada"
     if aug not in ("ada", "noaug", "fixed"):
         raise ConfigError(f"--aug={aug}: choose ada, noaug or fixed")
-    if o.p is not None and aug != "fixed":
+    if cli.p is not None and aug != "fixed":
         raise ConfigError("--p can only be given with --aug=fixed")
-    if aug == "fixed" and o.p is None:
+    if aug == "fixed" and cli.p is None:
         raise ConfigError("--aug=fixed needs --p=<probability in [0,1]>")
-    if o.p is not None and not 0 <= o.p <= 1:
-        raise ConfigError(f"--p={o.p}: must lie in [0, 1]")
-    if o.target is not None and aug != "ada":
+    if cli.p is not None and not 0 <= cli.p <= 1:
+        raise ConfigError(f"--p={cli.p}: must lie in [0, 1]")
+    if cli.target is not None and aug != "ada":
         raise ConfigError("--target can only be given with --aug=ada")
-    if o.target is not None and not 0 <= o.target <= 1:
-        raise ConfigError(f"--target={o.target}: must lie in [0, 1]")
-    if o.get("ada_kimg") is not None and aug != "ada":
+    if cli.target is not None and not 0 <= cli.target <= 1:
+        raise ConfigError(f"--target={cli.target}: must lie in [0, 1]")
+    if cli.get("ada_kimg") is not None and aug != "ada":
         raise ConfigError(f"--ada-kimg can only be given with --aug=ada (got --aug={aug}); drop --ada-kimg")
-    if o.get("ada_kimg") is not None and not o.ada_kimg > 0:
-        raise ConfigError(f"--ada-kimg={o.ada_kimg:g}: must be > 0 (kimg for ADA's p to move by 1; default 500)")
-    if o.augpipe is not None and aug == "noaug":
+    if cli.get("ada_kimg") is not None and not cli.ada_kimg > 0:
+        raise ConfigError(f"--ada-kimg={cli.ada_kimg:g}: must be > 0 (kimg for ADA's p to move by 1; default 500)")
+    if cli.augpipe is not None and aug == "noaug":
         raise ConfigError("--augpipe cannot be combined with --aug=noaug")
-    if o.augpipe is not None and o.augpipe not in AUGPIPE_NAMES:
-        raise ConfigError(f"--augpipe={o.augpipe}: choose one of {', '.join(AUGPIPE_NAMES)}")
-    if o.resume is not None and o.resume != "noresume" and o.resume not in RESUME_SPECS and o.resume != "latest":
-        if "://" not in o.resume and not os.path.exists(o.resume):
+    if cli.augpipe is not None and cli.augpipe not in AUGPIPE_NAMES:
+        raise ConfigError(f"--augpipe={cli.augpipe}: choose one of {', '.join(AUGPIPE_NAMES)}")
+    if cli.resume is not None and cli.resume != "noresume" and cli.resume not in RESUME_SPECS and cli.resume != "latest":
+        if "://" not in cli.resume and not os.path.exists(cli.resume):
             raise ConfigError(
-                f"--resume={o.resume}: not a known preset ({', '.join(RESUME_SPECS)}, latest), an existing pickle/run "
+                f"--resume={cli.resume}: not a known preset ({', '.join(RESUME_SPECS)}, latest), an existing pickle/run "
                 f"directory, or a URL"
             )
 
@@ -218,11 +218,11 @@ class DatasetInfo:
 MAX_RESOLUTION = 8192  # the largest image side the networks are built for
 
 
-def _check_cfg_fits_resolution(o: EasyDict, spec_name: str, channel_base: int, resolution: int) -> None:
+def _check_cfg_fits_resolution(cli: EasyDict, spec_name: str, channel_base: int, resolution: int) -> None:
     """A layer at resolution r has channel_base // r channels: none at all would divide by zero deep in the
     network's construction, after the run directory exists."""
     if resolution > MAX_RESOLUTION:
-        raise ConfigError(f"--data={o.data}: images are {resolution}x{resolution}, larger than the {MAX_RESOLUTION}x"
+        raise ConfigError(f"--data={cli.data}: images are {resolution}x{resolution}, larger than the {MAX_RESOLUTION}x"
                           f"{MAX_RESOLUTION} the networks support; rebuild it with dataset_tool.py --resolution")
     if channel_base // resolution < 1:
         raise ConfigError(f"--cfg={spec_name}: its networks have no channels left at {resolution}x{resolution} "
@@ -230,129 +230,124 @@ def _check_cfg_fits_resolution(o: EasyDict, spec_name: str, channel_base: int, r
                           f"{channel_base} (dataset_tool.py --resolution)")
 
 
-def build_training_options(o: EasyDict, data: DatasetInfo, metrics: list[str]) -> tuple[EasyDict, str]:
+def build_training_options(cli: EasyDict, data: DatasetInfo, metrics: list[str]) -> tuple[EasyDict, str]:
     """Translate CLI options into the training-loop kwargs (the content of training_options.json)."""
-    if o.cond and data.label_dim == 0:
-        raise ConfigError(f"--cond=True: dataset {o.data} has no labels (dataset.json); drop --cond or add labels")
-    if o.subset is not None and not 1 <= o.subset <= data.size:
-        raise ConfigError(f"--subset={o.subset}: must lie between 1 and the dataset size {data.size}")
+    if cli.cond and data.label_dim == 0:
+        raise ConfigError(f"--cond=True: dataset {cli.data} has no labels (dataset.json); drop --cond or add labels")
+    if cli.subset is not None and not 1 <= cli.subset <= data.size:
+        raise ConfigError(f"--subset={cli.subset}: must lie between 1 and the dataset size {data.size}")
 
-    spec = resolve_cfg_spec(o.cfg, o.gpus, data.resolution)
-    spec_name = f"auto{o.gpus}" if o.cfg == "auto" else o.cfg
-    t = EasyDict(num_gpus=o.gpus, image_snapshot_ticks=o.snap, network_snapshot_ticks=o.snap,
-                 metrics=metrics, random_seed=o.seed)
-    t.training_set_kwargs = EasyDict(
-        class_name="training.dataset.ImageFolderDataset", path=os.path.abspath(o.data), use_labels=bool(o.cond),
-        max_size=o.subset if o.subset is not None else data.size, xflip=bool(o.mirror),
-        resolution=data.resolution, random_seed=o.seed,
+    spec = resolve_cfg_spec(cli.cfg, cli.gpus, data.resolution)
+    spec_name = f"auto{cli.gpus}" if cli.cfg == "auto" else cli.cfg
+    opts = EasyDict(num_gpus=cli.gpus, image_snapshot_ticks=cli.snap, network_snapshot_ticks=cli.snap,
+                 metrics=metrics, random_seed=cli.seed)
+    opts.training_set_kwargs = EasyDict(
+        class_name="training.dataset.ImageFolderDataset", path=os.path.abspath(cli.data), use_labels=bool(cli.cond),
+        max_size=cli.subset if cli.subset is not None else data.size, xflip=bool(cli.mirror),
+        resolution=data.resolution, random_seed=cli.seed,
     )
-    t.data_loader_kwargs = EasyDict(pin_memory=True, num_workers=o.workers, prefetch_factor=2)
+    opts.data_loader_kwargs = EasyDict(pin_memory=True, num_workers=cli.workers, prefetch_factor=2)
 
-    channel_base = int(spec.fmaps * 32768)
-    _check_cfg_fits_resolution(o, spec_name, channel_base, data.resolution)
-    t.G_kwargs = EasyDict(
+    channel_base = int(spec.channel_scale * 32768)
+    _check_cfg_fits_resolution(cli, spec_name, channel_base, data.resolution)
+    opts.G_kwargs = EasyDict(
         class_name="training.networks.Generator", z_dim=spec.zdim, w_dim=spec.zdim,
-        mapping_kwargs=EasyDict(num_layers=spec.map),
+        mapping_kwargs=EasyDict(num_layers=spec.mapping_layers),
         synthesis_kwargs=EasyDict(channel_base=channel_base, channel_max=spec.channel_max,
                                   num_fp16_res=spec.num_fp16_res, conv_clamp=spec.conv_clamp),
     )
-    t.D_kwargs = EasyDict(
+    opts.D_kwargs = EasyDict(
         class_name="training.networks.Discriminator", block_kwargs=EasyDict(), mapping_kwargs=EasyDict(),
-        epilogue_kwargs=EasyDict(mbstd_group_size=spec.mbstd), channel_base=channel_base,
+        epilogue_kwargs=EasyDict(mbstd_group_size=spec.mbstd_group), channel_base=channel_base,
         channel_max=spec.channel_max, num_fp16_res=spec.num_fp16_res, conv_clamp=spec.conv_clamp,
     )
-    t.G_opt_kwargs = EasyDict(class_name="torch.optim.Adam", lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
-    t.D_opt_kwargs = EasyDict(class_name="torch.optim.Adam", lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
-    t.loss_kwargs = EasyDict(class_name="training.loss.StyleGAN2Loss", r1_gamma=spec.gamma)
-    t.total_kimg = spec.kimg
-    t.batch_size = spec.mb
-    t.batch_gpu = max(spec.mb // spec.ref_gpus, 1)
-    t.ema_kimg = spec.ema
-    t.ema_rampup = spec.ramp
+    opts.G_opt_kwargs = EasyDict(class_name="torch.optim.Adam", lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    opts.D_opt_kwargs = EasyDict(class_name="torch.optim.Adam", lr=spec.lrate, betas=[0, 0.99], eps=1e-8)
+    opts.loss_kwargs = EasyDict(class_name="training.loss.StyleGAN2Loss", r1_gamma=spec.gamma)
+    opts.total_kimg = spec.kimg
+    opts.batch_size = spec.batch
+    opts.batch_gpu = max(spec.batch // spec.ref_gpus, 1)
+    opts.ema_kimg = spec.ema
+    opts.ema_rampup = spec.ramp
 
-    if o.cfg == "cifar":
-        t.loss_kwargs.pl_weight = 0
-        t.loss_kwargs.style_mixing_prob = 0
-        t.D_kwargs.architecture = "orig"
+    if cli.cfg == "cifar":
+        opts.loss_kwargs.pl_weight = 0
+        opts.loss_kwargs.style_mixing_prob = 0
+        opts.D_kwargs.architecture = "orig"
 
-    if o.gamma is not None:
-        t.loss_kwargs.r1_gamma = o.gamma
-    if o.kimg is not None:
-        t.total_kimg = o.kimg
-    if o.tick is not None:
-        t.kimg_per_tick = o.tick
-    if o.batch is not None:
-        t.batch_size = o.batch
-        t.batch_gpu = o.batch // o.gpus
-    t.batch_gpu = max(min(t.batch_gpu, t.batch_size // o.gpus), 1)  # more GPUs than the preset's reference
-    _check_batch(t, o)
+    if cli.gamma is not None:
+        opts.loss_kwargs.r1_gamma = cli.gamma
+    if cli.kimg is not None:
+        opts.total_kimg = cli.kimg
+    if cli.tick is not None:
+        opts.kimg_per_tick = cli.tick
+    if cli.batch is not None:
+        opts.batch_size = cli.batch
+        opts.batch_gpu = cli.batch // cli.gpus
+    opts.batch_gpu = max(min(opts.batch_gpu, opts.batch_size // cli.gpus), 1)  # more GPUs than the preset's reference
+    _check_batch(opts, cli)
 
-    _set_augmentation(t, o)
-    _set_resume(t, o)
-    if o.freezed is not None:
-        t.D_kwargs.block_kwargs.freeze_layers = o.freezed
-    if o.fp32:
-        t.G_kwargs.synthesis_kwargs.num_fp16_res = t.D_kwargs.num_fp16_res = 0
-        t.G_kwargs.synthesis_kwargs.conv_clamp = t.D_kwargs.conv_clamp = None
-    if o.nhwc:
-        t.G_kwargs.synthesis_kwargs.fp16_channels_last = t.D_kwargs.block_kwargs.fp16_channels_last = True
-    if o.nobench:
-        t.cudnn_benchmark = False
-    if o.allow_tf32:
-        t.allow_tf32 = True
-    _set_speed_switches(t, o)
+    _set_augmentation(opts, cli)
+    _set_resume(opts, cli)
+    if cli.freezed is not None:
+        opts.D_kwargs.block_kwargs.freeze_layers = cli.freezed
+    if cli.fp32:
+        opts.G_kwargs.synthesis_kwargs.num_fp16_res = opts.D_kwargs.num_fp16_res = 0
+        opts.G_kwargs.synthesis_kwargs.conv_clamp = opts.D_kwargs.conv_clamp = None
+    if cli.nhwc:
+        opts.G_kwargs.synthesis_kwargs.fp16_channels_last = opts.D_kwargs.block_kwargs.fp16_channels_last = True
+    if cli.nobench:
+        opts.cudnn_benchmark = False
+    if cli.allow_tf32:
+        opts.allow_tf32 = True
+    _set_speed_switches(opts, cli)
 
-    desc = run_description(o, data.name, spec_name)
-    return t, desc
+    desc = run_description(cli, data.name, spec_name)
+    return opts, desc
 
 
-def _set_speed_switches(t: EasyDict, o: EasyDict) -> None:
+def _set_speed_switches(opts: EasyDict, cli: EasyDict) -> None:
     """training/speed.py switches; written only when on, so default runs keep their options unchanged."""
     for name in ("bf16", "channels_last", "compile", "fused_adam"):
-        if o.get(name):
-            t[name] = True
-    if o.get("compile_backend") is not None:
-        if not o.get("compile"):
+        if cli.get(name):
+            opts[name] = True
+    if cli.get("compile_backend") is not None:
+        if not cli.get("compile"):
             raise ConfigError("--compile-backend needs --compile=True")
-        t.compile_backend = o.compile_backend
+        opts.compile_backend = cli.compile_backend
 
 
-def _check_batch(t: EasyDict, o: EasyDict) -> None:
-    per_gpu = t.batch_size // o.gpus
-    group = min(t.D_kwargs.epilogue_kwargs.mbstd_group_size, t.batch_gpu)
-    if t.batch_size % o.gpus != 0 or per_gpu % t.batch_gpu != 0:
+def _check_batch(opts: EasyDict, cli: EasyDict) -> None:
+    per_gpu = opts.batch_size // cli.gpus
+    group = min(opts.D_kwargs.epilogue_kwargs.mbstd_group_size, opts.batch_gpu)
+    if opts.batch_size % cli.gpus != 0 or per_gpu % opts.batch_gpu != 0:
         raise ConfigError(
-            f"--batch={t.batch_size}: must split evenly over --gpus={o.gpus} in chunks of {t.batch_gpu} images per GPU"
+            f"--batch={opts.batch_size}: must split evenly over --gpus={cli.gpus} in chunks of {opts.batch_gpu} images per GPU"
         )
-    if t.batch_gpu % group != 0:
+    if opts.batch_gpu % group != 0:
         raise ConfigError(
-            f"--batch={t.batch_size}: the per-GPU chunk ({t.batch_gpu}) must be divisible by the minibatch-std group "
-            f"({group}); use a batch divisible by --gpus x {group} = {o.gpus * group}"
+            f"--batch={opts.batch_size}: the per-GPU chunk ({opts.batch_gpu}) must be divisible by the minibatch-std group "
+            f"({group}); use a batch divisible by --gpus x {group} = {cli.gpus * group}"
         )
 
 
-def _set_augmentation(t: EasyDict, o: EasyDict) -> None:
-    aug = o.aug or "ada"
+def _set_augmentation(opts: EasyDict, cli: EasyDict) -> None:
+    aug = cli.aug or "ada"
     if aug == "ada":
-        t.ada_target = o.target if o.target is not None else 0.6
-        if o.get("ada_kimg") is not None:  # written only when given: older runs' options stay unchanged
-            t.ada_kimg = o.ada_kimg
+        opts.ada_target = cli.target if cli.target is not None else ADA_TARGET
+        if cli.get("ada_kimg") is not None:  # written only when given: older runs' options stay unchanged
+            opts.ada_kimg = cli.ada_kimg
     elif aug == "fixed":
-        t.augment_p = o.p
+        opts.augment_p = cli.p
     if aug != "noaug":
         from training.augment import AUGPIPE_SPECS  # torch import only once augmentation is configured
 
-        t.augment_kwargs = EasyDict(class_name="training.augment.AugmentPipe", **AUGPIPE_SPECS[o.augpipe or "bgc"])
+        opts.augment_kwargs = EasyDict(class_name="training.augment.AugmentPipe", **AUGPIPE_SPECS[cli.augpipe or AUGPIPE])
 
 
-def _set_resume(t: EasyDict, o: EasyDict) -> None:
-    if o.resume is None or o.resume == "noresume":
+def _set_resume(opts: EasyDict, cli: EasyDict) -> None:
+    if cli.resume is None or cli.resume == "noresume":
         return
-    t.resume_pkl = RESUME_SPECS.get(o.resume, o.resume)
-    if o.resume in RESUME_SPECS or "://" in o.resume:
-        # Transfer learning from a published network: react faster, no EMA ramp-up (spec 1.1).
-        # Local pickles, run directories and 'latest' continue with the run's own settings.
-        # An explicit --ada-kimg wins over the transfer value.
-        if o.get("ada_kimg") is None:
-            t.ada_kimg = 100
-        t.ema_rampup = None
+    opts.resume_pkl = RESUME_SPECS.get(cli.resume, cli.resume)
+    if cli.resume in RESUME_SPECS or "://" in cli.resume:  # local pickles, run directories, 'latest': their own
+        checkpoint.set_transfer_settings(opts, ada_kimg=cli.get("ada_kimg"))

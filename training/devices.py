@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from typing import Any, Optional
 
 from training.config import ConfigError
+from training.defaults import UPSTREAM_WORKERS
 
-UPSTREAM_WORKERS = 3
 CPU_SECONDS_PER_METRIC_IMAGE = 0.1  # Inception-v3 on one CPU thread, about (docs/performance.md)
 
 
@@ -25,8 +25,23 @@ def default_workers() -> int:
     return max(1, min(UPSTREAM_WORKERS, usable_cores() - 1))
 
 
+def torchrun_world_size() -> Optional[int]:
+    """WORLD_SIZE when started by torchrun (or another env:// launcher), else None."""
+    value = os.environ.get("WORLD_SIZE")
+    return int(value) if value else None
+
+
 def under_torchrun() -> bool:
-    return "WORLD_SIZE" in os.environ
+    return torchrun_world_size() is not None
+
+
+def default_device(rank: int, cpu_only: bool = False) -> Any:
+    """This rank's torch.device: its GPU (round-robin over the visible ones), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available() and not cpu_only:
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
 
 
 def cuda_count() -> int:

@@ -1,4 +1,4 @@
-"""Snapshot image grids (reals.png, fakes_init.png, fakesNNNNNN.png), as spec 2.7 lays them out."""
+"""Snapshot image grids (reals.png, fakes_init.png, fakesNNNNNN.png), laid out as upstream's."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Optional
 
+from dnnlib.util import write_probe_error
 from training.config import ConfigError, DatasetInfo
 
 MIN_FREE_BYTES = 100 * 2 ** 20  # room for a few snapshots of a small network; big runs need far more
@@ -30,12 +30,9 @@ def check_outdir(outdir: str, min_free: int = MIN_FREE_BYTES) -> None:
     existing = _nearest_existing(outdir)
     if not os.path.isdir(existing):
         raise ConfigError(f"--outdir={outdir}: {existing} is a file, not a directory; choose another --outdir")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as err:
-        raise ConfigError(f"--outdir={outdir}: cannot write in {existing} ({err.strerror}); "
-                          f"choose a writable --outdir") from None
+    err = write_probe_error(existing)
+    if err is not None:
+        raise ConfigError(f"--outdir={outdir}: cannot write in {existing} ({err.strerror}); choose a writable --outdir")
     free = shutil.disk_usage(existing).free
     if free < min_free:
         raise ConfigError(f"--outdir={outdir}: only {free / 2 ** 20:.0f} MiB free on {existing}; free space "
@@ -148,10 +145,10 @@ def newest_intact_snapshot(candidates: list[str], info: DatasetInfo, cond: bool,
 
 
 def _load_resume_pickle(pkl: str) -> dict:
-    from training import network_pickle
+    from training import checkpoint
 
     try:
-        return network_pickle.load_network_pkl(pkl)
+        return checkpoint.read_snapshot(pkl)
     except Exception as err:  # noqa: BLE001 - every refusal (UnpicklingError, ValueError, OSError, ...) is one line
         raise ConfigError(_one_line(err, pkl) + "; give a network-snapshot-*.pkl written by train.py") from None
 

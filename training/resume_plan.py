@@ -19,39 +19,17 @@ import math
 import os
 from typing import Any, Optional
 
+from training import checkpoint, preflight
 from training import run_dir as rundir
-from training.config import RESUME_SPECS, ConfigError
+from training.checkpoint import TRANSFER_KEYS, EXACT_RESUME_KEYS, comparable_options
+from training.checkpoint import LEGACY_METHOD_FIELDS  # noqa: F401 (contrastive/presets.py imports it from here)
+from training.config import RESUME_SPECS, ConfigError, DatasetInfo
 
-# The options an exact continuation depends on (the training loop's resume key uses the same list).
-EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
-                     "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
-                     "G_reg_interval", "D_reg_interval", "ema_kimg", "ema_rampup")
-# Transfer settings (spec 1.1) a continued transfer run keeps even though this command has no preset --resume.
-TRANSFER_KEYS = ("ada_kimg", "ema_rampup")
 RESUME_MODES = ("continue", "new")
-# Method fields added after runs were first written, with the value such older runs implied. A field is left
-# out of every comparison where it holds that value or does not act in the run, so older runs still continue
-# (exactly, when nothing else changed) and an ada run is not told it differs in a ContraGAN setting.
-LEGACY_METHOD_FIELDS = {"cl_query_view": "shared", "contragan_mode": "projection"}
 
 
-def comparable_options(o: dict) -> dict:
-    """The EXACT_RESUME_KEYS part of `o`, with method fields that cannot matter left out (see above)."""
-    picked = {key: o.get(key) for key in EXACT_RESUME_KEYS}
-    method = picked.get("method_kwargs")
-    if isinstance(method, dict):
-        picked["method_kwargs"] = {k: v for k, v in method.items() if not _inert_method_field(method, k, v)}
-    return picked
-
-
-def _inert_method_field(method: dict, key: str, value: Any) -> bool:
-    if key not in LEGACY_METHOD_FIELDS:
-        return False
-    if value == LEGACY_METHOD_FIELDS[key]:
-        return True
-    if key == "contragan_mode":
-        return method.get("cond_loss", "none") != "2c"
-    return not (method.get("fake_head") or method.get("real_head"))  # cl_query_view: instance heads only
+class RunComplete(Exception):
+    """The run to continue already reached --kimg: nothing to do."""
 
 
 @dataclasses.dataclass
@@ -104,6 +82,51 @@ def _plan_run(run: str, mode: str, resume: str) -> ResumePlan:
 def _older_snapshots(folder: str) -> list[str]:
     """Every snapshot of `folder` but the newest, newest first."""
     return list(reversed(rundir.list_snapshots(folder)[:-1]))
+
+
+def apply_resume(opts: dict, cli: dict, info: DatasetInfo, mode: str) -> tuple[Optional[str], Optional[checkpoint.Resume]]:
+    """Set resume_pkl / resume_kind in `opts` from --resume (`cli.resume`). Returns the run directory to continue
+    in (None: a new one) and the resume pickle, read here once (None for a URL, read by the loop from the cache)."""
+    plan = plan_resume(cli.resume, mode, cli.outdir, opts)
+    if plan.continue_dir is not None:
+        _continue_settings(plan, opts, cli)
+    opts.resume_pkl = plan.resume_pkl
+    if plan.resume_pkl is None:  # a run killed before its first snapshot: from zero, in its own directory
+        opts.pop("resume_pkl")
+        return plan.continue_dir, None
+    if "://" in plan.resume_pkl:
+        opts.resume_kind = checkpoint.decide_kind(plan.resume_pkl, None, opts)
+        preflight.fetch_resume_url(cli.resume, plan.resume_pkl)  # into the cache the loop then reads from
+        return plan.continue_dir, None
+    candidates = [plan.resume_pkl, *plan.older_snapshots]
+    opts.resume_pkl, data = preflight.newest_intact_snapshot(candidates, info, cond=bool(cli.cond),
+                                                             option=f"--resume={cli.resume}")
+    state = data.get("resume_state") or {}
+    opts.resume_kind = checkpoint.decide_kind(opts.resume_pkl, state, opts)
+    resume = checkpoint.Resume(path=opts.resume_pkl, data=data, kind=opts.resume_kind)
+    if plan.continue_dir is None:
+        return None, resume
+    if not resume.exact:
+        raise ConfigError(f"{opts.resume_pkl}: its resume state does not match the run's options; start a new run "
+                          f"from its weights with --resume-mode=new")
+    done_nimg = int(state["cur_nimg"])
+    if done_nimg >= opts.total_kimg * 1000:
+        raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
+                          f"(--kimg={opts.total_kimg:g}); raise --kimg to train longer.")
+    return plan.continue_dir, resume
+
+
+def _continue_settings(plan: ResumePlan, opts: dict, cli: dict) -> None:
+    """A continued run keeps its transfer settings and ADA speed (unless --ada-kimg is given again) and notes a
+    changed --kimg."""
+    inherit_transfer_settings(plan.previous_opts, opts)
+    if cli.get("ada_kimg") is not None:  # a new ADA speed may be given when continuing (acts from the next adjustment)
+        opts.ada_kimg = cli.ada_kimg
+    elif "ada_kimg" in plan.previous_opts:  # otherwise the run keeps the speed it was started with
+        opts.ada_kimg = plan.previous_opts["ada_kimg"]
+    opts.continued_run = True
+    if plan.previous_opts.get("total_kimg") != opts.total_kimg:
+        opts.previous_total_kimg = number_from_options(plan.previous_opts.get("total_kimg"), "total_kimg")
 
 
 def find_latest_run(outdir: str, opts: dict, with_snapshot: bool = False, option: str = "--resume=latest") -> str:

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any, Iterator, Optional
 
-from dnnlib.util import atomic_write
+from dnnlib.util import atomic_write, write_probe_error
 from torch_utils import load_budget
 from training.config import ConfigError
 
@@ -174,14 +174,10 @@ def hold_run_lock(run_dir: str) -> Any:
 
 def check_writable(run_dir: str, option: str) -> None:
     """A run to continue must take new files (lock, snapshots, logs); a read-only one is refused up front."""
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=run_dir):
-            pass
-    except OSError as err:
+    err = write_probe_error(run_dir)
+    if err is not None:
         raise ConfigError(f"{option}: cannot write in {run_dir} ({err.strerror or err}); make the run directory "
-                          f"writable, or start a new run from its snapshot with --resume-mode=new") from None
+                          f"writable, or start a new run from its snapshot with --resume-mode=new")
 
 
 def check_not_in_use(run_dir: str) -> None:

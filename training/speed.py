@@ -25,9 +25,9 @@ from typing import Any, Callable, ContextManager, Optional
 import torch
 
 import dnnlib
+from training.defaults import SPEED_DEFAULTS
 
 MAIN_PHASES = ("Gmain", "Dmain")
-SPEED_DEFAULTS = dict(bf16=False, channels_last=False, compile=False, compile_backend="inductor", fused_adam=False)
 _NETWORK_NAMES = ("G_mapping", "G_synthesis", "D")  # the StyleGAN2Loss attributes that hold the networks
 
 
@@ -37,7 +37,7 @@ def speed_options(o: dict) -> dnnlib.EasyDict:
 
 
 # ----------------------------------------------------------------------------
-# (g) cuDNN benchmark and TF32.
+# cuDNN benchmark and TF32.
 
 def configure_backends(device: torch.device, cudnn_benchmark: bool, allow_tf32: bool) -> None:
     """Set cuDNN benchmark and TF32 (matmul + cuDNN) for this process; nothing to set on the CPU."""
@@ -49,7 +49,7 @@ def configure_backends(device: torch.device, cudnn_benchmark: bool, allow_tf32: 
 
 
 # ----------------------------------------------------------------------------
-# (b) channels_last for the whole networks.
+# channels_last for the whole networks.
 
 def apply_channels_last(*modules: Optional[torch.nn.Module]) -> None:
     """NHWC for every 4-D parameter/buffer and every G/D block's activations (in place).
@@ -70,7 +70,7 @@ def apply_channels_last(*modules: Optional[torch.nn.Module]) -> None:
 
 
 # ----------------------------------------------------------------------------
-# (f) fused Adam.
+# Fused Adam.
 
 @functools.lru_cache(maxsize=None)  # a probe step per device is enough (G and D both ask)
 def fused_adam_supported(device: torch.device) -> bool:
@@ -104,7 +104,7 @@ def optimizer_kwargs(opt_kwargs: dict[str, Any], fused_adam: bool, device: torch
 
 
 # ----------------------------------------------------------------------------
-# (a) bf16 autocast and (c) torch.compile, per phase.
+# bf16 autocast and torch.compile, per phase.
 
 def autocast_factory(device: torch.device, enabled: bool) -> Callable[[], ContextManager]:
     """A factory of bf16 autocast contexts for `device` (nullcontext when disabled)."""
@@ -171,7 +171,7 @@ class PhaseSpeed:
 
 
 # ----------------------------------------------------------------------------
-# (e) pinned, non-blocking host-to-device copies.
+# Pinned, non-blocking host-to-device copies.
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host tensor -> device without a host-device sync (pinned staging on CUDA)."""

@@ -18,7 +18,6 @@ import copy
 import json
 import os
 import random
-import signal
 import time
 from typing import Any, Callable, Optional
 
@@ -29,87 +28,39 @@ import torch
 import dnnlib
 from dnnlib.util import atomic_append_line
 from torch_utils import misc, training_stats
-from training import distributed, image_grid, network_pickle, speed
+from training import checkpoint, distributed, image_grid, network_pickle, speed
 from training import run_dir as rundir
 from training.ada import make_ada_controller
 from training.contrastive.presets import MethodOptions, discriminator_label_dim
+from training.defaults import with_loop_defaults
 from training.method_stack import build_method, step_phase_optimizers
 from training.phases import build_phases
-from training.resume_plan import comparable_options
+from training.stop_request import StopRequest
+from training.devices import default_device
 
-SNAPSHOT_VERSION = 1
 # ADA's reflect padding and blit/resample split change tensor shapes on every call; each new shape adds a
 # oneDNN primitive to a cache of 1024 by default (+0.35 GB RSS at 32 px once p > 0). 64 costs no speed.
 ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64"
 
 
 def training_loop(opts: dict, rank: int = 0, device: Optional[torch.device] = None,
-                  abort_fn: Optional[Callable[[], bool]] = None, stop: Optional["StopRequest"] = None) -> dict:
+                  abort_fn: Optional[Callable[[], bool]] = None, stop: Optional["StopRequest"] = None,
+                  resume: Optional[checkpoint.Resume] = None) -> dict:
     """Train with the options of training_options.json; returns a small summary (for tests/tools).
 
     `stop`: an installed StopRequest (train.py installs one before start-up work); by default the
-    loop installs its own for the duration of the run."""
-    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn, stop=stop)
+    loop installs its own for the duration of the run. `resume`: opts.resume_pkl as train.py already
+    read it (see training/checkpoint.py); without it the loop reads the pickle itself."""
+    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn, stop=stop, resume=resume)
     return trainer.run()
-
-
-def default_device(rank: int, cpu_only: bool = False) -> torch.device:
-    if torch.cuda.is_available() and not cpu_only:
-        return torch.device("cuda", rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
-def shared_stop_value(context: Any) -> Any:
-    """A process-shared int for StopRequest(shared=...): 0, or the number of the signal the parent received."""
-    return context.Value("i", 0)
-
-
-class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes the step, writes a snapshot and exits cleanly.
-
-    `shared`: a process-shared value (see shared_stop_value) that a launching parent sets instead of
-    signalling its ranks."""
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, shared: Any = None, announce: bool = True) -> None:
-        self._requested = False
-        self._shared = shared
-        self._announce = announce
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        if not self._requested and self._shared is not None and self._shared.value != 0:
-            self._handle(self._shared.value, None)
-        return self._requested
-
-    def install(self) -> None:
-        for sig in self._SIGNALS:
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread (e.g. called from a worker thread): no handler
-                pass
-        if self._previous:  # a launching parent may have blocked them while it started this process
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self._SIGNALS)
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self._requested:  # second signal: give up immediately
-            raise KeyboardInterrupt
-        self._requested = True
-        if self._announce:
-            print(f"\nReceived {signal.Signals(signum).name}: finishing this step and writing a snapshot...", flush=True)
 
 
 class Trainer:
     def __init__(self, opts: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
-                 abort_fn: Optional[Callable[[], bool]], stop: Optional[StopRequest] = None):
-        self.o = _with_loop_defaults(opts)
+                 abort_fn: Optional[Callable[[], bool]], stop: Optional[StopRequest] = None,
+                 resume: Optional[checkpoint.Resume] = None):
+        self.o = with_loop_defaults(opts)
+        self.given_resume = resume
         self.speed = speed.speed_options(self.o)
         self.rank = rank
         self.num_gpus = int(self.o.num_gpus)
@@ -153,9 +104,12 @@ class Trainer:
         for module in (self.G, self.D, self.G_ema, self.augment_pipe, *self.method_modules().values()):
             distributed.broadcast_module(module)
         self.build_loss_and_phases()
-        if resume is not None and resume.get("exact"):
-            self.restore_optimizers_and_rng(resume["state"])
-        # The loader's worker seeding and the grids keep off the training RNG streams (restored by an exact resume).
+        if resume is not None and resume.exact:
+            self.restore_optimizers_and_rng(resume.state)
+        if resume is not None:
+            resume.release()
+        # Neither the loader's worker seeding nor the grids may consume the training RNG streams
+        # (an exact resume restores those streams before reaching this point).
         with _isolated_rng(self.device):
             self.open_data_iterator()
             if self.rank == 0:
@@ -232,18 +186,18 @@ class Trainer:
         if self.speed.channels_last:  # before D_ema copies and optimiser states exist
             speed.apply_channels_last(self.G, self.D, self.G_ema)
 
-    def load_resume_data(self) -> Optional[dict]:
-        """Read the resume pickle (rank 0 copies weights; the broadcast reaches the other ranks)."""
+    def load_resume_data(self) -> Optional[checkpoint.Resume]:
+        """The resume pickle as train.py read it, or read now (rank 0 copies weights; the broadcast reaches
+        the other ranks; each rank restores its own RNG streams)."""
         if not self.o.get("resume_pkl"):
             return None
         if self.rank == 0:
             print(f'Resuming from "{self.o.resume_pkl}"', flush=True)
-        data = network_pickle.load_network_pkl(self.o.resume_pkl)
-        state = data.get("resume_state")
-        exact = state is not None and state.get("options_key") == options_key(self.o)
-        if self.rank == 0 and state is not None and not exact:
+        given, self.given_resume = self.given_resume, None  # the loaded networks are not kept beyond the restore
+        resume = given if given is not None and given.path == self.o.resume_pkl else checkpoint.load_resume(self.o)
+        if self.rank == 0 and resume.state is not None and not resume.exact:
             print("Resume: the snapshot's training options differ; copying weights only (counters restart).", flush=True)
-        return dict(data=data, state=state, exact=exact)
+        return resume
 
     def build_augmentation(self) -> None:
         o = self.o
@@ -269,18 +223,18 @@ class Trainer:
     def method_modules(self) -> dict[str, torch.nn.Module]:
         return self.method.modules() if self.method is not None else {}
 
-    def restore(self, resume: Optional[dict]) -> None:
+    def restore(self, resume: Optional[checkpoint.Resume]) -> None:
         if resume is None or self.rank != 0:
             return
-        data = resume["data"]
+        data = resume.data
         for name in ("G", "D", "G_ema"):
             if data.get(name) is not None:
                 misc.copy_params_and_buffers(data[name], getattr(self, name), require_all=False)
-        if resume["exact"]:
+        if resume.exact:
             if self.augment_pipe is not None and data.get("augment_pipe") is not None:
                 self.augment_pipe.p.copy_(data["augment_pipe"].p)
-        if self.method is not None and resume["exact"] and "hook" in resume["state"]:
-            self.method.load_state_dict(resume["state"]["hook"])
+        if self.method is not None and resume.exact and "hook" in resume.state:
+            self.method.load_state_dict(resume.state["hook"])
         elif self.method is not None:  # weights only: D_ema was copied from the freshly initialised D
             self.method.restart_momentum_copies()
 
@@ -313,7 +267,7 @@ class Trainer:
             self.ada.load_state_dict(state["ada"])
         rng = state["rng"].get(str(self.rank))
         if rng is not None:
-            _set_rng_state(rng, self.latent_gen, self.label_rng, self.device)
+            checkpoint.restore_rng(rng, self.latent_gen, self.label_rng, self.device)
 
     def open_data_iterator(self) -> None:
         o = self.o
@@ -539,14 +493,15 @@ class Trainer:
         return path, snapshot["G_ema"]
 
     def resume_state(self) -> dict:
-        rng = _get_rng_state(self.latent_gen, self.label_rng, self.device)
+        rng = checkpoint.capture_rng(self.latent_gen, self.label_rng, self.device)
         all_rng = _gather_objects(rng)
+        to_cpu = checkpoint.to_cpu
         return dict(
-            version=SNAPSHOT_VERSION, options_key=options_key(self.o), cur_nimg=self.cur_nimg,
+            version=checkpoint.SNAPSHOT_VERSION, options_key=checkpoint.options_key(self.o), cur_nimg=self.cur_nimg,
             cur_tick=self.cur_tick + 1, batch_idx=self.batch_idx,
-            optimizers={phase.name: _to_cpu(phase.opt.state_dict()) for phase in self.phases if phase.name.endswith(("main", "both"))},
+            optimizers={phase.name: to_cpu(phase.opt.state_dict()) for phase in self.phases if phase.name.endswith(("main", "both"))},
             pl_mean=self.loss.pl_mean.detach().cpu(),
-            hook=_to_cpu(self.method.state_dict()) if self.method is not None else {},
+            hook=to_cpu(self.method.state_dict()) if self.method is not None else {},
             ada=self.ada.state_dict() if hasattr(self.ada, "state_dict") else {},
             rng={str(rank): value for rank, value in enumerate(all_rng)},
         )
@@ -607,77 +562,7 @@ class Trainer:
 
 
 # ----------------------------------------------------------------------------
-# Defaults, resume keys and RNG plumbing.
-
-_LOOP_DEFAULTS = dict(
-    G_reg_interval=4, D_reg_interval=16, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
-    total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50, resume_pkl=None,
-    cudnn_benchmark=True, allow_tf32=False, metrics=[], method_kwargs=None, ema_rampup=None, ema_kimg=10,
-    batch_size=4, batch_gpu=4, random_seed=0, num_gpus=1, image_grid=None, progress_sec=60,
-)
-
-
-def _with_loop_defaults(opts: dnnlib.EasyDict) -> dnnlib.EasyDict:
-    merged = dnnlib.EasyDict(_LOOP_DEFAULTS)
-    merged.update(opts)
-    for key in ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs"):
-        if key not in merged:
-            raise ValueError(f"training options: missing {key!r}")
-    if merged.batch_size % (merged.batch_gpu * merged.num_gpus) != 0:
-        raise ValueError(f"training options: batch_size {merged.batch_size} must be a multiple of "
-                         f"batch_gpu x num_gpus = {merged.batch_gpu * merged.num_gpus}")
-    return merged
-
-
-def options_key(o: dict) -> str:
-    """What must match between a snapshot and the current run for an exact continuation."""
-    return json.dumps(comparable_options(o), sort_keys=True, default=str)
-
-
-def loop_options_key(opts: dict) -> str:
-    """options_key of training_options.json content as the loop sees it (with the loop's defaults)."""
-    return options_key(_with_loop_defaults(dnnlib.EasyDict(opts)))
-
-
-def _to_cpu(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _get_rng_state(latent_gen: torch.Generator, label_rng: np.random.RandomState, device: torch.device) -> dict:
-    state = dict(torch=torch.get_rng_state(), numpy=_np_state(np.random.get_state()), python=random.getstate(),
-                 latent=latent_gen.get_state().cpu(), label=_np_state(label_rng.get_state()))
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, latent_gen: torch.Generator, label_rng: np.random.RandomState, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(_np_unstate(state["numpy"]))
-    random.setstate(_to_tuple(state["python"]))
-    latent_gen.set_state(state["latent"])
-    label_rng.set_state(_np_unstate(state["label"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _np_state(state: tuple) -> dict:
-    return dict(name=state[0], keys=torch.from_numpy(state[1].astype(np.int64)), pos=int(state[2]),
-                has_gauss=int(state[3]), cached_gaussian=float(state[4]))
-
-
-def _np_unstate(state: dict) -> tuple:
-    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached_gaussian"])
-
-
-def _to_tuple(value: Any) -> Any:
-    return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+# Collecting every rank's RNG streams; running a block without touching them.
 
 
 def _gather_objects(obj: Any) -> list:

@@ -24,7 +24,7 @@ from training.contrastive.losses import FORGETTING_MODES
 from training.contrastive.noise import NOISE_MODES
 from training.contrastive.queue import QUEUE_SCHEDULES
 from training.method_registry import addon_option_fields, method_class, split_method
-from training.resume_plan import LEGACY_METHOD_FIELDS
+from training.checkpoint import LEGACY_METHOD_FIELDS
 
 ENQUEUE_MODES = ("key", "query_momentum")
 COND_LOSSES = ("none", "2c")

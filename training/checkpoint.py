@@ -1,0 +1,186 @@
+"""Snapshots as checkpoints: what a resume means, the one reader of the resume pickle, the options key, RNG streams.
+
+A resume is one of RESUME_KINDS, decided once (`decide_kind`) by train.py and written to training_options.json
+as `resume_kind`; the loop acts on it:
+  exact     the snapshot's `resume_state` was written under this run's options key: weights, optimiser states,
+            counters, ADA p, the method's state and every rank's RNG streams continue bit for bit.
+  weights   the options that decide what is trained differ (or the snapshot has no resume state): G, D and G_ema
+            are copied, everything else starts afresh (counters at zero, momentum copies re-taken from D).
+  transfer  a published network (a preset name or URL): weights as above, with the transfer settings
+            (set_transfer_settings; TRANSFER_KEYS), which a continued transfer run keeps.
+Older snapshots and training_options.json lack method fields added since; LEGACY_METHOD_FIELDS holds the values
+they implied, so those runs still resume exactly. Nothing here imports torch until a function needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from typing import Any, Optional
+
+from training.defaults import TRANSFER_ADA_KIMG, with_loop_defaults
+
+SNAPSHOT_VERSION = 1
+RESUME_KINDS = ("exact", "weights", "transfer")
+TRANSFER_KEYS = ("ada_kimg", "ema_rampup")  # what set_transfer_settings sets
+# The options an exact continuation depends on; duration, tick, snapshot, metric and speed options may change.
+EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs",
+                     "augment_kwargs", "batch_size", "batch_gpu", "num_gpus", "random_seed", "method_kwargs",
+                     "G_reg_interval", "D_reg_interval", "ema_kimg", "ema_rampup")
+# Method fields added after runs were first written, with the value such older runs implied. A field is left
+# out of every comparison where it holds that value or does not act in the run, so older runs still continue
+# (exactly, when nothing else changed) and an ada run is not told it differs in a ContraGAN setting.
+LEGACY_METHOD_FIELDS = {"cl_query_view": "shared", "contragan_mode": "projection"}
+
+
+def comparable_options(o: dict) -> dict:
+    """The EXACT_RESUME_KEYS part of `o`, with method fields that cannot matter left out (see above)."""
+    picked = {key: o.get(key) for key in EXACT_RESUME_KEYS}
+    method = picked.get("method_kwargs")
+    if isinstance(method, dict):
+        picked["method_kwargs"] = {k: v for k, v in method.items() if not _inert_method_field(method, k, v)}
+    return picked
+
+
+def _inert_method_field(method: dict, key: str, value: Any) -> bool:
+    if key not in LEGACY_METHOD_FIELDS:
+        return False
+    if value == LEGACY_METHOD_FIELDS[key]:
+        return True
+    if key == "contragan_mode":
+        return method.get("cond_loss", "none") != "2c"
+    return not (method.get("fake_head") or method.get("real_head"))  # cl_query_view: instance heads only
+
+
+def options_key(o: dict) -> str:
+    """What must match between a snapshot and the current run for an exact continuation (`o` with the loop's
+    defaults; see run_options_key for training_options.json content)."""
+    return json.dumps(comparable_options(o), sort_keys=True, default=str)
+
+
+def run_options_key(opts: dict) -> str:
+    """options_key of training_options.json content as the loop sees it (with the loop's defaults)."""
+    return options_key(with_loop_defaults(opts))
+
+
+def set_transfer_settings(opts: dict, ada_kimg: Optional[float]) -> None:
+    """Upstream's transfer learning from a published network: ADA reacts faster (an explicit --ada-kimg wins) and
+    G_ema has no ramp-up (the network is trained already)."""
+    opts["ada_kimg"] = TRANSFER_ADA_KIMG if ada_kimg is None else ada_kimg
+    opts["ema_rampup"] = None
+
+
+# ----------------------------------------------------------------------------
+# Reading a snapshot and deciding what the resume means.
+
+
+@dataclasses.dataclass
+class Resume:
+    """A resume pickle read once: its contents, its resume state (None for a published network) and the kind."""
+
+    path: str
+    data: dict
+    kind: str
+
+    @property
+    def state(self) -> Optional[dict]:
+        return self.data.get("resume_state")
+
+    @property
+    def exact(self) -> bool:
+        return self.kind == "exact"
+
+    def release(self) -> None:
+        """Drop the loaded networks and state once restored: the launching frames keep this object for the run."""
+        self.data = {}
+
+
+def read_snapshot(path: str) -> dict:
+    """The one reader of a resume pickle: the safe loader (allow-listed classes, checked digest)."""
+    from training import network_pickle
+
+    return network_pickle.load_network_pkl(path)
+
+
+def decide_kind(path: str, state: Optional[dict], opts: dict) -> str:
+    """exact / weights / transfer for a resume from `path` (see the module docstring)."""
+    if "://" in path:
+        return "transfer"
+    if state is not None and state.get("options_key") == run_options_key(opts):
+        return "exact"
+    return "weights"
+
+
+def load_resume(opts: dict, data: Optional[dict] = None) -> Optional[Resume]:
+    """The Resume for opts.resume_pkl (None without one): `data` when train.py already read it, else read now;
+    the kind is the one train.py decided (opts.resume_kind), or decided here for options written by a tool."""
+    path = opts.get("resume_pkl")
+    if not path:
+        return None
+    if data is None:
+        data = read_snapshot(path)
+    kind = opts.get("resume_kind")
+    if kind not in RESUME_KINDS:
+        kind = decide_kind(path, data.get("resume_state"), opts)
+    return Resume(path=path, data=data, kind=kind)
+
+
+# ----------------------------------------------------------------------------
+# RNG streams and tensors in a snapshot.
+
+
+def capture_rng(latent_gen: Any, label_rng: Any, device: Any) -> dict:
+    """This process's RNG streams: torch, numpy, python, the shared latent and label streams (and CUDA's)."""
+    import numpy as np
+    import torch
+
+    state = dict(torch=torch.get_rng_state(), numpy=_np_state(np.random.get_state()), python=random.getstate(),
+                 latent=latent_gen.get_state().cpu(), label=_np_state(label_rng.get_state()))
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict, latent_gen: Any, label_rng: Any, device: Any) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_np_unstate(state["numpy"]))
+    random.setstate(_to_tuple(state["python"]))
+    latent_gen.set_state(state["latent"])
+    label_rng.set_state(_np_unstate(state["label"]))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _np_state(state: tuple) -> dict:
+    import numpy as np
+    import torch
+
+    return dict(name=state[0], keys=torch.from_numpy(state[1].astype(np.int64)), pos=int(state[2]),
+                has_gauss=int(state[3]), cached_gaussian=float(state[4]))
+
+
+def _np_unstate(state: dict) -> tuple:
+    import numpy as np
+
+    return (state["name"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"], state["cached_gaussian"])
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def to_cpu(obj: Any) -> Any:
+    """Tensors (in dicts, lists and tuples) moved to the CPU, as a snapshot stores them."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj

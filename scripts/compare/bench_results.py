@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 import click
 
-from compare.presets import REPO, Settings
+from compare.presets import Settings
 from compare.scores import evaluator_name
 from compare.state import device_description, git_commit, now, read_results_json
 from dnnlib.util import atomic_write

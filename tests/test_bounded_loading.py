@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import pickletools
 import resource
 import zipfile
 from collections import OrderedDict
@@ -15,23 +14,9 @@ import torch
 from metrics import tensor_unpickler
 from torch_utils import persistence, storage_records
 from training import network_pickle, networks
+from forged_pickles import Reduce, storage_blob
 
 HUGE = 2 ** 35  # float32 elements: 128 GiB
-
-
-class Reduce:
-    """Pickles as func(*args), the way a forger writes a record by hand."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
-def storage_blob(tensor: torch.Tensor) -> bytes:
-    """The legacy torch.save blob that pickle embeds for a tensor's storage."""
-    return next(arg for op, arg, _ in pickletools.genops(pickle.dumps(tensor)) if op.name in ("BINBYTES", "SHORT_BINBYTES"))
 
 
 def forge_numel(blob: bytes, real: int, claimed: int) -> bytes:

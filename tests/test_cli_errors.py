@@ -23,14 +23,7 @@ from dnnlib import cli_errors
 from metrics import metric_main
 from training.network_pickle import NetworkPickleError, save_network_pkl
 from training.networks import Generator
-
-
-class Reduce:
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
+from forged_pickles import Reduce
 
 
 def save_generator(path, res=64):

@@ -15,18 +15,14 @@ pytest.importorskip("safetensors")
 import export  # noqa: E402
 import generate  # noqa: E402
 from test_network_pickle import assert_same_networks, make_D, make_G, upstream_pickle  # noqa: E402
+from test_network_pickle import write_snapshot as write_network_snapshot  # noqa: E402
 from training import network_pickle, network_safetensors, networks  # noqa: E402
 
 KWARGS = dict(path="faces.zip", use_labels=True, max_size=None, xflip=False, resolution=16)
 
 
 def write_snapshot(tmp_path, c_dim=0, architecture="skip"):
-    G, D = make_G(c_dim=c_dim, architecture=architecture), make_D(c_dim=c_dim)
-    G_ema = make_G(c_dim=c_dim, architecture=architecture, seed=3)
-    path = tmp_path / "snapshot.pkl"
-    network_pickle.save_network_pkl(str(path), dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=KWARGS,
-                                                    augment_pipe=None))
-    return str(path), G, D, G_ema
+    return write_network_snapshot(tmp_path, KWARGS, c_dim=c_dim, architecture=architecture)
 
 
 def run_export(*args):

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import export
 from test_network_pickle import assert_same_networks, make_D, make_G, pickled_globals, upstream_pickle
+from test_network_pickle import write_snapshot as write_network_snapshot
 from training import network_pickle, networks, upstream_export
 from upstream_stub import STUB_API, force_fp16_like_upstream, install_stub, load_like_upstream, uninstall_executed
 
@@ -27,12 +28,7 @@ TOLERANCE = 1e-5
 
 
 def write_snapshot(tmp_path, c_dim=0, architecture="skip"):
-    G, D = make_G(c_dim=c_dim, architecture=architecture), make_D(c_dim=c_dim)
-    G_ema = make_G(c_dim=c_dim, architecture=architecture, seed=3)
-    path = tmp_path / "snapshot.pkl"
-    network_pickle.save_network_pkl(str(path), dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=KWARGS,
-                                                    augment_pipe=None))
-    return str(path), G, D, G_ema
+    return write_network_snapshot(tmp_path, KWARGS, c_dim=c_dim, architecture=architecture)
 
 
 def export_upstream(tmp_path, pkl, *extra):

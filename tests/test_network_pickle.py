@@ -303,3 +303,13 @@ def test_torch_save_with_code_is_refused(tmp_path):
         network_pickle.load_network_pkl(str(path))
     assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)  # never "trust the file"
     assert not (tmp_path / "pwned").exists()
+
+
+def write_snapshot(tmp_path, training_set_kwargs, c_dim=0, architecture="skip"):
+    """A train.py-style snapshot of tiny G, D and G_ema (another seed) in tmp_path; returns (path, G, D, G_ema)."""
+    G, D = make_G(c_dim=c_dim, architecture=architecture), make_D(c_dim=c_dim)
+    G_ema = make_G(c_dim=c_dim, architecture=architecture, seed=3)
+    path = tmp_path / "snapshot.pkl"
+    network_pickle.save_network_pkl(str(path), dict(G=G, D=D, G_ema=G_ema, training_set_kwargs=training_set_kwargs,
+                                                    augment_pipe=None))
+    return str(path), G, D, G_ema

@@ -11,7 +11,6 @@ import gzip
 import io
 import os
 import pickle
-import pickletools
 import tarfile
 import zipfile
 from collections import OrderedDict
@@ -26,29 +25,15 @@ from metrics import features
 from metrics.feature_stats import FeatureStats
 from torch_utils import persistence
 from training import networks
+from forged_pickles import Reduce, storage_blob
 
 PEAK_LIMIT_KIB = 1024 * 1024  # 1 GiB (the issue's bound); measured peak over all cases: 320 MB, imports included
 NUMPY_MULTIARRAY = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2.x or 1.x
 HANG_GUARD_S = 10  # the issue's bound; the slowest case measured 1.6 s (64 tiny networks built before refusal)
 
 
-class Reduce:
-    """Pickles as func(*args), the way a forger writes a record by hand."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
-
-
 # ----------------------------------------------------------------------------
 # Builders.
-
-def storage_blob(tensor: torch.Tensor) -> bytes:
-    """The legacy torch.save blob that pickle embeds for a tensor's storage."""
-    ops = pickletools.genops(pickle.dumps(tensor))
-    return next(arg for op, arg, _ in ops if op.name in ("BINBYTES", "SHORT_BINBYTES"))
 
 
 def legacy_file(declarations: list[tuple[str, int]], listed: list[str], payload_numel: int = 4) -> bytes:

@@ -28,18 +28,9 @@ from torch_utils import persistence
 from training import dataset_options, network_pickle
 from training.network_pickle import save_network_pkl
 from training.networks import Generator
+from forged_pickles import Reduce
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-class Reduce:
-    """Pickles as func(*args), the way a forger writes a record by hand."""
-
-    def __init__(self, func, *args):
-        self.func, self.args = func, args
-
-    def __reduce__(self):
-        return self.func, self.args
 
 
 def tiny_G(res: int = 16) -> Generator:

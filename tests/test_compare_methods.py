@@ -238,3 +238,13 @@ def test_the_registered_add_on_methods_run_in_the_harness(data_zip):
         assert f"--method={name}" in cm.train_command(settings, name)
     with pytest.raises(HarnessError, match="unknown method"):
         cm.resolve_settings(str(data_zip), "cpu-smoke", None, "ada+fakeclr")  # two base methods
+
+
+def test_run_by_path_from_another_folder_imports_the_package_and_errors_are_one_line(tmp_path):
+    """`python <repo>/scripts/compare_methods.py` started elsewhere runs as the scripts.compare_methods module of
+    this checkout; a HarnessError from the library (here: --data missing) is one line, exit 1."""
+    missing = tmp_path / "none.zip"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_methods.py"), f"--data={missing}", "-n"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"Error: --data={missing}: no such directory or zip file; build one with dataset_tool.py"

@@ -17,7 +17,7 @@ import click
 
 import dnnlib
 from dnnlib import cli_errors
-from training import defaults, devices, preflight
+from training import ada_options, defaults, devices, preflight
 from training import run_dir as rundir
 from training.config import (AUGPIPE_NAMES, CFG_NAMES, ConfigError, DatasetInfo, build_training_options,
                              next_run_dir, validate_basic, with_defaults)
@@ -170,10 +170,7 @@ def resolve_options_and_resume(kwargs: dict[str, Any]) -> tuple[dnnlib.EasyDict,
     note = implicit_method_note(cli.method, method_overrides, method_opts)
     if note is not None:
         print(note, file=sys.stderr)
-    if method_opts.ada_linear and opts.get("ada_target") is None:
-        raise ConfigError("--ada_linear needs --aug=ada (the linear ramp goes to --target)")
-    if method_opts.ada_linear and cli.get("ada_kimg") is not None:
-        raise ConfigError("--ada-kimg sets the adaptive controller's speed; ADA-Linear's ramp ignores it: drop --ada-kimg")
+    ada_options.check_ada_linear(method_opts.ada_linear, cli.aug or "ada", cli.get("ada_kimg"))
     if method_opts.cond_loss == "2c" and not cli.cond:
         raise ConfigError("--method=contragan needs a labelled dataset and --cond=True")
     opts.method_kwargs = method_opts.to_dict()

@@ -241,10 +241,6 @@ def construct_class_by_name(*args: Any, class_name: str, **kwargs: Any) -> Any:
     return call_func_by_name(*args, func_name=class_name, **kwargs)
 
 
-def get_top_level_function_name(obj: Callable) -> str:
-    return f"{obj.__module__}.{obj.__name__}"
-
-
 # ----------------------------------------------------------------------------
 # Human-readable formatting.
 

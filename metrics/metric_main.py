@@ -44,7 +44,7 @@ _PPL_CONFIGS = {  # name: (space, sampling, crop)
 @dataclass
 class MetricSpec:
     name: str
-    run: Callable[[MetricOptions], dict]
+    run: Callable[..., dict]  # run(opts, detector=None): a stand-in detector replaces the metric's own (tests, checks)
     features: tuple[FeatureRequest, ...] = ()  # what it reads, so one call can share the passes
 
 
@@ -62,28 +62,43 @@ def parse_metric(name: str) -> MetricSpec | None:
         return None
     if name in _PPL_CONFIGS:
         space, sampling, crop = _PPL_CONFIGS[name]
-        return MetricSpec(name, lambda o: runners.ppl(o, _PPL_SAMPLES, space, sampling, crop))
+        return MetricSpec(name, lambda o, detector=None: runners.ppl(o, _PPL_SAMPLES, space, sampling, crop))
     m = re.fullmatch(r"(fid|kid)(\d+)(k?)(_full)?", name)
     if m and _count(m[2], m[3]) >= 2:
         num, full = _count(m[2], m[3]), bool(m[4])
         if m[1] == "fid":
             max_real = None if full else num
-            return MetricSpec(name, lambda o: runners.fid(o, max_real=max_real, num_gen=num),
+            return MetricSpec(name, lambda o, detector=None: runners.fid(o, max_real, num, detector=detector),
                               _real_and_generated(INCEPTION_FEATURES, max_real, num, capture_mean_cov=True))
         max_real = _KID_FULL_MAX_REAL if full else num
-        return MetricSpec(name, lambda o: runners.kid(o, max_real=max_real, num_gen=num),
+        return MetricSpec(name, lambda o, detector=None: runners.kid(o, max_real, num, detector=detector),
                           _real_and_generated(INCEPTION_FEATURES, max_real, num, capture_all=True))
     m = re.fullmatch(r"pr(\d+)(k)(\d+)(_full)?", name)
     if m and int(m[3]) >= 1 and _count(m[1], m[2]) > int(m[3]):
         num, nhood = _count(m[1], m[2]), int(m[3])
         max_real = _PR_FULL_MAX_REAL if m[4] else num
-        return MetricSpec(name, lambda o: runners.precision_and_recall(o, max_real, num, nhood_size=nhood),
+        return MetricSpec(name, lambda o, detector=None: runners.precision_and_recall(o, max_real, num, nhood_size=nhood,
+                                                                                    detector=detector),
                           _real_and_generated(VGG16_EMBEDDING, max_real, num, capture_all=True))
     m = re.fullmatch(r"is(\d+)(k?)", name)
     if m and _count(m[1], m[2]) >= 10:
         num = _count(m[1], m[2])
-        return MetricSpec(name, lambda o: runners.inception_score_metric(o, num))
+        return MetricSpec(name, lambda o, detector=None: runners.inception_score_metric(o, num, detector=detector))
     return None
+
+
+def parse_metrics(metrics: list[str]) -> list[MetricSpec]:
+    """MetricSpec of each name; an unknown name is a ValueError (one line) before anything is computed."""
+    specs = [parse_metric(metric) for metric in metrics]
+    for metric, spec in zip(metrics, specs):
+        if spec is None:
+            raise ValueError(invalid_metric_message(metric))
+    return specs
+
+
+def share_features(specs: list[MetricSpec], seed: int | None = None) -> SharedFeatures:
+    """One feature pass per (source, detector, count) for these metrics; seed: their generated images' seed."""
+    return SharedFeatures([request for spec in specs for request in spec.features], seed=seed)
 
 
 def is_valid_metric(metric: str) -> bool:
@@ -119,9 +134,7 @@ def calc_metric(
 
     shared: features already computed for other metrics of the same call (see calc_metrics).
     """
-    spec = parse_metric(metric)
-    if spec is None:
-        raise ValueError(invalid_metric_message(metric))
+    spec, = parse_metrics([metric])
     opts = MetricOptions(G=G, G_kwargs=dict(G_kwargs or {}), dataset_kwargs=dict(dataset_kwargs),
                          num_gpus=num_gpus, rank=rank, device=torch.device(device), batch_size=batch_size,
                          progress=progress, cache=cache, inception=inception, vgg16=vgg16, shared=shared)
@@ -131,17 +144,15 @@ def calc_metric(
                          total_time_str=util.format_time(total_time), num_gpus=num_gpus)
 
 
-def calc_metrics(metrics: list[str], G: Any, dataset_kwargs: dict, **kwargs: Any) -> Iterator[util.EasyDict]:
+def calc_metrics(metrics: list[str], G: Any, dataset_kwargs: dict, seed: int | None = None,
+                 **kwargs: Any) -> Iterator[util.EasyDict]:
     """calc_metric for each name in turn (results as they finish), sharing feature passes between them.
 
-    Takes calc_metric's keyword arguments. A metric whose features were computed for an earlier one reports
-    only its own remaining time, so total_time adds up to the wall time of the call.
+    Takes calc_metric's keyword arguments. seed: the generated images' latents/labels (None: a fresh draw, as
+    upstream). A metric whose features were computed for an earlier one reports only its own remaining time,
+    so total_time adds up to the wall time of the call.
     """
-    specs = [parse_metric(metric) for metric in metrics]
-    for metric, spec in zip(metrics, specs):
-        if spec is None:
-            raise ValueError(invalid_metric_message(metric))
-    shared = SharedFeatures([request for spec in specs for request in spec.features])
+    shared = share_features(parse_metrics(metrics), seed)
     for metric in metrics:
         yield calc_metric(metric, G, dataset_kwargs, shared=shared, **kwargs)
 

@@ -5,7 +5,8 @@ once per metric. A `SharedFeatures` lives for one such call: the metrics declare
 they will read (`FeatureRequest`: real or generated, detector role, item count, what to capture), and the
 first metric that asks for a given (role, source, count) computes statistics capturing everything any of
 them needs; later metrics get the same object. Generated images are therefore the same images for all
-metrics of the call (as `few_shot.calc_fid_kid` already did).
+metrics of the call; with a `seed` they are the images of that seed (metrics.few_shot scores every snapshot
+of a comparison with the same images).
 
 Real counts are compared after clipping to the dataset size, so `fid500_full` (all reals) and
 `kid500_full` (at most 1,000,000 reals) share on any dataset below a million images.
@@ -35,8 +36,9 @@ class FeatureRequest:
 class SharedFeatures:
     """Feature statistics computed at most once per (source, detector role, item count) within one call."""
 
-    def __init__(self, requests: list[FeatureRequest]):
+    def __init__(self, requests: list[FeatureRequest], seed: int | None = None):
         self.requests = list(requests)
+        self.seed = seed  # latents/labels of the generated images; None: a fresh draw from numpy's global RNG
         self._stats: dict[tuple, FeatureStats] = {}
         self._dataset_size: int | None = None
         self.passes = 0  # feature passes actually run (a cached real set on disk counts too)
@@ -57,7 +59,7 @@ class SharedFeatures:
         key = (GENERATED, role, detector.name, num_items, flags)
         if key not in self._stats:
             self.passes += 1
-            self._stats[key] = compute_generator_stats(opts, detector, num_items, **dict(flags))
+            self._stats[key] = compute_generator_stats(opts, detector, num_items, seed=self.seed, **dict(flags))
         return self._stats[key]
 
     # -- helpers -------------------------------------------------------------------------------------------------

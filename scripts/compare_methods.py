@@ -36,6 +36,11 @@ See docs/results.md.
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.compare_methods`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import json
 import os
 import shlex
@@ -43,23 +48,19 @@ import sys
 from dataclasses import asdict
 from typing import Any, Optional
 
-SCRIPTS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(SCRIPTS)
-for _path in (REPO, SCRIPTS):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+import click
 
-import click  # noqa: E402
-
+from dnnlib import cli_errors
+from training.method_registry import method_names
 # Re-exported: the public surface of the harness (tests and other scripts use these names).
-from compare.comparison import run_comparison  # noqa: E402,F401
-from training.method_registry import method_names  # noqa: E402
-from compare.presets import (DEFAULT_METHODS, PRESETS, VARIANTS, Settings, display_command,  # noqa: E402,F401
-                             format_number, paper_kimg, resolve_settings, train_command)
-from compare.report import METHOD_COLOURS, fmt  # noqa: E402,F401
-from compare.scores import EVALUATORS, ColourEvaluator, InceptionEvaluator  # noqa: E402,F401
-from compare import benchmark  # noqa: E402
-from line_plot import PLOT_SIZE, nice_ticks  # noqa: E402,F401
+from scripts.compare.comparison import run_comparison  # noqa: F401
+from scripts.compare.errors import HarnessError
+from scripts.compare.presets import (DEFAULT_METHODS, PRESETS, VARIANTS, Settings, display_command,  # noqa: F401
+                                     format_number, paper_kimg, resolve_settings, train_command)
+from scripts.compare.report import METHOD_COLOURS, fmt  # noqa: F401
+from scripts.compare.scores import EVALUATORS, ColourEvaluator, InceptionEvaluator  # noqa: F401
+from scripts.compare import benchmark
+from scripts.line_plot import PLOT_SIZE, nice_ticks  # noqa: F401
 
 
 @click.command(context_settings=dict(max_content_width=120))
@@ -107,6 +108,14 @@ def main(data: tuple[str, ...], outdir: Optional[str], preset: str, methods: Opt
          dry_run: bool, seeds: Optional[str], stage: str, results: Optional[str], score_only: bool, report_only: bool,
          continuity: bool, **options: Any) -> None:
     """Train several methods with identical settings and compare their FID/KID curves."""
+    with cli_errors.one_line_errors(HarnessError):  # the harness's errors are one line, never a traceback
+        compare(data, outdir, preset, methods, train_args, dry_run, seeds, stage, results, score_only, report_only,
+                continuity, options)
+
+
+def compare(data: tuple[str, ...], outdir: Optional[str], preset: str, methods: Optional[str], train_args: str,
+            dry_run: bool, seeds: Optional[str], stage: str, results: Optional[str], score_only: bool,
+            report_only: bool, continuity: bool, options: dict[str, Any]) -> None:
     options["train_args"] = shlex.split(train_args) if train_args else None
     if options["parallel"] < 1 or options["gpus_per_run"] < 1 or (options["threads"] is not None and options["threads"] < 1):
         raise click.ClickException("--parallel, --gpus-per-run and --threads must be at least 1")

@@ -10,6 +10,11 @@ there with the right digest is kept. See metrics/offline_weights.py for why and 
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.fetch_weights`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import hashlib
 import os
 import subprocess
@@ -20,10 +25,9 @@ import zipfile
 
 import click
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dnnlib import util  # noqa: E402
-from metrics import offline_weights  # noqa: E402
-from metrics.offline_weights import WeightFile  # noqa: E402
+from dnnlib import util
+from metrics import offline_weights
+from metrics.offline_weights import WeightFile
 
 
 class FetchError(click.ClickException):

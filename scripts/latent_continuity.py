@@ -10,16 +10,16 @@ metrics/latent_continuity.py; this script only reads the options and checks the 
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.latent_continuity`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import os
-import sys
 
 import click
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from training.latent_io import (check_outdir, load_generator, load_vgg16, output_errors, pick_device,  # noqa: E402
+from training.latent_io import (check_outdir, load_generator, load_vgg16, output_errors, pick_device,
                                 require_unconditional)
 
 

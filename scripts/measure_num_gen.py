@@ -17,19 +17,19 @@ Example (one thread; about 0.3-0.6 s per image on a shared 2-core CPU):
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.measure_num_gen`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import json
 import os
-import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+import click
+import numpy as np
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-
-from dnnlib.util import atomic_write  # noqa: E402
+from dnnlib.util import atomic_write
 
 
 def score_blocks(real_all: np.ndarray, real_mean_cov: tuple, fakes: np.ndarray, num_gen: int, kid_seed: int) -> dict:

@@ -13,6 +13,11 @@ Example:
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.measure_parallel`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import json
 import os
 import subprocess
@@ -21,8 +26,6 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 import click  # noqa: E402
 

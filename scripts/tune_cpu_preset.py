@@ -14,16 +14,18 @@ evaluation goes to `--out` (appended; a rerun skips evaluations already recorded
 
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: start again as `python -m scripts.tune_cpu_preset`
+    import _as_module  # scripts/ is first on the module path of a script run by path
+
+    _as_module.rerun_as_package_module(__file__)
+
 import json
 import os
-import sys
 import time
 
 import click
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 # name -> overrides of train.py's resolved options (None: the preset's value). Learning rates apply to G and D.
 VARIANTS = {
@@ -78,7 +80,7 @@ def train_variant(data: str, method: str, seed: int, variant: str, kimg: float, 
                   out: str) -> None:
     import torch
 
-    from compare.scores import InceptionEvaluator
+    from scripts.compare.scores import InceptionEvaluator
     from training.training_loop import Trainer
 
     opts = resolve_variant(data, method, seed, variant)

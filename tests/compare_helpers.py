@@ -7,9 +7,9 @@ import pathlib
 import subprocess
 import sys
 
+from scripts.compare.scores import ColourEvaluator
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-from compare.scores import ColourEvaluator  # noqa: E402
 
 
 # Hang guard for a harness subprocess, not a speed limit: the slowest (Inception scoring of a trained comparison)

@@ -130,7 +130,7 @@ def test_factory_and_errors():
         make_ada_controller("ada", 1.5, False, 100, 500)
     with pytest.raises(ValueError, match="--aug"):
         make_ada_controller("sometimes", 0.6, False, 100, 500)
-    with pytest.raises(ValueError, match="ada_kimg"):
+    with pytest.raises(ValueError, match=r"--ada-kimg=0: must be > 0"):
         AdaptiveP(kimg=0)
     with pytest.raises(ValueError, match="ada_interval"):
         AdaLinear(total_kimg=10, interval=0)
@@ -160,3 +160,20 @@ def test_build_phases_share_one_corrected_optimiser():
     assert both[0].opt.param_groups[0]["lr"] == 0.002 and len(both[0].opt.param_groups[0]["params"]) == 1
     with pytest.raises(ValueError, match="class_name"):
         build_phases("G", module, dict(lr=1), 4)
+
+
+def test_train_py_and_the_controllers_refuse_with_the_same_line():
+    from training import ada_options
+
+    cases = [(lambda: ada_options.check_target(1.5), lambda: AdaptiveP(target=1.5), "--target=1.5: must lie in [0, 1]"),
+             (lambda: ada_options.check_ada_kimg(-5), lambda: AdaptiveP(kimg=-5), "--ada-kimg=-5: must be > 0"),
+             (lambda: ada_options.check_ada_linear(True, "noaug"), lambda: make_ada_controller("noaug", 0.6, True),
+              "--ada_linear needs --aug=ada (got --aug=noaug)")]
+    for option_check, controller, start in cases:
+        with pytest.raises(ValueError) as checked:
+            option_check()
+        with pytest.raises(ValueError) as built:
+            controller()
+        assert str(checked.value) == str(built.value) and str(checked.value).startswith(start)
+    with pytest.raises(ValueError, match="ADA-Linear's ramp ignores it"):
+        ada_options.check_ada_linear(True, "ada", ada_kimg=100)

@@ -18,11 +18,12 @@ import time
 
 import pytest
 
+from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip
+from scripts import compare_methods as cm
+from scripts.compare import bench_diagnostics, bench_report, bench_results, bench_stats, benchmark, pictures
+from scripts.compare.errors import HarnessError
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import compare_methods as cm  # noqa: E402,F401 (puts scripts/ and the repo on sys.path)
-from compare import bench_diagnostics, bench_report, bench_results, bench_stats, benchmark, pictures  # noqa: E402
-from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour", parallel=1)
 
@@ -127,7 +128,7 @@ def test_finished_run_is_recorded_and_skipped_on_rerun(benched):
     assert any("skipped" in line for line in lines)
     assert json.loads(pathlib.Path(plan.results).read_text())["runs"]["emoji24/ada/seed0"] == run
 
-    with pytest.raises(cm.click.ClickException, match="other options"):
+    with pytest.raises(HarnessError, match="other options"):
         benchmark.run_benchmark("cpu-bench", plan, dict(TINY, kimg=0.064), evaluator=again, log=lambda *a: None)
 
 
@@ -191,7 +192,7 @@ def test_killed_harness_resumes(data_zip, tmp_path):
     run = json.loads(results.read_text())["runs"]["emoji24/ada/seed0"]
     assert run["status"] == "done" and len(run["run_dirs"]) == 2 and "resume" in run["run_dirs"][1]
     assert len(run["commands"]) == 2 and "--resume=" in run["commands"][1] and run["final"]["kimg"] >= 0.128
-    from compare.state import git_commit
+    from scripts.compare.state import git_commit
 
     assert run["git_commit"] == git_commit()  # both starts ran the same code: one commit, not two
 

@@ -19,11 +19,12 @@ import types
 
 import pytest
 
+from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip
+from metrics import detectors
+from scripts import compare_methods as cm
+from scripts.compare.errors import HarnessError
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import compare_methods as cm  # noqa: E402
-from metrics import detectors  # noqa: E402
-from compare_helpers import HANG_GUARD_S, CountingEvaluator, harness_env, make_emoji24_zip  # noqa: E402
 
 TINY = dict(kimg=0.032, tick=0.016, snap=1, num_gen=16, evaluator="colour")
 CLI_TINY = ["--preset=cpu-smoke", "--tick=0.016", "--snap=1", "--evaluator=colour", "--num-gen=16"]
@@ -123,7 +124,7 @@ def test_half_finished_comparison_scores_only_what_is_missing(compared, tmp_path
     assert state["methods"]["fakeclr"]["status"] == "done" and math.isfinite(state["methods"]["fakeclr"]["final"]["fid"])
     assert state["methods"]["ada"] == compared[1]["methods"]["ada"]
 
-    with pytest.raises(cm.click.ClickException, match="other training settings"):
+    with pytest.raises(HarnessError, match="other training settings"):
         cm.run_comparison(cm.resolve_settings(settings.data, "cpu-smoke", str(copy), "ada", **dict(TINY, kimg=0.064)),
                           evaluator=evaluator, log=lambda *a: None)
 
@@ -181,9 +182,9 @@ def test_presets_and_overrides(data_zip):
     smoke = cm.resolve_settings(str(data_zip), "cpu-smoke", None, "ada", kimg=0.064, num_gen=32, batch=4)
     assert (smoke.cfg, smoke.kimg, smoke.num_gen, smoke.batch) == ("tiny", 0.064, 32, 4)
     assert "--kimg=0.064" in cm.train_command(smoke, "ada")
-    with pytest.raises(cm.click.ClickException, match="unknown method"):
+    with pytest.raises(HarnessError, match="unknown method"):
         cm.resolve_settings(str(data_zip), "cpu-smoke", None, "ada,stylegan9")
-    with pytest.raises(cm.click.ClickException, match="labelled"):
+    with pytest.raises(HarnessError, match="labelled"):
         cm.resolve_settings(str(data_zip), "cpu-smoke", None, "contragan")
     assert cm.format_number(10000.0) == "10000" and cm.format_number(0.032) == "0.032"
     assert cm.nice_ticks(0, 4) == [0, 1, 2, 3, 4] and cm.nice_ticks(183, 312)[0] <= 183
@@ -191,7 +192,7 @@ def test_presets_and_overrides(data_zip):
 
 def test_parallel_trainings_start_before_the_scoring_of_a_finished_one(monkeypatch):
     """--parallel: a freed slot gets its next training before the finished run is scored (minutes on a CPU)."""
-    from compare import runs
+    from scripts.compare import runs
 
     events = []
 
@@ -235,5 +236,15 @@ def test_the_registered_add_on_methods_run_in_the_harness(data_zip):
     assert settings.methods == names.split(",")
     for name in settings.methods:
         assert f"--method={name}" in cm.train_command(settings, name)
-    with pytest.raises(cm.click.ClickException, match="unknown method"):
+    with pytest.raises(HarnessError, match="unknown method"):
         cm.resolve_settings(str(data_zip), "cpu-smoke", None, "ada+fakeclr")  # two base methods
+
+
+def test_run_by_path_from_another_folder_imports_the_package_and_errors_are_one_line(tmp_path):
+    """`python <repo>/scripts/compare_methods.py` started elsewhere runs as the scripts.compare_methods module of
+    this checkout; a HarnessError from the library (here: --data missing) is one line, exit 1."""
+    missing = tmp_path / "none.zip"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "compare_methods.py"), f"--data={missing}", "-n"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD_S)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == f"Error: --data={missing}: no such directory or zip file; build one with dataset_tool.py"

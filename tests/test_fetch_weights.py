@@ -11,10 +11,10 @@ import zipfile
 
 import pytest
 
+from metrics import offline_weights
+from scripts import fetch_weights
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import fetch_weights  # noqa: E402
-from metrics import offline_weights  # noqa: E402
 
 PAYLOAD = b"weights" * 1000
 

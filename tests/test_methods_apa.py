@@ -70,3 +70,31 @@ def test_apa_trains_on_cpu_and_moves_p(emoji_zip, labelled_zip):
     assert all(torch.isfinite(p).all() for p in trainer.D.parameters())
     ada_apa = golden_options("ada", emoji_zip, labelled_zip, extra=("--method=ada+apa",))
     assert ada_apa.ada_target == 0.6 and ada_apa.method_kwargs["addons"]["apa"]["apa_target"] == 0.6
+
+
+def test_ada_and_apa_keep_two_p_values_under_distinct_names(emoji_zip, labelled_zip):
+    """--method=ada+apa: ADA's p (the augment pipe's, stat Progress/augment, resume_state['ada']) and APA's p
+    (resume_state['hook'], stat Progress/apa_p) are separate values moved by separate controllers."""
+    from golden_record import golden_options, torch_settings
+    from training.training_loop import Trainer
+    opts = golden_options("ada", emoji_zip, labelled_zip, extra=(
+        "--method=ada+apa", "--target=0", "--apa_target=0", "--apa_kimg=1", "--apa_interval=1"))
+    training_stats.reset_all()
+    reported = training_stats.Collector("Progress/apa_p")
+    with torch_settings(threads=1), contextlib.redirect_stdout(io.StringIO()):
+        trainer = Trainer(opts, rank=0, device=torch.device("cpu"), abort_fn=None)
+        trainer.setup()
+        for _ in range(8):
+            trainer.train_step()
+    apa = trainer.method  # ada is the base (no Method of its own), APA the one add-on
+    assert isinstance(apa, APA)
+    ada_p, apa_p = float(trainer.augment_pipe.p), apa.p
+    # target 0 for both: p rises at every adjustment whose mean sign is above 0, one per iteration here. ADA (the
+    # golden --ada-kimg=0.1, interval 1): 8 / 100 = 0.08 a step; APA (--apa_kimg=1): 8 / 1000 = 0.008 a step.
+    assert ada_p >= 0.08 and ada_p == pytest.approx(round(ada_p / 0.08) * 0.08)
+    assert 0 < apa_p <= 8 * 0.008 + 1e-9 and apa_p == pytest.approx(round(apa_p / 0.008) * 0.008)
+    state = trainer.resume_state()
+    assert state["hook"]["p"] == apa_p and "pending_signs" in state["hook"]["controller"]  # APA's, under 'hook'
+    assert set(state["ada"]) == {"pending_signs"}  # ADA's controller; its p travels in the snapshot's augment_pipe
+    reported.update()
+    assert reported.num("Progress/apa_p") == 8 and 0 < reported.mean("Progress/apa_p") <= apa_p  # its own stat name

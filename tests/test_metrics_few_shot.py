@@ -6,36 +6,10 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
-from metrics import few_shot, metric_main, runners
-from metrics.features import Detector
-from training.networks import Generator
-
-
-def small_generator(res: int = 64) -> Generator:
-    torch.manual_seed(0)
-    return Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=res, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=64, channel_max=8))
-
-
-class CountingColourDetector:
-    """Cheap stand-in for Inception: 4x4 average colours (48 features); counts the images it sees."""
-
-    def __init__(self):
-        self.images_seen = 0
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        self.images_seen += img.shape[0]
-        return F.adaptive_avg_pool2d(img.float(), 4).flatten(1)
-
-
-@pytest.fixture
-def colour_detector(monkeypatch):
-    detector = CountingColourDetector()
-    monkeypatch.setattr(runners, "inception_features", lambda opts: Detector("toy-colour", detector))
-    return detector
+from metrics import few_shot, metric_main
+from metrics.features import Detector, MetricOptions
+from metric_standins import ColourDetector, colour_detector, small_generator  # noqa: F401 (fixture)
 
 
 def test_metric_names():
@@ -73,3 +47,17 @@ def test_fixed_seed_is_reproducible_and_cached(embedded_dataset_dir, colour_dete
     assert first.results.fid20_full == second.results.fid20_full
     with pytest.raises(ValueError):
         few_shot.calc_fid_kid(G, kwargs, num_gen=1, progress=False)
+
+
+def test_the_harness_path_with_its_own_detector_scores_the_same_images(embedded_dataset_dir, colour_detector):
+    """fid_kid_full (scripts/compare's evaluators) with a stand-in detector equals calc_fid_kid with that detector."""
+    kwargs = dict(path=str(embedded_dataset_dir))
+    G = small_generator()
+    np.random.seed(5)
+    named = few_shot.calc_fid_kid(G, kwargs, num_gen=20, seed=3, batch_size=32, progress=False)
+    own = ColourDetector()
+    np.random.seed(5)  # KID's subsets
+    opts = MetricOptions(G=G, dataset_kwargs=kwargs, batch_size=32, progress=False)
+    values = few_shot.fid_kid_full(opts, 20, seed=3, detector=Detector("toy-colour", own))
+    assert own.images_seen == 20  # the real statistics of detector "toy-colour" came from the cache
+    assert values == {"fid": named.results.fid20_full, "kid": named.results.kid20_full}

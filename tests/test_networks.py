@@ -34,7 +34,7 @@ def count(module, buffers=False):
 
 
 # ----------------------------------------------------------------------------
-# Upstream layout: parameter counts (spec 4.8) and state-dict names (spec 4.7).
+# Upstream layout: parameter counts and state-dict names of the published networks.
 
 def preset_networks(res, base, map_layers, c_dim, d_arch, mbstd):
     """The kwargs train.py derives for a cfg (3 channels, num_fp16_res 4, conv_clamp 256), built on meta."""
@@ -47,7 +47,7 @@ def preset_networks(res, base, map_layers, c_dim, d_arch, mbstd):
     return G, D
 
 
-# (res, base, map, c_dim, D arch, mbstd) -> (mapping, synthesis, D, num_ws, G buffers, D buffers), spec 4.8.
+# (res, base, map, c_dim, D arch, mbstd) -> (mapping, synthesis, D, num_ws, G buffers, D buffers), as upstream builds them.
 MEASURED = {
     "paper256": ((256, 16384, 8, 0, "resnet", 8), (2_101_248, 22_666_210, 24_001_089, 14, 175_568, 416)),
     "stylegan2": ((1024, 32768, 8, 0, "resnet", 4), (2_101_248, 28_268_812, 29_012_513, 18, 2_797_104, 544)),

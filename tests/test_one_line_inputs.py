@@ -107,17 +107,17 @@ CORRUPT_RESULTS = [
 def test_a_corrupt_results_json_is_one_line_in_compare_methods(tmp_path, content, words):
     import types
 
-    import compare_helpers  # noqa: F401 - puts scripts/ on sys.path
-    from compare import bench_results, state
+    from scripts.compare import bench_results, state
+    from scripts.compare.errors import HarnessError
 
     path = tmp_path / "results.json"
     path.write_text(content)
     for load in (lambda: state.load_state(types.SimpleNamespace(outdir=str(tmp_path))),
                  lambda: bench_results.load(str(path), "cpu-bench")):
-        with pytest.raises(click.ClickException) as info:
+        with pytest.raises(HarnessError) as info:
             load()
-        assert "\n" not in info.value.message and info.value.message.startswith(f"{path}: ")
-        assert words in info.value.message, info.value.message
+        assert "\n" not in str(info.value) and str(info.value).startswith(f"{path}: ")
+        assert words in str(info.value), info.value
 
 
 def test_a_cifar_batch_that_is_a_symlink_is_one_line(tmp_path):

@@ -130,11 +130,7 @@ def test_calc_metrics_uses_checked_options_and_names_a_missing_dataset(tmp_path)
 
 
 def test_compare_scores_fall_back_to_the_comparison_data_with_a_note():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from compare import scores
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from scripts.compare import scores
     settings = types.SimpleNamespace(data="/data/set.zip", mirror=True)
     notes = []
     evil = dict(class_name="dnnlib.util.atomic_append_line", path="/tmp/x", line="y")

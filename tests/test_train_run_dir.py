@@ -139,9 +139,8 @@ def test_a_taken_whole_kimg_name_gives_the_exact_name_and_nothing_is_overwritten
 
 
 def test_compare_scripts_read_exact_snapshot_names_with_the_run_dir_parser(monkeypatch):
-    monkeypatch.syspath_prepend("scripts")
-    from compare import state
-    from compare.scores import snapshot_kimg_from_name
+    from scripts.compare import state
+    from scripts.compare.scores import snapshot_kimg_from_name
     from training import network_pickle
 
     monkeypatch.setattr(network_pickle, "load_network_pkl", lambda path: {})  # an upstream pickle: no resume_state
@@ -162,8 +161,7 @@ def test_a_method_change_is_blamed_on_method_not_on_its_consequences():
 
 
 def test_the_benchmarks_final_snapshot_is_the_newest_by_images(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend("scripts")
-    from compare import bench_results
+    from scripts.compare import bench_results
 
     run = tmp_path / "cell" / "00000-run"
     run.mkdir(parents=True)

@@ -6,10 +6,10 @@ import pathlib
 import subprocess
 import sys
 
+from scripts import tune_cpu_preset
+from train_helpers import emoji_zip, one_torch_thread  # noqa: F401 (fixtures)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-import tune_cpu_preset  # noqa: E402
-from train_helpers import emoji_zip, one_torch_thread  # noqa: E402,F401 (fixtures)
 
 
 def test_variants_override_only_what_they_name(emoji_zip):

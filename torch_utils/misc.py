@@ -65,10 +65,6 @@ def named_params_and_buffers(module: torch.nn.Module) -> list[tuple[str, torch.T
     return list(module.named_parameters()) + list(module.named_buffers())
 
 
-def params_and_buffers(module: torch.nn.Module) -> list[torch.Tensor]:
-    return list(module.parameters()) + list(module.buffers())
-
-
 @torch.no_grad()
 def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Module, require_all: bool = False) -> list[str]:
     """Copy tensors by name from src to dst; returns the destination names that had no source."""

@@ -19,27 +19,16 @@ from typing import Optional
 import torch
 
 from torch_utils import training_stats
+from training.ada_options import check_ada_kimg, check_ada_linear, check_interval, check_target
 
 REAL_SIGN_STAT = "Loss/signs/real"
-
-
-def _check_interval(interval: int) -> int:
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-        raise ValueError(f"ADA: ada_interval={interval!r} must be an integer >= 1")
-    return interval
-
-
-def _check_target(target: float) -> float:
-    if not isinstance(target, (int, float)) or not 0 <= target <= 1:
-        raise ValueError(f"ADA: --target={target!r} must lie in [0, 1]")
-    return float(target)
 
 
 class PController:
     """Base: holds the update cadence; subclasses decide the new `p`."""
 
     def __init__(self, interval: int = 4):
-        self.interval = _check_interval(interval)
+        self.interval = check_interval(interval)
 
     def update(self, augment_pipe: Optional[torch.nn.Module], *, batch_idx: int, cur_nimg: int, batch_size: int) -> None:
         if augment_pipe is None or batch_idx % self.interval != 0:
@@ -61,10 +50,8 @@ class AdaptiveP(PController):
 
     def __init__(self, target: float = 0.6, interval: int = 4, kimg: float = 500):
         super().__init__(interval)
-        self.target = _check_target(target)
-        if not isinstance(kimg, (int, float)) or not kimg > 0:
-            raise ValueError(f"ADA: ada_kimg={kimg!r} must be > 0")
-        self.kimg = float(kimg)
+        self.target = check_target(target)
+        self.kimg = check_ada_kimg(kimg)
         self.collector = training_stats.Collector(REAL_SIGN_STAT)
         self.carried = torch.zeros(3, dtype=torch.float64)  # signs gathered before a snapshot, for an exact resume
         self.last_signal = float("nan")  # r_t of the latest adjustment, for logging
@@ -96,10 +83,9 @@ class AdaLinear(PController):
 
     def __init__(self, target: float = 0.6, total_kimg: float = 25000, interval: int = 4):
         super().__init__(interval)
-        self.target = _check_target(target)
         if not isinstance(total_kimg, (int, float)) or not total_kimg > 0:
             raise ValueError(f"ADA-Linear: --kimg={total_kimg!r} must be > 0")
-        self.total_kimg = float(total_kimg)
+        self.target, self.total_kimg = check_target(target), float(total_kimg)
 
     def next_p(self, p: float, *, cur_nimg: int, batch_size: int) -> Optional[float]:
         return min(max(self.target * cur_nimg / (1000 * self.total_kimg), 0.0), 1.0)
@@ -110,8 +96,7 @@ def make_ada_controller(aug: str, target: Optional[float] = 0.6, ada_linear: boo
     """Controller for `--aug` in {'ada', 'fixed', 'noaug'} and `--ada_linear` (which needs --aug=ada)."""
     if aug not in ("ada", "fixed", "noaug"):
         raise ValueError(f"--aug={aug!r} is not one of ada, fixed, noaug")
-    if ada_linear and aug != "ada":
-        raise ValueError(f"--ada_linear needs --aug=ada (got --aug={aug}); drop --ada_linear or use --aug=ada")
+    check_ada_linear(ada_linear, aug)
     if aug != "ada":
         return FixedP(interval)
     if target is None:

@@ -12,7 +12,7 @@ import re
 from typing import Any, Optional
 
 from dnnlib import EasyDict
-from training import checkpoint
+from training import ada_options, checkpoint
 from training.defaults import ADA_TARGET, AUGPIPE, with_cli_defaults
 
 # ----------------------------------------------------------------------------
@@ -188,12 +188,12 @@ def validate_basic(cli: EasyDict) -> None:
         raise ConfigError(f"--p={cli.p}: must lie in [0, 1]")
     if cli.target is not None and aug != "ada":
         raise ConfigError("--target can only be given with --aug=ada")
-    if cli.target is not None and not 0 <= cli.target <= 1:
-        raise ConfigError(f"--target={cli.target}: must lie in [0, 1]")
+    if cli.target is not None:
+        ada_options.check_target(cli.target)
     if cli.get("ada_kimg") is not None and aug != "ada":
         raise ConfigError(f"--ada-kimg can only be given with --aug=ada (got --aug={aug}); drop --ada-kimg")
-    if cli.get("ada_kimg") is not None and not cli.ada_kimg > 0:
-        raise ConfigError(f"--ada-kimg={cli.ada_kimg:g}: must be > 0 (kimg for ADA's p to move by 1; default 500)")
+    if cli.get("ada_kimg") is not None:
+        ada_options.check_ada_kimg(cli.ada_kimg)
     if cli.augpipe is not None and aug == "noaug":
         raise ConfigError("--augpipe cannot be combined with --aug=noaug")
     if cli.augpipe is not None and cli.augpipe not in AUGPIPE_NAMES:

@@ -107,7 +107,7 @@ def launch_torchrun(opts: dnnlib.EasyDict, resume: Optional[Resume] = None) -> N
     authoritative: it creates the run directory, and every rank trains with its options."""
     from training import distributed
 
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world_size = int(os.environ["RANK"]), devices.torchrun_world_size()
     if world_size != opts.num_gpus:
         raise ConfigError(f"--gpus={opts.num_gpus}: differs from torchrun's WORLD_SIZE={world_size}; "
                           f"leave --gpus out under torchrun")

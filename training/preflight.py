@@ -114,13 +114,6 @@ def fetch_resume_url(option_value: str, url: str) -> str:
     return cached
 
 
-def check_resume_pickle(pkl: str, info: DatasetInfo, cond: bool) -> dict:
-    """Open the resume pickle with the safe loader; its networks must fit the dataset. Returns its contents."""
-    data = _load_resume_pickle(pkl)
-    _check_fits_dataset(pkl, data, info, cond)
-    return data
-
-
 def newest_intact_snapshot(candidates: list[str], info: DatasetInfo, cond: bool, option: str) -> tuple[str, dict]:
     """The first of `candidates` (a folder's snapshots, newest first) that loads: a damaged newest snapshot
     (digest mismatch, truncated) is passed over with one line naming it and the one used instead."""

@@ -20,7 +20,7 @@ import json
 import os
 from typing import Callable, Optional
 
-from compare import bench_stats
+from scripts.compare import bench_stats
 
 # short name in the results file -> stats.jsonl key
 DIAGNOSTIC_STATS = {

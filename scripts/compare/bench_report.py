@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from compare import bench_diagnostics, bench_results, bench_stats
-from compare.presets import format_number
-from compare.report import METHOD_COLOURS, fmt, train_time
+from scripts.compare import bench_diagnostics, bench_results, bench_stats
+from scripts.compare.presets import format_number
+from scripts.compare.report import METHOD_COLOURS, fmt, train_time
 from dnnlib.util import atomic_write
-from line_plot import draw_plot
+from scripts.line_plot import draw_plot
 
 BASELINE = "adalinear"
 
@@ -164,7 +164,7 @@ def picture_names(dataset: str, method: str) -> tuple[str, str]:
 
 def write_pictures(results: dict, outdir: str, report_dir: str, dataset: str, log: Callable) -> None:
     """Sample grid and interpolation strips of every method's seed-0 final snapshot that is on this machine."""
-    from compare import pictures
+    from scripts.compare import pictures
     from training.network_pickle import load_network_pkl
 
     runs = bench_results.runs_of(results, "bench")

@@ -13,11 +13,10 @@ import json
 import os
 from typing import Any, Callable, Optional
 
-import click
-
-from compare.presets import Settings
-from compare.scores import evaluator_name
-from compare.state import device_description, git_commit, now, read_results_json
+from scripts.compare.errors import HarnessError
+from scripts.compare.presets import Settings
+from scripts.compare.scores import evaluator_name
+from scripts.compare.state import device_description, git_commit, now, read_results_json
 from dnnlib.util import atomic_write
 from training import run_dir as rundir
 
@@ -36,7 +35,7 @@ def load(path: str, preset: str) -> dict:
         return dict(version=VERSION, benchmark=preset, created=now(), runs={}, expected=[])
     results = read_results_json(path, RESULTS_CONTAINERS, fix=RESULTS_FIX)
     if results.get("benchmark") != preset:
-        raise click.ClickException(f"{path}: holds the benchmark {results.get('benchmark')!r}, not {preset!r}; "
+        raise HarnessError(f"{path}: holds the benchmark {results.get('benchmark')!r}, not {preset!r}; "
                                    f"use another --results")
     results.setdefault("expected", [])
     return results
@@ -82,7 +81,7 @@ def check_options(path: str, key: str, recorded: dict, settings: Settings, evalu
     old, new = recorded.get("options", {}), portable_options(settings, evaluator)
     diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if old.get(k) != v]
     if diff:
-        raise click.ClickException(f"{path}: run {key} was recorded with other options ({', '.join(diff)}); "
+        raise HarnessError(f"{path}: run {key} was recorded with other options ({', '.join(diff)}); "
                                    f"repeat the recorded options or use another --results file")
 
 

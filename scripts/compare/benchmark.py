@@ -22,14 +22,13 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import click
-
-from compare import bench_diagnostics, bench_results
-from compare.comparison import open_comparison, train_and_score
-from compare.presets import REPO, Settings, dataset_info, display_command, parse_methods, resolve_settings, train_command
-from compare.runs import Job, training_status
-from compare.scores import evaluate_method, make_evaluator
-from compare.state import method_record, save_state
+from scripts.compare.errors import HarnessError
+from scripts.compare import bench_diagnostics, bench_results
+from scripts.compare.comparison import open_comparison, train_and_score
+from scripts.compare.presets import REPO, Settings, dataset_info, display_command, parse_methods, resolve_settings, train_command
+from scripts.compare.runs import Job, training_status
+from scripts.compare.scores import evaluate_method, make_evaluator
+from scripts.compare.state import method_record, save_state
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: s
     options = {k: v for k, v in options.items() if k not in ("seed",)}
     if plan.stage == "curve":
         if spec.curve is None:
-            raise click.ClickException(f"--stage=curve: --preset={preset} has no curve stage; use --stage=bench")
+            raise HarnessError(f"--stage=curve: --preset={preset} has no curve stage; use --stage=bench")
         curve = spec.curve
         overrides = dict(options, kimg=curve.kimg, tick=curve.tick, snap=curve.snap, score_every=curve.score_every)
         return _cell_runs("curve", data[min(curve.dataset, len(data) - 1)], curve.seed, [curve.method], preset,
@@ -177,7 +176,7 @@ def parse_seeds(text: str) -> list[int]:
     except ValueError:
         seeds = []
     if not seeds or len(set(seeds)) != len(seeds):
-        raise click.ClickException(f"--seeds={text}: give distinct integers separated by commas, e.g. --seeds=0,1,2")
+        raise HarnessError(f"--seeds={text}: give distinct integers separated by commas, e.g. --seeds=0,1,2")
     return seeds
 
 
@@ -198,7 +197,7 @@ def prepare_dataset(source: str, resolution: int, data_dir: str, scratch: Option
                              f"--dest={partial}", f"--resolution={resolution}x{resolution}"],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise click.ClickException(f"--data={source}: dataset_tool.py could not convert it to {resolution} px: "
+        raise HarnessError(f"--data={source}: dataset_tool.py could not convert it to {resolution} px: "
                                    f"{(result.stderr or result.stdout).strip().splitlines()[-1:]}")
     os.replace(partial, made)
     return made, dest
@@ -240,7 +239,7 @@ def _recorder(results: dict, results_path: str, runs: dict[int, PlannedRun], log
 
 def finish(results_path: str, results: dict, plan: BenchOptions, outdir: str, log: Callable) -> dict:
     """The report beside the results file (and, when asked, the latent-continuity step)."""
-    from compare import bench_report
+    from scripts.compare import bench_report
 
     bench_diagnostics.attach(results, outdir, log)
     bench_results.save(results_path, results)

@@ -6,13 +6,12 @@ from dataclasses import asdict
 import os
 from typing import Callable, Optional
 
-import click
-
-from compare.presets import Settings, format_number, short_path
-from compare.report import fmt, write_reports
-from compare.runs import ChildProcesses, Job, train_in_parallel, train_sequentially
-from compare.scores import evaluate_method, snapshots_to_score, evaluator_metric_names, evaluator_name, make_evaluator
-from compare.state import device_description, fingerprint, load_state, method_record, rel, save_state
+from scripts.compare.errors import HarnessError
+from scripts.compare.presets import Settings, format_number, short_path
+from scripts.compare.report import fmt, write_reports
+from scripts.compare.runs import ChildProcesses, Job, train_in_parallel, train_sequentially
+from scripts.compare.scores import evaluate_method, snapshots_to_score, evaluator_metric_names, evaluator_name, make_evaluator
+from scripts.compare.state import device_description, fingerprint, load_state, method_record, rel, save_state
 
 
 def run_comparison(settings: Settings, evaluator: Optional[Callable] = None, log: Callable = print,
@@ -83,7 +82,7 @@ def train_and_score(jobs: list[Job], parallel: int, evaluator: Callable, log: Ca
                     break
                 score(job)
         if children.signalled is not None:
-            raise click.ClickException("interrupted; rerun the same command to resume")
+            raise HarnessError("interrupted; rerun the same command to resume")
 
 
 def all_scored(settings: Settings, method: str, record: dict) -> bool:

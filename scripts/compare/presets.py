@@ -12,8 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import click
-
+from scripts.compare.errors import HarnessError
 from training.method_registry import method_names, split_method
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,11 +82,11 @@ def parse_methods(methods: str | list[str]) -> list[str]:
     names = [m for m in names if m]
     unknown = [m for m in names if not _is_method(m) and m not in VARIANTS]
     if not names or unknown:
-        raise click.ClickException(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
+        raise HarnessError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; "
                                    f"use a comma-separated list of {', '.join(method_names() + tuple(VARIANTS))} "
                                    "(add-ons join a base method with '+', e.g. ada+lecam)")
     if len(set(names)) != len(names):
-        raise click.ClickException("--methods: a method is listed twice")
+        raise HarnessError("--methods: a method is listed twice")
     return names
 
 
@@ -147,7 +146,7 @@ def dataset_info(path: str) -> tuple[str, int, int, bool]:
     from training.dataset import ImageFolderDataset
 
     if not os.path.exists(path):
-        raise click.ClickException(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
+        raise HarnessError(f"--data={path}: no such directory or zip file; build one with dataset_tool.py")
     dataset = ImageFolderDataset(path=path, use_labels=False, cache_in_ram=False)
     info = dataset.name, len(dataset), dataset.resolution
     dataset.close()
@@ -162,12 +161,12 @@ def resolve_settings(data: str, preset: str = "cpu-smoke", outdir: Optional[str]
                      methods: str | list[str] = DEFAULT_METHODS, **overrides: Any) -> Settings:
     """The preset's values, then every override that is not None; kimg=None in `paper` follows the dataset size."""
     if preset not in PRESETS:
-        raise click.ClickException(f"--preset={preset}: use one of {', '.join(PRESETS)}")
+        raise HarnessError(f"--preset={preset}: use one of {', '.join(PRESETS)}")
     names = parse_methods(methods)
     data = os.path.abspath(os.path.expanduser(data))
     name, size, resolution, labelled = dataset_info(data)
     if "contragan" in names and not labelled:
-        raise click.ClickException("--methods=contragan needs a labelled dataset (dataset.json labels)")
+        raise HarnessError("--methods=contragan needs a labelled dataset (dataset.json labels)")
     values = dict(PRESETS[preset])
     values.update({k: v for k, v in overrides.items() if v is not None})
     note = ""
@@ -180,7 +179,7 @@ def resolve_settings(data: str, preset: str = "cpu-smoke", outdir: Optional[str]
                         **{k: v for k, v in values.items() if k in Settings.__dataclass_fields__})
     settings.train_args = list(settings.train_args or [])
     if settings.kimg <= 0 or settings.tick <= 0 or settings.snap < 1 or settings.num_gen < 2:
-        raise click.ClickException("--kimg and --tick must be positive, --snap and --num-gen at least 1 and 2")
+        raise HarnessError("--kimg and --tick must be positive, --snap and --num-gen at least 1 and 2")
     if settings.eval_data is not None:
         settings.eval_data = os.path.abspath(os.path.expanduser(settings.eval_data))
     if settings.baseline not in names:
@@ -210,12 +209,8 @@ def train_command(settings: Settings, method: str, resume: Optional[str] = None)
             f"--cfg={settings.cfg}", f"--mirror={settings.mirror}", f"--kimg={format_number(settings.kimg)}",
             f"--tick={format_number(settings.tick)}", f"--snap={settings.snap}", f"--seed={settings.seed}",
             "--metrics=none", f"--gpus={settings.gpus_per_run}"]
-    if settings.batch is not None:
-        args.append(f"--batch={settings.batch}")
-    if settings.gamma is not None:
-        args.append(f"--gamma={format_number(settings.gamma)}")
-    if settings.workers is not None:
-        args.append(f"--workers={settings.workers}")
+    optional = {"batch": settings.batch, "gamma": settings.gamma, "workers": settings.workers}  # None: train.py's
+    args += [f"--{name}={format_number(value)}" for name, value in optional.items() if value is not None]
     args += method_train_args(settings, method) + list(settings.train_args)
     if resume is not None:  # a new run directory per resume: each run's snapshots keep their own record
         args += [f"--resume={resume}", "--resume-mode=new"]

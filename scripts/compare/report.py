@@ -6,10 +6,10 @@ import math
 import os
 from typing import Optional
 
-from compare.presets import Settings, format_number, short_path
-from compare.state import device_description, now
+from scripts.compare.presets import Settings, format_number, short_path
+from scripts.compare.state import device_description, now
 from dnnlib.util import atomic_write, format_time
-from line_plot import draw_plot
+from scripts.line_plot import draw_plot
 
 METHOD_COLOURS = {"ada": (90, 90, 90), "adalinear": (31, 119, 180), "insgen": (44, 160, 44),
                   "fakeclr": (214, 39, 40), "contragan": (148, 103, 189),

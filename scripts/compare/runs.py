@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-import click
-
-from compare.presets import REPO, Settings, display_command, format_number, method_runs_dir, train_command
-from compare.state import git_commit, method_record, rel, run_dirs, run_number, save_state, snapshot_nimg, snapshots
+from scripts.compare.errors import HarnessError
+from scripts.compare.presets import REPO, Settings, display_command, format_number, method_runs_dir, train_command
+from scripts.compare.state import git_commit, method_record, rel, run_dirs, run_number, save_state, snapshot_nimg, snapshots
 
 
 class ChildProcesses:
@@ -122,10 +121,10 @@ def finish_training(settings: Settings, state: dict, method: str, proc: subproce
     record["status"] = "trained" if finished else "training"
     save_state(state, settings)
     if code != 0:
-        raise click.ClickException(f"[{method}] train.py failed (exit code {code}); see the log.txt of its run directory "
+        raise HarnessError(f"[{method}] train.py failed (exit code {code}); see the log.txt of its run directory "
                                    f"in {method_runs_dir(settings, method)}; rerun the same command to resume")
     if not finished:
-        raise click.ClickException(f"[{method}] training stopped at {nimg / 1000:g} of {format_number(settings.kimg)} kimg; "
+        raise HarnessError(f"[{method}] training stopped at {nimg / 1000:g} of {format_number(settings.kimg)} kimg; "
                                    f"rerun the same command to resume")
 
 
@@ -170,12 +169,12 @@ def slot_environments(parallel: int, gpus_per_run: int, threads: Optional[int]) 
     available = torch.cuda.device_count()
     if available == 0:
         if threads is None:
-            raise click.ClickException(f"--parallel={parallel} on a CPU needs --threads (e.g. --threads=1: one "
+            raise HarnessError(f"--parallel={parallel} on a CPU needs --threads (e.g. --threads=1: one "
                                        f"thread per run, so the runs do not oversubscribe the cores)")
         return [(thread_env(threads), f"CPU, {threads} thread(s)")] * parallel
     needed = parallel * gpus_per_run
     if available < needed:
-        raise click.ClickException(f"--parallel={parallel} with --gpus-per-run={gpus_per_run} needs "
+        raise HarnessError(f"--parallel={parallel} with --gpus-per-run={gpus_per_run} needs "
                                    f"{needed} CUDA devices; {available} found (use --parallel=1)")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     devices = visible.split(",") if visible else [str(i) for i in range(available)]
@@ -225,7 +224,7 @@ def train_in_parallel(jobs: list[Job], parallel: int, children: ChildProcesses, 
             free_slots.append(slot)
             try:
                 finish_training(job.settings, job.state, job.method, *started, children)
-            except click.ClickException as err:
+            except HarnessError as err:
                 errors.append(err.message)
                 continue
             trained.append(job)
@@ -236,4 +235,4 @@ def train_in_parallel(jobs: list[Job], parallel: int, children: ChildProcesses, 
             continue
         time.sleep(0.5)
     if errors:
-        raise click.ClickException("; ".join(errors))
+        raise HarnessError("; ".join(errors))

@@ -7,8 +7,8 @@ import os
 import time
 from typing import Any, Callable, Optional
 
-from compare.presets import Settings
-from compare.state import fingerprint, load_snapshot, method_record, now, rel, run_number, save_state, snapshots
+from scripts.compare.presets import Settings
+from scripts.compare.state import fingerprint, load_snapshot, method_record, now, rel, run_number, save_state, snapshots
 from dnnlib.util import format_time
 from training import run_dir as rundir
 

@@ -10,9 +10,8 @@ import platform
 import subprocess
 from typing import Optional
 
-import click
-
-from compare.presets import REPO, Settings, method_runs_dir
+from scripts.compare.errors import HarnessError
+from scripts.compare.presets import REPO, Settings, method_runs_dir
 from dnnlib.util import atomic_write
 from torch_utils import load_budget
 from training import run_dir as rundir
@@ -39,8 +38,8 @@ def device_description() -> str:
 def read_results_json(path: str, containers: dict[str, type], fix: str) -> dict:
     """A results file as a dict whose `containers` keys (when present) hold a dict/list of dicts; a file that
     is not such JSON (truncated, edited, another file) is one line naming it, never a traceback."""
-    def refuse(what: str) -> click.ClickException:
-        return click.ClickException(f"{path}: {what}; {fix}")
+    def refuse(what: str) -> HarnessError:
+        return HarnessError(f"{path}: {what}; {fix}")
 
     try:
         data = load_budget.read_json(path, path)  # size-capped before it is read
@@ -72,7 +71,7 @@ def load_state(settings: Settings) -> dict:
     old_key = {k: old.get(k) for k in settings.training_key()}
     if old and old_key != settings.training_key():
         diff = ", ".join(f"{k}: {old_key[k]!r} -> {v!r}" for k, v in settings.training_key().items() if old_key[k] != v)
-        raise click.ClickException(f"{path} holds a comparison with other training settings ({diff}); "
+        raise HarnessError(f"{path} holds a comparison with other training settings ({diff}); "
                                    f"use another --outdir or repeat the original options")
     return state
 

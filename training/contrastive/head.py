@@ -16,6 +16,8 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 
+from training.phases import lazy_reg_opt_kwargs
+
 
 def pool_features(features: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] -> [N, C] by global average pooling; [N, C] passes through."""
@@ -96,16 +98,14 @@ def infer_feature_channels(D: torch.nn.Module) -> int:
 # ----------------------------------------------------------------------------
 # Head optimiser.
 
-def lazy_reg_ratio(reg_interval: Optional[int]) -> float:
-    """r = I / (I + 1): the optimiser correction for a network regularised every I steps."""
-    return 1.0 if not reg_interval else reg_interval / (reg_interval + 1)
+_HEAD_ADAM_DEFAULTS = dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8)  # StyleGAN2's G/D Adam settings
 
 
 def make_head_optimizer(params: Iterable[torch.nn.Parameter], opt_kwargs: dict[str, Any],
                         reg_interval: Optional[int]) -> torch.optim.Adam:
-    """Adam with `opt_kwargs` (uncorrected lr, betas, eps), lr * r and betas ** r as for G / D."""
-    ratio = lazy_reg_ratio(reg_interval)
-    lr = float(opt_kwargs.get("lr", 0.002)) * ratio
-    betas = tuple(float(b) ** ratio for b in opt_kwargs.get("betas", (0.0, 0.99)))
-    eps = float(opt_kwargs.get("eps", 1e-8))
+    """Adam with the network's lr, betas and eps (`opt_kwargs`), corrected for lazy regularisation exactly as
+    that network's own optimiser is (training.phases.lazy_reg_opt_kwargs: lr * r, betas ** r, r = I / (I + 1))."""
+    given = {key: opt_kwargs[key] for key in _HEAD_ADAM_DEFAULTS if key in opt_kwargs}
+    corrected = lazy_reg_opt_kwargs(dict(_HEAD_ADAM_DEFAULTS, **given), reg_interval or None)
+    lr, betas, eps = float(corrected.lr), corrected.betas, float(corrected.eps)
     return torch.optim.Adam(list(params), lr=lr, betas=betas, eps=eps, foreach=True)  # = per-tensor Adam, faster

@@ -40,7 +40,7 @@ QUEUE_START_BATCHES = 4  # a shrinking queue starts at >= 4 global batches, so i
 
 @dataclasses.dataclass
 class MethodOptions:
-    """Every hyper-parameter of the methods; defaults are the spec's (see docs/methods.md)."""
+    """Every hyper-parameter of the methods; defaults and their sources in docs/methods.md."""
 
     method: str = "ada"
     ada_linear: bool = False             # linear p ramp instead of the adaptive controller

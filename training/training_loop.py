@@ -19,7 +19,7 @@ import json
 import os
 import random
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import psutil
@@ -33,7 +33,8 @@ from training import run_dir as rundir
 from training.ada import make_ada_controller
 from training.contrastive.presets import MethodOptions, discriminator_label_dim
 from training.defaults import with_loop_defaults
-from training.method_stack import build_method, step_phase_optimizers
+from training.method_stack import build_method
+from training.phase_steps import begin_phase, finish_phase
 from training.phases import build_phases
 from training.stop_request import StopRequest
 from training.devices import default_device
@@ -218,7 +219,7 @@ class Trainer:
         return build_method(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=o.G_opt_kwargs,
                             D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
                             D_reg_interval=o.D_reg_interval, total_kimg=o.total_kimg, batch_size=o.batch_size,
-                            seed=int(o.random_seed))
+                            seed=int(o.random_seed), world_size=self.num_gpus)
 
     def method_modules(self) -> dict[str, torch.nn.Module]:
         return self.method.modules() if self.method is not None else {}
@@ -326,7 +327,9 @@ class Trainer:
         self.update_G_ema()
         self.cur_nimg += o.batch_size
         self.batch_idx += 1
-        self.ada.update(self.augment_pipe, batch_idx=self.batch_idx, cur_nimg=self.cur_nimg, batch_size=o.batch_size)
+        adaptive = [(self.ada, self.augment_pipe), *(self.method.adaptive_probabilities() if self.method else [])]
+        for controller, holder in adaptive:  # ADA's p, then a method's (e.g. APA's); each acts on its cadence
+            controller.update(holder, batch_idx=self.batch_idx, cur_nimg=self.cur_nimg, batch_size=o.batch_size)
 
     def next_real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = next(self.data_iter)
@@ -346,9 +349,7 @@ class Trainer:
     def run_phase(self, phase, real_img, real_c, phase_z, phase_c, rounds: int) -> None:
         o = self.o
         start = time.perf_counter()
-        method_opts = self.method.phase_optimizers(phase.name) if self.method is not None else []
-        for opt in (phase.opt, *method_opts):
-            opt.zero_grad(set_to_none=True)
+        begin_phase(phase.name, phase.opt, self.method)
         phase.module.requires_grad_(True)
         gain = phase.interval / rounds  # gradient = mean over the whole global batch
         self.phase_speed.enter(phase.name)  # compiled networks / bf16 autocast in Gmain and Dmain only
@@ -357,11 +358,7 @@ class Trainer:
             self.loss.accumulate_gradients(phase=phase.name, real_img=real, real_c=c, gen_z=z, gen_c=gc,
                                            gain=gain)
         phase.module.requires_grad_(False)
-        distributed.average_and_sanitize_gradients(phase.module.parameters(), stat_name=f"Debug/nonfinite_grad/{phase.name}")
-        phase.opt.step()
-        step_phase_optimizers(method_opts, distributed.average_and_sanitize_gradients)  # e.g. heads, after D's
-        if self.method is not None:
-            self.method.end_phase(phase.name)
+        finish_phase(phase.name, phase.opt, self.method)  # the phase's step, then the method's (heads after D's)
         self.phase_timers[phase.name] += time.perf_counter() - start
 
     @torch.no_grad()
@@ -494,7 +491,7 @@ class Trainer:
 
     def resume_state(self) -> dict:
         rng = checkpoint.capture_rng(self.latent_gen, self.label_rng, self.device)
-        all_rng = _gather_objects(rng)
+        all_rng = distributed.gather_objects(rng)
         to_cpu = checkpoint.to_cpu
         return dict(
             version=checkpoint.SNAPSHOT_VERSION, options_key=checkpoint.options_key(self.o), cur_nimg=self.cur_nimg,
@@ -562,15 +559,7 @@ class Trainer:
 
 
 # ----------------------------------------------------------------------------
-# Collecting every rank's RNG streams; running a block without touching them.
-
-
-def _gather_objects(obj: Any) -> list:
-    if not distributed.is_distributed():
-        return [obj]
-    gathered: list = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, obj)
-    return gathered
+# Running a block without touching the training RNG streams.
 
 
 @contextlib.contextmanager

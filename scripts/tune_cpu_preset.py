@@ -116,7 +116,8 @@ def save_final_generator(trainer, out: str, name: str) -> None:
     from training import network_pickle
 
     path = os.path.join(os.path.dirname(os.path.abspath(out)), f"{name}.pkl")
-    network_pickle.save_network_pkl(path, dict(G_ema=trainer.G_ema, training_set_kwargs=dict(trainer.o.training_set_kwargs)))
+    dataset_kwargs = dict(trainer.training_options.training_set_kwargs)
+    network_pickle.save_network_pkl(path, dict(G_ema=trainer.G_ema, training_set_kwargs=dataset_kwargs))
 
 
 @click.command()

@@ -1,8 +1,9 @@
 """Tiny stand-ins for G, D and StyleGAN2Loss that speak the loss-hook contract (CPU, milliseconds).
 
 They let the contrastive tests run without the real networks: TinyG maps z to a few ws and an
-8x8 image; TinyD returns logits and a [N, C, 4, 4] feature map; `run_phase` builds the
-PhaseContext the way the loss does, adds the hook's terms and calls `after_backward`.
+8x8 image; TinyD returns logits and a [N, C, 4, 4] feature map; StandInLoss builds the PhaseContext
+the way the loss does and adds the method's terms; `train_steps` steps, gathers and ends each phase
+through training.phase_steps, as the training loop does.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from training.distributed import average_and_sanitize_gradients
-from training.method import Method as LossHook, PhaseContext, step_phase_optimizers
+from training.method import Method as LossHook, PhaseContext
+from training.phase_steps import begin_phase, finish_phase
 
 
 class TinyG(torch.nn.Module):
@@ -126,14 +127,9 @@ def train_steps(G, D, hook, num_steps: int, batch: int = 4, c_dim: int = 0, seed
         for phase, module, opt, other in (("Gmain", G, opt_G, D), ("Dmain", D, opt_D, G)):
             module.requires_grad_(True)
             other.requires_grad_(False)
-            method_opts = hook.phase_optimizers(phase) if hook is not None else []
-            for o in (opt, *method_opts):
-                o.zero_grad(set_to_none=True)
+            begin_phase(phase, opt, hook)
             losses.append(float(loss.accumulate_gradients(phase, real, c, torch.randn(batch, G.z_dim), c)))
-            opt.step()
-            step_phase_optimizers(method_opts, average_and_sanitize_gradients)  # the training loop's order
-            if hook is not None:
-                hook.end_phase(phase)
+            finish_phase(phase, opt, hook)  # the training loop's steps, gathers and end_phase
         G.requires_grad_(True)
         D.requires_grad_(True)
         if hook is not None:

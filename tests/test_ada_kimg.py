@@ -30,7 +30,7 @@ def _adjustments(trainer, steps: int, start_p: float) -> list[tuple[float, float
     seen, before = [], start_p
     for _ in range(steps):
         trainer.train_step()
-        if trainer.batch_idx % trainer.o.ada_interval == 0:
+        if trainer.batch_idx % trainer.training_options.ada_interval == 0:
             after = float(trainer.augment_pipe.p)
             seen.append((before, trainer.ada.last_signal, after))
             before = after
@@ -40,7 +40,7 @@ def _adjustments(trainer, steps: int, start_p: float) -> list[tuple[float, float
 @pytest.mark.parametrize("ada_kimg, step", [(1, 8 * 4 / 1000), (2.5, 8 * 4 / 2500)])  # batch 8, interval 4
 def test_ada_kimg_sets_the_size_of_each_adjustment(tmp_path, emoji_zip, ada_kimg, step):
     trainer = _trainer(f"--outdir={tmp_path}", f"--data={emoji_zip}", *FAST, "--kimg=1", f"--ada-kimg={ada_kimg}")
-    assert trainer.o.ada_kimg == ada_kimg and trainer.ada.kimg == ada_kimg
+    assert trainer.training_options.ada_kimg == ada_kimg and trainer.ada.kimg == ada_kimg
     seen = _adjustments(trainer, steps=12, start_p=0.5)
     assert len(seen) == 3
     for before, r_t, after in seen:

@@ -302,7 +302,7 @@ def test_hook_held_tensors_keep_no_graph_alive():
     gc.collect()
     assert len(queries) == 3 * 3 and all(ref() is None for ref in queries)  # fake D, real D, fake G per step
     for branch in (hook.fake, hook.real):
-        assert branch.pending_keys is None
+        assert branch.pending_keys == []
         assert branch.queue.keys.grad_fn is None and not branch.queue.keys.requires_grad
     assert not any(p.requires_grad for p in hook.D_ema.parameters())
 

@@ -2,9 +2,8 @@
 
 import torch
 
-from torch_utils import misc
 from training.loss import StyleGAN2Loss
-from training.method import step_phase_optimizers
+from training.phase_steps import begin_phase, finish_phase
 from training.contrastive import resolve_method
 from training.method_stack import build_method
 from training.networks import Discriminator, Generator
@@ -28,10 +27,11 @@ def test_fakeclr_hook_in_the_real_loss_reuses_the_mixing_draw():
     for phase, module in (("Gmain", G), ("Dmain", D)):
         G.requires_grad_(module is G)
         D.requires_grad_(module is D)
+        optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
+        begin_phase(phase, optimizer, hook)
         loss.accumulate_gradients(phase, torch.rand(4, 3, 8, 8) * 2 - 1, torch.zeros(4, 0), torch.randn(4, 8),
                                   torch.zeros(4, 0), gain=1)
-        step_phase_optimizers(hook.phase_optimizers(phase), misc.sanitize_gradients)  # as the loop does
-        hook.end_phase(phase)
+        finish_phase(phase, optimizer, hook)  # as the loop does: steps, then the keys are gathered and enqueued
     assert hook.fake.queue.num_inserted == 4 and hook.fake.queue.num_active == 4
     assert torch.allclose(hook.fake.queue.keys[:4].norm(dim=1), torch.ones(4))
     key_mixing = calls[-1]  # the perturbed key's G call passed the query's (z2, cutoff) draw

@@ -159,3 +159,17 @@ def test_contrastive_flags_without_method_are_named_once():
     assert implicit_method_note(None, {"fqs": None}, opts) is None
     assert "(--fqs --no_cl_on_g given" in implicit_method_note(None, {"fqs": 300, "no_cl_on_g": True}, _resolve("ada")[0])
     assert "(--rqs --tau_m given" in implicit_method_note(None, {"tau_m": 0.001, "rqs": 80}, _resolve("ada")[0])
+
+
+def test_methods_run_no_collective_and_step_no_optimiser():
+    """The training loop owns every step and collective (training/phase_steps.py): no method file calls
+    torch.distributed or training.distributed, or steps an optimiser (it hands them to the loop)."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "training"
+    files = sorted((root / "methods").glob("*.py")) + sorted((root / "contrastive").glob("*.py"))
+    assert len(files) >= 10  # methods: ada, apa, diffaugment, lecam; contrastive: hooks, head, queue, ...
+    for path in files:
+        text = path.read_text()
+        for forbidden in ("torch.distributed", "training import distributed", "training.distributed", ".step("):
+            assert forbidden not in text, f"{path.name} contains {forbidden!r}"

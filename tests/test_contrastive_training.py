@@ -86,3 +86,28 @@ def test_status_block_names_the_few_shot_queue_schedule(tmp_path, emoji_zip):
                       "--subset=100", "--kimg=10000", "--method=fakeclr")
     assert (opts.method_kwargs["fqs"], opts.method_kwargs["fqs_min"], opts.method_kwargs["fqs_schedule"]) == \
         (256, 65, "linear")  # what training_options.json stores
+
+
+def test_heads_step_once_per_d_phase_after_d_and_enqueue_every_rounds_keys(tmp_path, emoji_zip):
+    """Two accumulation rounds (batch_gpu 4 of batch 8): the loop steps the FakeCLR head once per D phase,
+    right after D's step, and the queue receives the keys of both rounds (8, not the last round's 4)."""
+    from training.training_loop import Trainer
+
+    opts, _ = resolve(f"--outdir={tmp_path}", f"--data={emoji_zip}", *FAST, "--kimg=0.016", "--method=fakeclr")
+    opts.run_dir = None
+    opts.batch_gpu = opts.batch_size // 2
+    trainer = Trainer(opts, rank=0, device=torch.device("cpu"), abort_fn=None)
+    trainer.setup()
+    head_opt = trainer.method.fake.optimizer
+    labels = {id(phase.opt): phase.name[0] for phase in trainer.phases}  # 'G' or 'D' (main and reg share one)
+    labels[id(head_opt)] = "head"
+    steps = []
+    for opt in {id(o): o for o in [head_opt, *(phase.opt for phase in trainer.phases)]}.values():
+        opt.step = lambda closure=None, _step=opt.step, _label=labels[id(opt)]: steps.append(_label) or _step()
+    assert trainer.method.fake.queue.num_inserted == 0
+    trainer.train_step()  # iteration 0: every phase runs, lazy regularisation included
+    expected = [label for phase in trainer.phases
+                for label in ([phase.name[0], "head"] if phase.name in ("Dmain", "Dboth") else [phase.name[0]])]
+    assert steps == expected and steps.count("head") == 1
+    assert trainer.method.fake.queue.num_inserted == opts.batch_size  # both rounds' keys, gathered once
+    assert int(head_opt.state_dict()["state"][0]["step"]) == 1

@@ -19,7 +19,7 @@ def test_pseudo_augment_replaces_the_flagged_reals():
 
 
 def test_real_input_uses_the_latest_gmain_fakes_with_probability_p():
-    apa = APA(APAOptions(apa_p=0.0), batch_size=4)
+    apa = APA(APAOptions(apa_p=0.0))
     real = torch.zeros(4, 3, 2, 2)
     fakes = torch.ones(4, 3, 2, 2, requires_grad=True)
     apa.loss_terms(PhaseContext(phase="Gmain", gain=1, run_G=None, run_D=None, gen_img=fakes))
@@ -36,18 +36,23 @@ def test_real_input_uses_the_latest_gmain_fakes_with_probability_p():
 
 def test_controller_moves_p_by_the_hand_computed_step():
     training_stats.reset_all()
-    apa = APA(APAOptions(apa_target=0.6, apa_kimg=0.1, apa_interval=2), batch_size=8)
+    apa = APA(APAOptions(apa_target=0.6, apa_kimg=0.1, apa_interval=2))
+    [(controller, holder)] = apa.adaptive_probabilities()  # the loop updates it after each iteration
+
+    def after_iteration(count: int) -> None:  # the loop's counters once `count` iterations of batch 8 are done
+        controller.update(holder, batch_idx=count, cur_nimg=8 * count, batch_size=8)
+
     step = 8 * 2 / (0.1 * 1000)  # batch x interval / (kimg x 1000) = 0.16
     training_stats.report("Loss/signs/real", torch.tensor([1.0, 1.0, 1.0, -1.0]))  # mean 0.5 < 0.6
-    apa.end_iteration(cur_nimg=0, batch_idx=0)  # iteration 1: not an adjustment (interval 2)
+    after_iteration(1)  # not an adjustment (interval 2)
     assert apa.p == 0.0
     training_stats.report("Loss/signs/real", torch.tensor([1.0, 1.0, 1.0, 1.0]))  # over both: 7/8 > 0.6
-    apa.end_iteration(cur_nimg=8, batch_idx=1)
+    after_iteration(2)
     assert apa.p == pytest.approx(step)
     training_stats.report("Loss/signs/real", torch.tensor([-1.0] * 8))
-    apa.end_iteration(cur_nimg=16, batch_idx=2)
+    after_iteration(3)
     training_stats.report("Loss/signs/real", torch.tensor([-1.0] * 8))
-    apa.end_iteration(cur_nimg=24, batch_idx=3)
+    after_iteration(4)
     assert apa.p == 0.0  # floored at 0
     with pytest.raises(ValueError, match="--apa_target=1.5"):
         APAOptions(apa_target=1.5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Any, Iterator, Sequence
 
@@ -80,16 +79,6 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
     return missing
 
 
-@contextlib.contextmanager
-def ddp_sync(module: torch.nn.Module, sync: bool) -> Iterator[None]:
-    """Skip DDP's gradient all-reduce for accumulation rounds other than the last."""
-    if isinstance(module, torch.nn.parallel.DistributedDataParallel) and not sync:
-        with module.no_sync():
-            yield
-    else:
-        yield
-
-
 def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = None) -> None:
     """Assert every parameter/buffer equals rank 0's copy (NaNs compare equal)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -105,13 +94,6 @@ def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = No
         torch.distributed.broadcast(tensor=other, src=0)
         if not (tensor == other).all():
             raise RuntimeError(f"DDP consistency check failed: {full_name} differs from rank 0")
-
-
-def sanitize_gradients(params: Sequence[torch.Tensor]) -> None:
-    """Replace NaN by 0 and +-inf by +-1e5 in every gradient, in place (no host sync)."""
-    for param in params:
-        if param.grad is not None:
-            torch.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
 
 
 # ----------------------------------------------------------------------------

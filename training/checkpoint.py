@@ -34,9 +34,9 @@ EXACT_RESUME_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwarg
 LEGACY_METHOD_FIELDS = {"cl_query_view": "shared", "contragan_mode": "projection"}
 
 
-def comparable_options(o: dict) -> dict:
-    """The EXACT_RESUME_KEYS part of `o`, with method fields that cannot matter left out (see above)."""
-    picked = {key: o.get(key) for key in EXACT_RESUME_KEYS}
+def comparable_options(options: dict) -> dict:
+    """The EXACT_RESUME_KEYS part of `options`, with method fields that cannot matter left out (see above)."""
+    picked = {key: options.get(key) for key in EXACT_RESUME_KEYS}
     method = picked.get("method_kwargs")
     if isinstance(method, dict):
         picked["method_kwargs"] = {k: v for k, v in method.items() if not _inert_method_field(method, k, v)}
@@ -53,10 +53,10 @@ def _inert_method_field(method: dict, key: str, value: Any) -> bool:
     return not (method.get("fake_head") or method.get("real_head"))  # cl_query_view: instance heads only
 
 
-def options_key(o: dict) -> str:
-    """What must match between a snapshot and the current run for an exact continuation (`o` with the loop's
-    defaults; see run_options_key for training_options.json content)."""
-    return json.dumps(comparable_options(o), sort_keys=True, default=str)
+def options_key(options: dict) -> str:
+    """What must match between a snapshot and the current run for an exact continuation (`options` with the
+    loop's defaults; see run_options_key for training_options.json content)."""
+    return json.dumps(comparable_options(options), sort_keys=True, default=str)
 
 
 def run_options_key(opts: dict) -> str:
@@ -124,6 +124,86 @@ def load_resume(opts: dict, data: Optional[dict] = None) -> Optional[Resume]:
     if kind not in RESUME_KINDS:
         kind = decide_kind(path, data.get("resume_state"), opts)
     return Resume(path=path, data=data, kind=kind)
+
+
+def resume_for_run(opts: dict, given: Optional[Resume]) -> Optional[Resume]:
+    """The Resume of opts.resume_pkl: the one train.py already read (`given`, same path), else read now."""
+    if not opts.get("resume_pkl"):
+        return None
+    if given is not None and given.path == opts["resume_pkl"]:
+        return given
+    return load_resume(opts)
+
+
+# ----------------------------------------------------------------------------
+# Restoring a run from a Resume, and the resume state a snapshot carries.
+
+METHOD_STATE_KEY = "hook"  # the method's state in resume_state (the name every snapshot has used)
+
+
+def restore_networks(resume: Resume, networks: dict, augment_pipe: Any, method: Any) -> None:
+    """Rank 0, before the broadcast: G, D and G_ema (present in `networks`) are copied; an exact resume also
+    restores ADA's p and the method's state, any other resume restarts the method's momentum copies (e.g.
+    D_ema) from the resumed D."""
+    from torch_utils import misc
+
+    data = resume.data
+    for name, module in networks.items():
+        if data.get(name) is not None:
+            misc.copy_params_and_buffers(data[name], module, require_all=False)
+    if resume.exact and augment_pipe is not None and data.get("augment_pipe") is not None:
+        augment_pipe.p.copy_(data["augment_pipe"].p)
+    if method is None:
+        return
+    if resume.exact and METHOD_STATE_KEY in resume.state:
+        method.load_state_dict(resume.state[METHOD_STATE_KEY])
+    else:  # weights only: D_ema was copied from the freshly initialised D
+        method.restart_momentum_copies()
+
+
+@dataclasses.dataclass
+class Progress:
+    """The counters an exact resume continues from."""
+
+    cur_nimg: int = 0
+    cur_tick: int = 0
+    batch_idx: int = 0
+
+
+def restore_progress(state: dict, *, rank: int, phases: list, loss: Any, method: Any, ada: Any, latent_gen: Any,
+                     label_rng: Any, device: Any) -> Progress:
+    """An exact resume, after the broadcast: optimiser states, the path-length mean, the method's state on
+    ranks > 0 (rank 0 has it from restore_networks), ADA's pending statistic and this rank's RNG streams.
+    Older snapshots may lack the method, ADA or a rank's RNG entry; those parts then start afresh."""
+    for phase in phases:
+        if phase.name in state["optimizers"]:
+            phase.opt.load_state_dict(state["optimizers"][phase.name])
+    loss.pl_mean.copy_(state["pl_mean"])
+    if method is not None and rank != 0 and METHOD_STATE_KEY in state:
+        method.load_state_dict(state[METHOD_STATE_KEY])
+    if hasattr(ada, "load_state_dict") and "ada" in state:
+        ada.load_state_dict(state["ada"])
+    rng = state["rng"].get(str(rank))
+    if rng is not None:
+        restore_rng(rng, latent_gen, label_rng, device)
+    return Progress(int(state["cur_nimg"]), int(state["cur_tick"]), int(state["batch_idx"]))
+
+
+def make_resume_state(opts: dict, progress: Progress, *, phases: list, loss: Any, method: Any, ada: Any,
+                      rng_by_rank: list) -> dict:
+    """Everything an exact resume needs (rank 0 writes it; `rng_by_rank`: every rank's capture_rng).
+    Only the <X>main / <X>both optimisers are stored: <X>reg shares its optimiser with <X>main."""
+    return dict(
+        version=SNAPSHOT_VERSION, options_key=options_key(opts), cur_nimg=progress.cur_nimg,
+        cur_tick=progress.cur_tick + 1,  # written in the tick's maintenance, before the tick counter advances
+        batch_idx=progress.batch_idx,
+        optimizers={phase.name: to_cpu(phase.opt.state_dict()) for phase in phases
+                    if phase.name.endswith(("main", "both"))},
+        pl_mean=loss.pl_mean.detach().cpu(),
+        **{METHOD_STATE_KEY: to_cpu(method.state_dict()) if method is not None else {}},
+        ada=ada.state_dict() if hasattr(ada, "state_dict") else {},
+        rng={str(rank): value for rank, value in enumerate(rng_by_rank)},
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Multi-process helpers for the training loop (all no-ops in a single process).
+"""Every collective of a training run, called by the training loop (all no-ops in a single process).
 
 We do not wrap modules in DistributedDataParallel: the loss differentiates through D twice
 (R1, path length) and plug-in heads call D with momentum copies, which DDP's hooks handle
@@ -9,7 +9,7 @@ averaged with one flat all-reduce before the optimiser step, as the reference de
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 
@@ -18,6 +18,11 @@ from torch_utils import training_stats
 
 def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+
+
+def world_size() -> int:
+    """Number of ranks when a process group is initialised, else 1."""
+    return torch.distributed.get_world_size() if is_distributed() else 1
 
 
 def init_process_group(rank: int, world_size: int, init_file: Optional[str], device: torch.device) -> None:
@@ -64,6 +69,27 @@ def average_and_sanitize_gradients(params: Iterable[torch.nn.Parameter], stat_na
         n = p.grad.numel()
         p.grad.copy_(flat[offset:offset + n].view_as(p.grad))
         offset += n
+
+
+def all_gather(x: torch.Tensor, keep_grad: bool = False) -> torch.Tensor:
+    """`x` from every rank concatenated along dim 0 in rank order; detached, or with `keep_grad` this
+    rank's slice keeps its autograd history (the other slices carry no gradient)."""
+    if not is_distributed():
+        return x if keep_grad else x.detach()
+    parts = [torch.empty_like(x) for _ in range(world_size())]
+    torch.distributed.all_gather(parts, x.detach().contiguous())
+    if keep_grad:
+        parts[torch.distributed.get_rank()] = x
+    return torch.cat(parts)
+
+
+def gather_objects(obj: Any) -> list:
+    """`obj` (picklable) from every rank, in rank order."""
+    if not is_distributed():
+        return [obj]
+    gathered: list = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

@@ -8,11 +8,15 @@ The loss (`training.loss.StyleGAN2Loss`) knows no method; in every round of ever
   2. builds a `PhaseContext` with what it already computed (latents, images, logits, features),
   3. adds the mean of `loss_terms(ctx)` to the phase loss before the round's single backward.
 
-The training loop owns every optimiser step and collective: after a phase's own step it averages,
-sanitises and steps the optimisers the method returns from `phase_optimizers` (heads step once per
-phase, after D's), then calls `end_phase`. Around the phases it calls `begin_iteration` /
-`end_iteration`; snapshots go through `modules`, `state_dict` and `load_state_dict`.
-Everything here is a no-op, so a method overrides only what it needs.
+The training loop owns every optimiser step and every collective (training/phase_steps.py): after a
+phase's own step it averages over ranks, sanitises and steps the optimisers the method returns from
+`phase_optimizers` (heads step once per phase, after D's, whatever the number of accumulation rounds),
+all-gathers the tensors the method returns from `tensors_to_gather` and hands them to `end_phase`.
+Around the phases it calls `begin_iteration` / `end_iteration`, and it adjusts the probabilities of
+`adaptive_probabilities` on ADA's cadence (their statistic is reduced over ranks by training_stats).
+A gather a loss term needs inside the forward pass (ContraGAN's 2C) is the loop's `MethodEnv.all_gather`;
+a method never calls torch.distributed itself. Snapshots go through `modules`, `state_dict` and
+`load_state_dict`. Everything here is a no-op, so a method overrides only what it needs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
+
+from training import distributed
 
 # run_G(z, c, update_emas=False, mixing=None) -> (img, ws)
 #   `mixing`: optional (z2, cutoff) to reuse a style-mixing draw; None draws as usual.
@@ -70,6 +76,9 @@ class MethodEnv:
     total_kimg: float
     batch_size: int                    # global batch
     seed: int = 0                      # the run's --seed (seeds heads without touching the global RNG)
+    world_size: int = 1                # number of ranks
+    # all_gather(x, keep_grad=False): x from every rank along dim 0, in rank order (the loop's collective)
+    all_gather: Callable[..., torch.Tensor] = distributed.all_gather
 
 
 class Method:
@@ -108,11 +117,21 @@ class Method:
     # -- what the training loop asks -----------------------------------------------
 
     def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
-        """The method's own optimisers to step after `phase`'s step (their gradients are zeroed before it)."""
+        """The method's own optimisers; the loop zeroes them with the phase's and steps them once after it."""
         return []
 
-    def end_phase(self, phase: str) -> None:
-        """After the phase and its optimiser steps (e.g. enqueue the keys the phase produced)."""
+    def tensors_to_gather(self, phase: str) -> dict[str, torch.Tensor]:
+        """Tensors produced in `phase` that the method needs from every rank (e.g. keys to enqueue);
+        the loop all-gathers each (rank order, dim 0, no gradient) after the steps, for `end_phase`."""
+        return {}
+
+    def end_phase(self, phase: str, gathered: dict[str, torch.Tensor]) -> None:
+        """After the phase and its optimiser steps, with `tensors_to_gather`'s tensors from every rank."""
+
+    def adaptive_probabilities(self) -> list[tuple[Any, torch.nn.Module]]:
+        """(controller, holder) pairs: the loop calls `controller.update(holder, ...)` (training.ada's
+        interface; `holder.p` a buffer) after each iteration, as it does for ADA's pipe."""
+        return []
 
     def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
         """Once per training iteration before the first phase."""
@@ -134,15 +153,3 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
-
-def step_phase_optimizers(optimizers: list[torch.optim.Optimizer],
-                          average: Callable[[list[torch.nn.Parameter]], None]) -> None:
-    """Average (over ranks) and sanitise the gradients of each optimiser's parameters, step, zero them.
-
-    Called by the training loop (the owner of every step) after the phase's own step.
-    """
-    for optimizer in optimizers:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        average(params)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)

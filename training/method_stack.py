@@ -6,21 +6,25 @@ from typing import Any, Optional
 
 import torch
 
-from training.method import Method, MethodEnv, PhaseContext, step_phase_optimizers  # noqa: F401 (re-exported)
+from training import distributed
+from training.method import Method, MethodEnv, PhaseContext
 from training.method_registry import method_class, split_method
 
 
 def build_method(options: Any, G: torch.nn.Module, D: torch.nn.Module, device: torch.device,
                  G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
-                 D_reg_interval: Optional[int], total_kimg: float, batch_size: int, seed: int = 0) -> Optional[Method]:
+                 D_reg_interval: Optional[int], total_kimg: float, batch_size: int, seed: int = 0,
+                 world_size: Optional[int] = None) -> Optional[Method]:
     """The run's method (None: plain ADA / ADA-Linear, nothing to add to the loss).
 
     `options` is the resolved training.contrastive.presets.MethodOptions; `D` the unwrapped discriminator
-    on `device` (momentum copies are made from it).
+    on `device` (momentum copies are made from it); `world_size` defaults to the process group's.
     """
+    world_size = distributed.world_size() if world_size is None else int(world_size)
     env = MethodEnv(G=G, D=D, device=torch.device(device), G_opt_kwargs=G_opt_kwargs, D_opt_kwargs=D_opt_kwargs,
                     G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval, total_kimg=float(total_kimg),
-                    batch_size=int(batch_size), seed=int(seed))
+                    batch_size=int(batch_size), seed=int(seed), world_size=world_size,
+                    all_gather=distributed.all_gather)
     base, addons = split_method(options.method)
     built = [method_class(name).create(options, env) for name in (base, *addons)]
     built = [method for method in built if method is not None]
@@ -59,9 +63,16 @@ class MethodStack(Method):
     def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
         return [opt for m in self.methods for opt in m.phase_optimizers(phase)]
 
-    def end_phase(self, phase: str) -> None:
+    def tensors_to_gather(self, phase: str) -> dict[str, torch.Tensor]:
+        return {f"{m.name}/{name}": x for m in self.methods for name, x in m.tensors_to_gather(phase).items()}
+
+    def end_phase(self, phase: str, gathered: dict[str, torch.Tensor]) -> None:
         for method in self.methods:
-            method.end_phase(phase)
+            prefix = f"{method.name}/"
+            method.end_phase(phase, {k[len(prefix):]: x for k, x in gathered.items() if k.startswith(prefix)})
+
+    def adaptive_probabilities(self) -> list[tuple[Any, torch.nn.Module]]:
+        return [pair for m in self.methods for pair in m.adaptive_probabilities()]
 
     def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
         for method in self.methods:

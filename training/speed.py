@@ -138,7 +138,7 @@ class SafeCompiled:
                 self._fail(error)
         return self.module(*args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:  # e.g. misc.ddp_sync's isinstance check, num_ws, ...
+    def __getattr__(self, name: str) -> Any:  # e.g. num_ws, c_dim, ...
         return getattr(self.__dict__["module"], name)
 
 

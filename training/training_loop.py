@@ -19,7 +19,7 @@ import json
 import os
 import random
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import psutil
@@ -33,7 +33,8 @@ from training import run_dir as rundir
 from training.ada import make_ada_controller
 from training.contrastive.presets import MethodOptions, discriminator_label_dim
 from training.defaults import with_loop_defaults
-from training.method_stack import build_method, step_phase_optimizers
+from training.method_stack import build_method
+from training.phase_steps import begin_phase, finish_phase
 from training.phases import build_phases
 from training.stop_request import StopRequest
 from training.devices import default_device
@@ -43,32 +44,33 @@ from training.devices import default_device
 ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY = "ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64"
 
 
-def training_loop(opts: dict, rank: int = 0, device: Optional[torch.device] = None,
+def training_loop(training_options: dict, rank: int = 0, device: Optional[torch.device] = None,
                   abort_fn: Optional[Callable[[], bool]] = None, stop: Optional["StopRequest"] = None,
                   resume: Optional[checkpoint.Resume] = None) -> dict:
     """Train with the options of training_options.json; returns a small summary (for tests/tools).
 
     `stop`: an installed StopRequest (train.py installs one before start-up work); by default the
-    loop installs its own for the duration of the run. `resume`: opts.resume_pkl as train.py already
+    loop installs its own for the duration of the run. `resume`: resume_pkl as train.py already
     read it (see training/checkpoint.py); without it the loop reads the pickle itself."""
-    trainer = Trainer(dnnlib.EasyDict(opts), rank=rank, device=device, abort_fn=abort_fn, stop=stop, resume=resume)
+    trainer = Trainer(dnnlib.EasyDict(training_options), rank=rank, device=device, abort_fn=abort_fn, stop=stop,
+                      resume=resume)
     return trainer.run()
 
 
 class Trainer:
-    def __init__(self, opts: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
+    def __init__(self, training_options: dnnlib.EasyDict, rank: int, device: Optional[torch.device],
                  abort_fn: Optional[Callable[[], bool]], stop: Optional[StopRequest] = None,
                  resume: Optional[checkpoint.Resume] = None):
-        self.o = with_loop_defaults(opts)
+        self.training_options = with_loop_defaults(training_options)  # training_options.json + loop defaults
         self.given_resume = resume
-        self.speed = speed.speed_options(self.o)
+        self.speed = speed.speed_options(self.training_options)
         self.rank = rank
-        self.num_gpus = int(self.o.num_gpus)
+        self.num_gpus = int(self.training_options.num_gpus)
         self.device = device or default_device(rank)
         self.abort_fn = abort_fn
         self.stop = stop if stop is not None else StopRequest()
         self.owns_stop = stop is None
-        self.run_dir = self.o.get("run_dir")
+        self.run_dir = self.training_options.get("run_dir")
         self.cur_nimg = 0
         self.cur_tick = 0
         self.batch_idx = 0
@@ -91,7 +93,7 @@ class Trainer:
                 self.tb_writer.close()
 
     def setup(self) -> None:
-        o = self.o
+        options = self.training_options
         self.start_time = time.time()
         self.seed_everything()
         self.configure_torch()
@@ -100,12 +102,17 @@ class Trainer:
         resume = self.load_resume_data()
         self.build_augmentation()
         self.method = self.build_method()
-        self.restore(resume)
+        if resume is not None and self.rank == 0:
+            checkpoint.restore_networks(resume, dict(G=self.G, D=self.D, G_ema=self.G_ema), self.augment_pipe,
+                                        self.method)
         for module in (self.G, self.D, self.G_ema, self.augment_pipe, *self.method_modules().values()):
             distributed.broadcast_module(module)
         self.build_loss_and_phases()
         if resume is not None and resume.exact:
-            self.restore_optimizers_and_rng(resume.state)
+            progress = checkpoint.restore_progress(
+                resume.state, rank=self.rank, phases=self.phases, loss=self.loss, method=self.method, ada=self.ada,
+                latent_gen=self.latent_gen, label_rng=self.label_rng, device=self.device)
+            self.cur_nimg, self.cur_tick, self.batch_idx = progress.cur_nimg, progress.cur_tick, progress.batch_idx
         if resume is not None:
             resume.release()
         # Neither the loader's worker seeding nor the grids may consume the training RNG streams
@@ -126,18 +133,18 @@ class Trainer:
         self.maintenance_time = 0.0
         self.printed_tick0 = False
         if self.rank == 0:
-            if o.get("continued_run"):  # marks each restart in log.txt (stats and metric files simply go on)
-                source = os.path.basename(o.resume_pkl) if o.get("resume_pkl") else "zero (no snapshot yet)"
+            if options.get("continued_run"):  # marks each restart in log.txt (stats and metric files simply go on)
+                source = os.path.basename(options.resume_pkl) if options.get("resume_pkl") else "zero (no snapshot yet)"
                 print(f"resumed at kimg {self.cur_nimg / 1000:g} from {source}", flush=True)
-            print(f"Training for {o.total_kimg:g} kimg from {self.cur_nimg / 1000:g} kimg...", flush=True)
+            print(f"Training for {options.total_kimg:g} kimg from {self.cur_nimg / 1000:g} kimg...", flush=True)
 
     def loop(self) -> dict:
-        o = self.o
+        options = self.training_options
         while True:
             self.train_step()
-            done = self.cur_nimg >= o.total_kimg * 1000
+            done = self.cur_nimg >= options.total_kimg * 1000
             stop = self.stop_requested()
-            tick_due = self.cur_nimg >= self.tick_start_nimg + o.kimg_per_tick * 1000
+            tick_due = self.cur_nimg >= self.tick_start_nimg + options.kimg_per_tick * 1000
             if not (done or stop or tick_due or not self.printed_tick0):
                 self.print_progress_if_quiet()
                 continue
@@ -148,13 +155,13 @@ class Trainer:
         if self.rank == 0:
             print("Exiting...", flush=True)
         return dict(cur_nimg=self.cur_nimg, cur_tick=self.cur_tick, batch_idx=self.batch_idx,
-                    stopped_early=bool(self.cur_nimg < o.total_kimg * 1000),  # by a signal or abort_fn
+                    stopped_early=bool(self.cur_nimg < options.total_kimg * 1000),  # by a signal or abort_fn
                     last_snapshot=getattr(self, "last_snapshot", None))
 
     # ------------------------------------------------------------------ setup steps
 
     def seed_everything(self) -> None:
-        seed = int(self.o.random_seed)
+        seed = int(self.training_options.random_seed)
         rank_seed = seed * self.num_gpus + self.rank
         random.seed(rank_seed)
         np.random.seed(rank_seed)
@@ -168,20 +175,22 @@ class Trainer:
         os.environ.setdefault(ONEDNN_CACHE_ENV, ONEDNN_CACHE_CAPACITY)  # read at the process's first CPU conv
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        speed.configure_backends(self.device, self.o.cudnn_benchmark, self.o.allow_tf32)
+        speed.configure_backends(self.device, self.training_options.cudnn_benchmark, self.training_options.allow_tf32)
 
     def load_dataset(self) -> None:
-        self.training_set = dnnlib.util.construct_class_by_name(**self.o.training_set_kwargs)
+        self.training_set = dnnlib.util.construct_class_by_name(**self.training_options.training_set_kwargs)
         if self.rank == 0:
             print(f"Dataset: {len(self.training_set)} images, shape {list(self.training_set.image_shape)}, "
                   f"label shape {list(self.training_set.label_shape)}", flush=True)
 
     def build_networks(self) -> None:
-        ts = self.training_set
-        common = dict(c_dim=ts.label_dim, img_resolution=ts.resolution, img_channels=ts.num_channels)
-        self.G = dnnlib.util.construct_class_by_name(**self.o.G_kwargs, **common).train().requires_grad_(False).to(self.device)
-        D_common = dict(common, c_dim=discriminator_label_dim(self.method_options(), ts.label_dim))  # 2C: maybe unconditional
-        self.D = dnnlib.util.construct_class_by_name(**self.o.D_kwargs, **D_common).train().requires_grad_(False).to(self.device)
+        options, dataset = self.training_options, self.training_set
+        common = dict(c_dim=dataset.label_dim, img_resolution=dataset.resolution, img_channels=dataset.num_channels)
+        D_label_dim = discriminator_label_dim(self.method_options(), dataset.label_dim)  # 2C: maybe unconditional
+        D_common = dict(common, c_dim=D_label_dim)
+        self.G = dnnlib.util.construct_class_by_name(**options.G_kwargs, **common)
+        self.D = dnnlib.util.construct_class_by_name(**options.D_kwargs, **D_common)
+        self.G, self.D = (net.train().requires_grad_(False).to(self.device) for net in (self.G, self.D))
         self.G_ema = copy.deepcopy(self.G).eval()
         if self.speed.channels_last:  # before D_ema copies and optimiser states exist
             speed.apply_channels_last(self.G, self.D, self.G_ema)
@@ -189,93 +198,65 @@ class Trainer:
     def load_resume_data(self) -> Optional[checkpoint.Resume]:
         """The resume pickle as train.py read it, or read now (rank 0 copies weights; the broadcast reaches
         the other ranks; each rank restores its own RNG streams)."""
-        if not self.o.get("resume_pkl"):
+        given, self.given_resume = self.given_resume, None  # the loaded networks are not kept beyond the restore
+        resume = checkpoint.resume_for_run(self.training_options, given)
+        if resume is None:
             return None
         if self.rank == 0:
-            print(f'Resuming from "{self.o.resume_pkl}"', flush=True)
-        given, self.given_resume = self.given_resume, None  # the loaded networks are not kept beyond the restore
-        resume = given if given is not None and given.path == self.o.resume_pkl else checkpoint.load_resume(self.o)
+            print(f'Resuming from "{resume.path}"', flush=True)
         if self.rank == 0 and resume.state is not None and not resume.exact:
-            print("Resume: the snapshot's training options differ; copying weights only (counters restart).", flush=True)
+            print("Resume: the snapshot's training options differ; copying weights only (counters restart).",
+                  flush=True)
         return resume
 
     def build_augmentation(self) -> None:
-        o = self.o
+        options = self.training_options
         self.augment_pipe = None
-        if o.get("augment_kwargs") and (o.augment_p > 0 or o.ada_target is not None):
-            self.augment_pipe = dnnlib.util.construct_class_by_name(**o.augment_kwargs)
+        if options.get("augment_kwargs") and (options.augment_p > 0 or options.ada_target is not None):
+            self.augment_pipe = dnnlib.util.construct_class_by_name(**options.augment_kwargs)
             self.augment_pipe = self.augment_pipe.train().requires_grad_(False).to(self.device)
-            self.augment_pipe.p.copy_(torch.as_tensor(o.augment_p))
-        aug = "ada" if o.ada_target is not None else ("fixed" if self.augment_pipe is not None else "noaug")
-        self.ada = make_ada_controller(aug, target=o.ada_target, ada_linear=self.method_options().ada_linear,
-                                       total_kimg=o.total_kimg, ada_kimg=o.ada_kimg, interval=o.ada_interval)
+            self.augment_pipe.p.copy_(torch.as_tensor(options.augment_p))
+        aug = "ada" if options.ada_target is not None else ("fixed" if self.augment_pipe is not None else "noaug")
+        self.ada = make_ada_controller(aug, target=options.ada_target, ada_linear=self.method_options().ada_linear,
+                                       total_kimg=options.total_kimg, ada_kimg=options.ada_kimg,
+                                       interval=options.ada_interval)
 
     def method_options(self) -> MethodOptions:
-        return MethodOptions.from_dict(self.o.method_kwargs) if self.o.get("method_kwargs") else MethodOptions()
+        method_kwargs = self.training_options.get("method_kwargs")
+        return MethodOptions.from_dict(method_kwargs) if method_kwargs else MethodOptions()
 
     def build_method(self):
-        o = self.o
-        return build_method(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=o.G_opt_kwargs,
-                            D_opt_kwargs=o.D_opt_kwargs, G_reg_interval=o.G_reg_interval,
-                            D_reg_interval=o.D_reg_interval, total_kimg=o.total_kimg, batch_size=o.batch_size,
-                            seed=int(o.random_seed))
+        options = self.training_options
+        return build_method(self.method_options(), self.G, self.D, self.device, G_opt_kwargs=options.G_opt_kwargs,
+                            D_opt_kwargs=options.D_opt_kwargs, G_reg_interval=options.G_reg_interval,
+                            D_reg_interval=options.D_reg_interval, total_kimg=options.total_kimg,
+                            batch_size=options.batch_size,
+                            seed=int(options.random_seed), world_size=self.num_gpus)
 
     def method_modules(self) -> dict[str, torch.nn.Module]:
         return self.method.modules() if self.method is not None else {}
 
-    def restore(self, resume: Optional[checkpoint.Resume]) -> None:
-        if resume is None or self.rank != 0:
-            return
-        data = resume.data
-        for name in ("G", "D", "G_ema"):
-            if data.get(name) is not None:
-                misc.copy_params_and_buffers(data[name], getattr(self, name), require_all=False)
-        if resume.exact:
-            if self.augment_pipe is not None and data.get("augment_pipe") is not None:
-                self.augment_pipe.p.copy_(data["augment_pipe"].p)
-        if self.method is not None and resume.exact and "hook" in resume.state:
-            self.method.load_state_dict(resume.state["hook"])
-        elif self.method is not None:  # weights only: D_ema was copied from the freshly initialised D
-            self.method.restart_momentum_copies()
-
     def build_loss_and_phases(self) -> None:
-        o = self.o
-        loss_kwargs = {k: v for k, v in o.loss_kwargs.items() if k != "class_name"}
+        options = self.training_options
+        loss_kwargs = {k: v for k, v in options.loss_kwargs.items() if k != "class_name"}
         self.loss = dnnlib.util.construct_class_by_name(
-            class_name=o.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
+            class_name=options.loss_kwargs.class_name, device=self.device, G_mapping=self.G.mapping,
             G_synthesis=self.G.synthesis, D=self.D, augment_pipe=self.augment_pipe, method=self.method, **loss_kwargs)
-        G_opt_kwargs = speed.optimizer_kwargs(o.G_opt_kwargs, self.speed.fused_adam, self.device)
-        D_opt_kwargs = speed.optimizer_kwargs(o.D_opt_kwargs, self.speed.fused_adam, self.device)
-        self.phases = (build_phases("G", self.G, G_opt_kwargs, o.G_reg_interval)
-                       + build_phases("D", self.D, D_opt_kwargs, o.D_reg_interval))
+        G_opt_kwargs = speed.optimizer_kwargs(options.G_opt_kwargs, self.speed.fused_adam, self.device)
+        D_opt_kwargs = speed.optimizer_kwargs(options.D_opt_kwargs, self.speed.fused_adam, self.device)
+        self.phases = (build_phases("G", self.G, G_opt_kwargs, options.G_reg_interval)
+                       + build_phases("D", self.D, D_opt_kwargs, options.D_reg_interval))
         self.phase_timers = {phase.name: 0.0 for phase in self.phases}
         self.phase_speed = speed.PhaseSpeed(self.loss, self.device, bf16=self.speed.bf16, compile=self.speed.compile,
                                             compile_backend=self.speed.compile_backend)
 
-    def restore_optimizers_and_rng(self, state: dict) -> None:
-        """Continue exactly where the snapshot stopped (rank 0 state is authoritative for counters)."""
-        self.cur_nimg = int(state["cur_nimg"])
-        self.cur_tick = int(state["cur_tick"])
-        self.batch_idx = int(state["batch_idx"])
-        for phase in self.phases:
-            if phase.name in state["optimizers"]:
-                phase.opt.load_state_dict(state["optimizers"][phase.name])
-        self.loss.pl_mean.copy_(state["pl_mean"])
-        if self.method is not None and self.rank != 0 and "hook" in state:
-            self.method.load_state_dict(state["hook"])
-        if hasattr(self.ada, "load_state_dict") and "ada" in state:
-            self.ada.load_state_dict(state["ada"])
-        rng = state["rng"].get(str(self.rank))
-        if rng is not None:
-            checkpoint.restore_rng(rng, self.latent_gen, self.label_rng, self.device)
-
     def open_data_iterator(self) -> None:
-        o = self.o
-        per_rank = o.batch_size // self.num_gpus
+        options = self.training_options
+        per_rank = options.batch_size // self.num_gpus
         consumed = self.batch_idx * per_rank
         sampler = misc.InfiniteSampler(self.training_set, rank=self.rank, num_replicas=self.num_gpus,
-                                       seed=o.random_seed, start=consumed)
-        loader_kwargs = dict(o.data_loader_kwargs)
+                                       seed=options.random_seed, start=consumed)
+        loader_kwargs = dict(options.data_loader_kwargs)
         loader_kwargs["pin_memory"] = bool(loader_kwargs.get("pin_memory")) and self.device.type == "cuda"
         if int(loader_kwargs.get("num_workers", 0)) == 0:
             loader_kwargs.pop("prefetch_factor", None)
@@ -288,7 +269,7 @@ class Trainer:
         if self.run_dir is None:
             self.grid_size = None
             return
-        grid = tuple(self.o.image_grid) if self.o.get("image_grid") else None
+        grid = tuple(self.training_options.image_grid) if self.training_options.get("image_grid") else None
         self.grid_size, images, labels = image_grid.setup_snapshot_image_grid(self.training_set, grid=grid)
         reals = os.path.join(self.run_dir, "reals.png")
         with rundir.reporting_write_errors(reals):
@@ -311,12 +292,12 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
 
     def train_step(self) -> None:
-        o = self.o
+        options = self.training_options
         real_img, real_c = self.next_real_batch()
         all_z, all_c = self.draw_latents_and_labels()
         if self.method is not None:
             self.method.begin_iteration(self.cur_nimg, self.batch_idx)
-        rounds = real_img.shape[0] // o.batch_gpu
+        rounds = real_img.shape[0] // options.batch_gpu
         for phase, phase_z, phase_c in zip(self.phases, all_z, all_c):
             if self.batch_idx % phase.interval != 0:
                 continue
@@ -324,9 +305,11 @@ class Trainer:
         if self.method is not None:
             self.method.end_iteration(self.cur_nimg, self.batch_idx)
         self.update_G_ema()
-        self.cur_nimg += o.batch_size
+        self.cur_nimg += options.batch_size
         self.batch_idx += 1
-        self.ada.update(self.augment_pipe, batch_idx=self.batch_idx, cur_nimg=self.cur_nimg, batch_size=o.batch_size)
+        adaptive = [(self.ada, self.augment_pipe), *(self.method.adaptive_probabilities() if self.method else [])]
+        for controller, holder in adaptive:  # ADA's p, then a method's (e.g. APA's); each acts on its cadence
+            controller.update(holder, batch_idx=self.batch_idx, cur_nimg=self.cur_nimg, batch_size=options.batch_size)
 
     def next_real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = next(self.data_iter)
@@ -335,42 +318,37 @@ class Trainer:
 
     def draw_latents_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """[num_phases, per-rank batch, ...] latents and labels; this rank's rows of the global draw."""
-        o = self.o
-        shape = [len(self.phases), o.batch_size, self.G.z_dim]
+        options = self.training_options
+        shape = [len(self.phases), options.batch_size, self.G.z_dim]
         z = torch.randn(shape, generator=self.latent_gen, device=self.device)[:, self.rank::self.num_gpus]
-        idx = self.label_rng.randint(len(self.training_set), size=len(self.phases) * o.batch_size)
-        labels = np.stack([self.training_set.get_label(int(i)) for i in idx]).reshape(len(self.phases), o.batch_size, -1)
+        idx = self.label_rng.randint(len(self.training_set), size=len(self.phases) * options.batch_size)
+        labels = np.stack([self.training_set.get_label(int(i)) for i in idx])
+        labels = labels.reshape(len(self.phases), options.batch_size, -1)
         c = speed.to_device(torch.from_numpy(labels[:, self.rank::self.num_gpus]), self.device)  # no host sync
         return z, c
 
     def run_phase(self, phase, real_img, real_c, phase_z, phase_c, rounds: int) -> None:
-        o = self.o
+        options = self.training_options
         start = time.perf_counter()
-        method_opts = self.method.phase_optimizers(phase.name) if self.method is not None else []
-        for opt in (phase.opt, *method_opts):
-            opt.zero_grad(set_to_none=True)
+        begin_phase(phase.name, phase.opt, self.method)
         phase.module.requires_grad_(True)
         gain = phase.interval / rounds  # gradient = mean over the whole global batch
         self.phase_speed.enter(phase.name)  # compiled networks / bf16 autocast in Gmain and Dmain only
-        for real, c, z, gc in zip(real_img.split(o.batch_gpu), real_c.split(o.batch_gpu),
-                                  phase_z.split(o.batch_gpu), phase_c.split(o.batch_gpu)):
+        for real, c, z, gc in zip(real_img.split(options.batch_gpu), real_c.split(options.batch_gpu),
+                                  phase_z.split(options.batch_gpu), phase_c.split(options.batch_gpu)):
             self.loss.accumulate_gradients(phase=phase.name, real_img=real, real_c=c, gen_z=z, gen_c=gc,
                                            gain=gain)
         phase.module.requires_grad_(False)
-        distributed.average_and_sanitize_gradients(phase.module.parameters(), stat_name=f"Debug/nonfinite_grad/{phase.name}")
-        phase.opt.step()
-        step_phase_optimizers(method_opts, distributed.average_and_sanitize_gradients)  # e.g. heads, after D's
-        if self.method is not None:
-            self.method.end_phase(phase.name)
+        finish_phase(phase.name, phase.opt, self.method)  # the phase's step, then the method's (heads after D's)
         self.phase_timers[phase.name] += time.perf_counter() - start
 
     @torch.no_grad()
     def update_G_ema(self) -> None:
-        o = self.o
-        ema_nimg = o.ema_kimg * 1000
-        if o.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, self.cur_nimg * o.ema_rampup)
-        beta = 0.5 ** (o.batch_size / max(ema_nimg, 1e-8))
+        options = self.training_options
+        ema_nimg = options.ema_kimg * 1000
+        if options.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * options.ema_rampup)
+        beta = 0.5 ** (options.batch_size / max(ema_nimg, 1e-8))
         # One multi-tensor call per list instead of two ops per parameter (same lerp, identical values).
         ema_params, params = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_copy_(ema_params, torch._foreach_lerp(params, ema_params, beta))
@@ -381,7 +359,7 @@ class Trainer:
     def stop_requested(self) -> bool:
         flag = self.stop.requested or (self.abort_fn is not None and self.abort_fn())
         if distributed.is_distributed():
-            if self.batch_idx % self.o.ada_interval != 0:  # agree on a step without a sync every iteration
+            if self.batch_idx % self.training_options.ada_interval != 0:  # agree without a sync every iteration
                 return False
             return distributed.any_rank(flag, self.device)
         return flag
@@ -389,22 +367,23 @@ class Trainer:
     # ------------------------------------------------------------------ per-tick maintenance
 
     def maintenance(self, done: bool) -> None:
-        o = self.o
+        options = self.training_options
         tick_end_time = time.time()
         self.print_status_line(tick_end_time)
         self.nonfinite_collector.update()  # before the snapshot: a diverged run keeps its last finite one
         nonfinite = self.nonfinite_collector.as_dict()
         self.warn_nonfinite(nonfinite)
         self.stop_if_diverged(nonfinite)
-        snapshot_due = done or (self.cur_tick % o.network_snapshot_ticks == 0)
-        image_due = o.image_snapshot_ticks is not None and (done or self.cur_tick % o.image_snapshot_ticks == 0)
+        snapshot_due = done or (self.cur_tick % options.network_snapshot_ticks == 0)
+        image_ticks = options.image_snapshot_ticks
+        image_due = image_ticks is not None and (done or self.cur_tick % image_ticks == 0)
         # Maintenance draws random numbers (metrics); keep them out of the training streams.
         with _isolated_rng(self.device):
             label = self.tick_label() if (image_due or snapshot_due) and self.run_dir is not None else None
             if image_due and self.rank == 0 and self.run_dir is not None:
                 self.write_fakes_grid(rundir.fakes_grid_file(label))
             snapshot_pkl = None
-            if o.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
+            if options.network_snapshot_ticks is not None and snapshot_due and self.run_dir is not None:
                 snapshot_pkl, snapshot_G_ema = self.save_snapshot(label)
                 self.evaluate_metrics(snapshot_pkl, snapshot_G_ema)
         self.write_stats(tick_end_time)
@@ -416,29 +395,29 @@ class Trainer:
     def tick_label(self) -> str:
         """This tick's snapshot/grid label; rank 0 alone writes, so it alone looks at the run's files."""
         if self.rank != 0:
-            return rundir.kimg_label(self.cur_nimg, self.o.kimg_per_tick)
-        return rundir.free_tick_label(self.run_dir, self.cur_nimg, self.o.kimg_per_tick)
+            return rundir.kimg_label(self.cur_nimg, self.training_options.kimg_per_tick)
+        return rundir.free_tick_label(self.run_dir, self.cur_nimg, self.training_options.kimg_per_tick)
 
     def print_progress_if_quiet(self) -> None:
         """Within a long tick, a short line at least every `progress_sec` seconds (rank 0)."""
-        now = time.time()
-        if self.rank != 0 or now - self.last_output_time < self.o.progress_sec:
+        options, now = self.training_options, time.time()
+        if self.rank != 0 or now - self.last_output_time < options.progress_sec:
             return
         self.last_output_time = now
         img_per_sec = (self.cur_nimg - self.tick_start_nimg) / max(now - self.tick_start_time, 1e-8)
-        tick_end = min(self.tick_start_nimg / 1000 + self.o.kimg_per_tick, self.o.total_kimg)  # the last tick is cut
+        tick_end = min(self.tick_start_nimg / 1000 + options.kimg_per_tick, options.total_kimg)  # the last tick is cut
         print(f"... kimg {self.cur_nimg / 1000:.3f} (tick {self.cur_tick} ends at {tick_end:.3f}), "
               f"{img_per_sec:.1f} img/s", flush=True)
 
     def print_status_line(self, tick_end_time: float) -> None:
-        o = self.o
+        options = self.training_options
         tick_time = tick_end_time - self.tick_start_time
         kimg_done = max(self.cur_nimg - self.tick_start_nimg, 1) / 1000
         total = tick_end_time - self.start_time
         gpu_mem = torch.cuda.max_memory_allocated(self.device) / 2 ** 30 if self.device.type == "cuda" else 0.0
         cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2 ** 30
         p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
-        eta = max(o.total_kimg * 1000 - self.cur_nimg, 0) / 1000 * (tick_time / kimg_done)
+        eta = max(options.total_kimg * 1000 - self.cur_nimg, 0) / 1000 * (tick_time / kimg_done)
         fields = [
             f"tick {training_stats.report0('Progress/tick', self.cur_tick):<5d}",
             f"kimg {training_stats.report0('Progress/kimg', self.cur_nimg / 1000):<9.3f}",
@@ -466,19 +445,20 @@ class Trainer:
     def write_fakes_grid(self, file_name: str) -> None:
         if self.grid_size is None:
             return
+        batch_gpu = self.training_options.batch_gpu
         images = [self.G_ema(z=z, c=c, noise_mode="const").cpu()
-                  for z, c in zip(self.grid_z.split(self.o.batch_gpu), self.grid_c.split(self.o.batch_gpu))]
+                  for z, c in zip(self.grid_z.split(batch_gpu), self.grid_c.split(batch_gpu))]
         path = os.path.join(self.run_dir, file_name)
         with rundir.reporting_write_errors(path):
             image_grid.save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid=self.grid_size)
 
     def save_snapshot(self, label: str) -> tuple[str, torch.nn.Module]:
         """network-snapshot-<label>.pkl with the networks and everything an exact resume needs."""
-        o = self.o
+        options = self.training_options
         if self.num_gpus > 1:
             for module in (self.G, self.D, self.G_ema, *self.method_modules().values()):
                 misc.check_ddp_consistency(module, ignore_regex=r".*\.[^.]+_(avg|ema)")
-        snapshot = dict(training_set_kwargs=dict(o.training_set_kwargs))
+        snapshot = dict(training_set_kwargs=dict(options.training_set_kwargs))
         for name in ("G", "D", "G_ema", "augment_pipe"):
             module = getattr(self, name)
             snapshot[name] = None if module is None else copy.deepcopy(module).eval().requires_grad_(False).cpu()
@@ -493,28 +473,22 @@ class Trainer:
         return path, snapshot["G_ema"]
 
     def resume_state(self) -> dict:
-        rng = checkpoint.capture_rng(self.latent_gen, self.label_rng, self.device)
-        all_rng = _gather_objects(rng)
-        to_cpu = checkpoint.to_cpu
-        return dict(
-            version=checkpoint.SNAPSHOT_VERSION, options_key=checkpoint.options_key(self.o), cur_nimg=self.cur_nimg,
-            cur_tick=self.cur_tick + 1, batch_idx=self.batch_idx,
-            optimizers={phase.name: to_cpu(phase.opt.state_dict()) for phase in self.phases if phase.name.endswith(("main", "both"))},
-            pl_mean=self.loss.pl_mean.detach().cpu(),
-            hook=to_cpu(self.method.state_dict()) if self.method is not None else {},
-            ada=self.ada.state_dict() if hasattr(self.ada, "state_dict") else {},
-            rng={str(rank): value for rank, value in enumerate(all_rng)},
-        )
+        """What an exact resume needs (a collective: every rank's RNG streams are gathered into it)."""
+        rng = distributed.gather_objects(checkpoint.capture_rng(self.latent_gen, self.label_rng, self.device))
+        progress = checkpoint.Progress(self.cur_nimg, self.cur_tick, self.batch_idx)
+        return checkpoint.make_resume_state(self.training_options, progress, phases=self.phases, loss=self.loss,
+                                            method=self.method, ada=self.ada, rng_by_rank=rng)
 
     def evaluate_metrics(self, snapshot_pkl: str, G_ema: torch.nn.Module) -> None:
-        if not self.o.metrics:
+        options = self.training_options
+        if not options.metrics:
             return
         from metrics import metric_main  # imported lazily: detectors are only needed when metrics run
 
         if self.rank == 0:
             print("Evaluating metrics...", flush=True)
         G = copy.deepcopy(G_ema).to(self.device)
-        results = metric_main.calc_metrics(self.o.metrics, G, self.o.training_set_kwargs, num_gpus=self.num_gpus,
+        results = metric_main.calc_metrics(options.metrics, G, options.training_set_kwargs, num_gpus=self.num_gpus,
                                            rank=self.rank, device=self.device)
         for result in results:  # FID/KID/PR of the same detector and counts share one feature pass
             if self.rank == 0:
@@ -546,7 +520,7 @@ class Trainer:
                     if name.startswith("Debug/finite_loss/") and value["num"] > 0 and value["mean"] == 0]
         if not diverged:
             return
-        last = getattr(self, "last_snapshot", None) or self.o.get("resume_pkl")
+        last = getattr(self, "last_snapshot", None) or self.training_options.get("resume_pkl")
         kept = f"the last finite snapshot is {os.path.basename(last)}" if last else "no snapshot was written"
         raise rundir.TrainingDiverged(
             f"the {' and '.join(diverged)} losses were non-finite for the whole tick ending at kimg "
@@ -562,15 +536,7 @@ class Trainer:
 
 
 # ----------------------------------------------------------------------------
-# Collecting every rank's RNG streams; running a block without touching them.
-
-
-def _gather_objects(obj: Any) -> list:
-    if not distributed.is_distributed():
-        return [obj]
-    gathered: list = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, obj)
-    return gathered
+# Running a block without touching the training RNG streams.
 
 
 @contextlib.contextmanager

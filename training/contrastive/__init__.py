@@ -7,9 +7,9 @@
     queue.py    time-stamped negative queues and the diversity-aware length schedule
     losses.py   InfoNCE with the forgetting factor, the 2C loss
     noise.py    latent perturbations of the positive key
-    dist.py     the few collectives the hooks need across ranks
 
-The dependency order is presets <- hooks; nothing here imports the training loop.
+The dependency order is presets <- hooks; nothing here imports the training loop or runs a collective
+(the loop gathers the keys each method hands it; the 2C gather is the loop's, passed in MethodEnv).
 """
 
 from training.contrastive.presets import MethodOptions, resolve_method

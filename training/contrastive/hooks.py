@@ -2,7 +2,8 @@
 
 Each is a `training.method.Method` registered under its --method name: the loss hands over D's
 4x4 features, latents, labels and `run_G` / `run_D`; the method returns its weighted terms, hands
-its head optimisers to the loop (stepped once per D phase, after D's) and enqueues keys at the phase end.
+its head optimisers to the loop (stepped once per D phase, after D's) and the keys of the phase's
+rounds to gather (`tensors_to_gather`); at the phase end it enqueues the keys of every rank.
 
 Instance discrimination (one class for both FakeCLR and InsGen, configured by MethodOptions):
   D phase, fake branch:  q = head(D(T(G(z)))),  k = key_head(D_ema(T'(G(z + delta)))),
@@ -16,12 +17,11 @@ The query's D(T(.)) is the adversarial pass's (cl_query_view='shared') or a fres
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from torch_utils import misc, training_stats
-from training.contrastive import dist as contrastive_dist
 from training.contrastive.head import (MomentumProjectionHead, ema_update_, infer_feature_channels,
                                        make_head_optimizer, make_momentum_copy, pool_features)
 from training.contrastive.losses import contrastive_2c_loss, forgetting_margin, info_nce
@@ -55,15 +55,12 @@ class _HeadBranch:
         self.head = head
         self.queue = queue
         self.optimizer = optimizer
-        self.pending_keys: Optional[torch.Tensor] = None  # no-grad keys, enqueued after the backward
+        self.pending_keys: list[torch.Tensor] = []  # no-grad keys of this phase's rounds, enqueued at its end
 
-    def params(self) -> list[torch.nn.Parameter]:
-        return list(self.head.query_mlp.parameters())
-
-    def flush_keys(self, stamp: int) -> None:
-        if self.pending_keys is not None:
-            self.queue.enqueue(contrastive_dist.all_gather_cat(self.pending_keys), stamp)
-            self.pending_keys = None
+    def take_pending_keys(self) -> Optional[torch.Tensor]:
+        """This phase's keys (every round, in order) for the loop to gather; the list starts empty again."""
+        keys, self.pending_keys = self.pending_keys, []
+        return torch.cat(keys) if keys else None
 
     def restart_key_head(self) -> None:
         """The key MLP starts equal to the query MLP (as when the head is built)."""
@@ -81,7 +78,7 @@ class InstanceContrastHook(Method):
                  G_opt_kwargs: dict[str, Any], D_opt_kwargs: dict[str, Any], G_reg_interval: Optional[int],
                  D_reg_interval: Optional[int], total_kimg: float, batch_size: int, num_ws: Optional[int] = None,
                  feature_channels: Optional[int] = None, seed: int = 0):
-        self.opts = options
+        self.options = options
         self.D = D
         self.device = torch.device(device)
         self.total_kimg = float(total_kimg)
@@ -99,26 +96,27 @@ class InstanceContrastHook(Method):
 
     def _make_branch(self, channels, capacity, name, schedule, min_length, opt_kwargs, reg_interval,
                      init_seed) -> _HeadBranch:
-        o = self.opts
+        options = self.options
         head = _build_without_touching_rng(
-            lambda: MomentumProjectionHead(channels, o.head_hidden_dim, o.head_out_dim, o.head_momentum),
+            lambda: MomentumProjectionHead(channels, options.head_hidden_dim, options.head_out_dim,
+                                           options.head_momentum),
             init_seed).to(self.device)
-        queue = TimestampedQueue(capacity, o.head_out_dim, schedule, min_length, name=name).to(self.device)
+        queue = TimestampedQueue(capacity, options.head_out_dim, schedule, min_length, name=name).to(self.device)
         return _HeadBranch(head, queue, make_head_optimizer(head.query_mlp.parameters(), opt_kwargs, reg_interval))
 
     # -- hook interface --------------------------------------------------------
 
     def needs_features(self, phase: str) -> bool:
         if phase in D_PHASES:
-            fake_used = self.fake is not None and (self.opts.lambda_D > 0 or self._g_term_enabled())
-            return fake_used or (self.real is not None and self.opts.lambda_real > 0)
+            fake_used = self.fake is not None and (self.options.lambda_D > 0 or self._g_term_enabled())
+            return fake_used or (self.real is not None and self.options.lambda_real > 0)
         return phase in G_PHASES and self._g_term_enabled()
 
     def needs_real_logits(self, phase: str) -> bool:
-        return phase in D_PHASES and self.real is not None and self.opts.lambda_real > 0
+        return phase in D_PHASES and self.real is not None and self.options.lambda_real > 0
 
     def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
-        ema_update_(self.D_ema, self.D, self.opts.d_ema_momentum)
+        ema_update_(self.D_ema, self.D, self.options.d_ema_momentum)
         self.stamp = cur_nimg // self.batch_size  # the iteration index, continuous across resumes
         if self.fake is not None:
             self.fake.queue.set_progress(cur_nimg / (self.total_kimg * 1000.0))
@@ -134,11 +132,18 @@ class InstanceContrastHook(Method):
     def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
         return [b.optimizer for b in (self.fake, self.real) if b is not None] if phase in D_PHASES else []
 
-    def end_phase(self, phase: str) -> None:
-        if phase in D_PHASES:
-            for branch in (self.fake, self.real):
-                if branch is not None:
-                    branch.flush_keys(self.stamp)
+    def tensors_to_gather(self, phase: str) -> dict[str, torch.Tensor]:
+        if phase not in D_PHASES:
+            return {}
+        branches = (("fake", self.fake), ("real", self.real))
+        keys = {name: branch.take_pending_keys() for name, branch in branches if branch is not None}
+        return {name: value for name, value in keys.items() if value is not None}
+
+    def end_phase(self, phase: str, gathered: dict[str, torch.Tensor]) -> None:
+        """Every rank enqueues the same gathered keys, so the queues stay identical across ranks."""
+        for name, branch in (("fake", self.fake), ("real", self.real)):
+            if branch is not None and name in gathered:
+                branch.queue.enqueue(gathered[name], self.stamp)
 
     def restart_momentum_copies(self) -> None:
         """After a weights-only resume: D_ema and the (fresh) key MLPs start from the resumed networks."""
@@ -176,11 +181,11 @@ class InstanceContrastHook(Method):
     # -- terms -----------------------------------------------------------------
 
     def _g_term_enabled(self) -> bool:
-        return self.fake is not None and self.opts.cl_on_g and self.opts.lambda_G > 0
+        return self.fake is not None and self.options.cl_on_g and self.options.lambda_G > 0
 
     def _nce(self, query, key, queue: TimestampedQueue, mode: str, stat: Optional[str] = None) -> torch.Tensor:
-        margin = forgetting_margin(mode, queue.stamps, queue.active, self.opts.tau_m)
-        loss = info_nce(query, key, queue.keys, self.opts.tau, queue.active, margin)
+        margin = forgetting_margin(mode, queue.stamps, queue.active, self.options.tau_m)
+        loss = info_nce(query, key, queue.keys, self.options.tau, queue.active, margin)
         if stat is not None:
             self._report_discrimination(stat, query, key, queue)
             if margin is not None:
@@ -206,19 +211,19 @@ class InstanceContrastHook(Method):
         """The forgetting term's size this step: mean m_i over the active negatives, and the nats it adds."""
         active = queue.active.to(margin.dtype)
         training_stats.report(f"{stat}_margin_mean", (margin * active).sum() / active.sum().clamp(min=1))
-        plain = info_nce(query.detach(), key, queue.keys, self.opts.tau, queue.active, None)
+        plain = info_nce(query.detach(), key, queue.keys, self.options.tau, queue.active, None)
         training_stats.report(f"{stat}_margin_nats", loss.detach() - plain)
 
     def _query_features(self, ctx: PhaseContext, shared: Optional[torch.Tensor], img: torch.Tensor,
                         c: torch.Tensor) -> torch.Tensor:
         """The query's D features: the adversarial pass's (shared augmentation draw) or a fresh draw."""
-        if shared is not None and self.opts.cl_query_view == "shared":
+        if shared is not None and self.options.cl_query_view == "shared":
             return shared
         return ctx.run_D(img, c)[1]
 
     def _key_mixing(self, ctx: PhaseContext):
         """The style-mixing draw for the perturbed key: the query's own, or a fresh one."""
-        if self.opts.cl_independent_mixing:
+        if self.options.cl_independent_mixing:
             return None
         if ctx.gen_mixing is not None:
             return ctx.gen_mixing
@@ -226,50 +231,50 @@ class InstanceContrastHook(Method):
         return (ctx.gen_z, num_ws)  # cutoff = num_ws: no mixing, like the query
 
     def _fake_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
-        branch, o = self.fake, self.opts
-        if branch is None or ctx.gen_z is None or not (o.lambda_D > 0 or self._g_term_enabled()):
+        branch, options = self.fake, self.options
+        if branch is None or ctx.gen_z is None or not (options.lambda_D > 0 or self._g_term_enabled()):
             return None  # nothing would use the term or the queue: draw no noise, run nothing
         query_features = self._query_features(ctx, ctx.gen_features, ctx.gen_img.detach(), ctx.gen_c)
         with torch.no_grad():
-            z_key = perturb_latents(ctx.gen_z, o.noise_mode, o.noise_scale, o.noise_clamp)
+            z_key = perturb_latents(ctx.gen_z, options.noise_mode, options.noise_scale, options.noise_clamp)
             key_img, _ = ctx.run_G(z_key, ctx.gen_c, update_emas=False, mixing=self._key_mixing(ctx))
             _, key_features = ctx.run_D(key_img, ctx.gen_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features)
-        if o.enqueue == "key":
-            branch.pending_keys = key
+        if options.enqueue == "key":
+            branch.pending_keys.append(key)
         else:  # InsGen: key-head projection of the query fakes' (detached) features
-            branch.pending_keys = branch.head.project_keys(query_features)
-        if o.lambda_D <= 0:
+            branch.pending_keys.append(branch.head.project_keys(query_features))
+        if options.lambda_D <= 0:
             return None
-        loss = self._nce(query, key, branch.queue, o.forgetting_mode, stat="Loss/contrastive/fake")
+        loss = self._nce(query, key, branch.queue, options.forgetting_mode, stat="Loss/contrastive/fake")
         training_stats.report("Loss/CL/fake_D", loss)
-        return loss.mean() * o.lambda_D
+        return loss.mean() * options.lambda_D
 
     def _real_d_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
-        branch, o = self.real, self.opts
-        if branch is None or ctx.real_img is None or o.lambda_real <= 0:
+        branch, options = self.real, self.options
+        if branch is None or ctx.real_img is None or options.lambda_real <= 0:
             return None
         query_features = self._query_features(ctx, ctx.real_features, ctx.real_img.detach(), ctx.real_c)
         with torch.no_grad():
             _, key_features = ctx.run_D(ctx.real_img.detach(), ctx.real_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features)
-        branch.pending_keys = key
+        branch.pending_keys.append(key)
         loss = self._nce(query, key, branch.queue, "off", stat="Loss/contrastive/real")
         training_stats.report("Loss/CL/real_D", loss)
-        return loss.mean() * o.lambda_real
+        return loss.mean() * options.lambda_real
 
     def _fake_g_term(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
-        branch, o = self.fake, self.opts
+        branch, options = self.fake, self.options
         if ctx.gen_img is None:
             return None
         query_features = self._query_features(ctx, ctx.gen_features, ctx.gen_img, ctx.gen_c)
         with torch.no_grad():
             _, key_features = ctx.run_D(ctx.gen_img.detach(), ctx.gen_c, D=self.D_ema)
         query, key = branch.head(query_features, key_features, frozen=True)
-        mode = o.forgetting_mode if o.g_cl_forgetting else "off"
+        mode = options.forgetting_mode if options.g_cl_forgetting else "off"
         loss = self._nce(query, key, branch.queue, mode)
         training_stats.report("Loss/CL/fake_G", loss)
-        return loss.mean() * o.lambda_G
+        return loss.mean() * options.lambda_G
 
 
 def build_contrastive(options: MethodOptions, env: MethodEnv) -> Optional[Method]:
@@ -285,7 +290,8 @@ def build_contrastive(options: MethodOptions, env: MethodEnv) -> Optional[Method
             raise ValueError("--method: the 2C loss cannot be combined with instance heads in one run")
         c_dim = int(getattr(env.G, "c_dim", 0) or getattr(env.D, "c_dim", 0))  # StudioGAN's D is unconditional
         return ContraGAN2CHook(env.D, options, device=env.device, c_dim=c_dim, D_opt_kwargs=env.D_opt_kwargs,
-                               D_reg_interval=env.D_reg_interval, seed=env.seed)
+                               D_reg_interval=env.D_reg_interval, seed=env.seed, all_gather=env.all_gather,
+                               world_size=env.world_size)
     method_class = InsGenHook if options.real_head else FakeCLRHook
     return method_class(env.D, options, device=env.device, G_opt_kwargs=env.G_opt_kwargs,
                         D_opt_kwargs=env.D_opt_kwargs, G_reg_interval=env.G_reg_interval,
@@ -353,15 +359,17 @@ class ContraGAN2CHook(Method):
 
     def __init__(self, D: torch.nn.Module, options: MethodOptions, *, device: torch.device, c_dim: int,
                  D_opt_kwargs: dict[str, Any], D_reg_interval: Optional[int], feature_channels: Optional[int] = None,
-                 seed: int = 0):
+                 seed: int = 0, all_gather: Callable[..., torch.Tensor], world_size: int):
         if c_dim <= 0:
             raise ValueError("--method=contragan: the 2C loss needs class labels; use --cond=True with a "
                              "dataset whose dataset.json has labels")
         if options.contragan_mode == "studiogan" and getattr(D.b4, "architecture", None) == "skip":
             raise ValueError("--contragan_mode=studiogan: the fc embedding needs a resnet/orig D architecture; "
                              "use --contragan_mode=projection with a skip D")
-        self.opts = options
+        self.options = options
         self.D = D
+        self.all_gather = all_gather  # the loop's collective (MethodEnv.all_gather)
+        self.world_size = int(world_size)
         channels = feature_channels or infer_feature_channels(D)
         self.head = _build_without_touching_rng(
             lambda: ConditionalEmbedding(channels, c_dim, options.d_embed_dim),
@@ -369,13 +377,13 @@ class ContraGAN2CHook(Method):
         self.optimizer = make_head_optimizer(self.head.parameters(), D_opt_kwargs, D_reg_interval)
 
     def needs_features(self, phase: str) -> bool:
-        return self.opts.lambda_2c > 0 and phase in D_PHASES + G_PHASES
+        return self.options.lambda_2c > 0 and phase in D_PHASES + G_PHASES
 
     def needs_real_logits(self, phase: str) -> bool:
         return self.needs_features(phase) and phase in D_PHASES
 
     def loss_terms(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
-        if self.opts.lambda_2c <= 0:
+        if self.options.lambda_2c <= 0:
             return None
         if ctx.phase in D_PHASES and ctx.real_img is not None:
             features = ctx.real_features
@@ -390,19 +398,19 @@ class ContraGAN2CHook(Method):
         return None
 
     def _term(self, features, c, frozen: bool, stat: str) -> torch.Tensor:
-        if self.opts.contragan_mode == "studiogan":
+        if self.options.contragan_mode == "studiogan":
             features = self.D.b4.penultimate(features)  # same batch, so the same minibatch-std groups
         e, p = self.head(features, c, frozen=frozen)
-        e, p = contrastive_dist.all_gather_with_grad(e), contrastive_dist.all_gather_with_grad(p)
-        labels = contrastive_dist.all_gather_cat(c)
-        loss = contrastive_2c_loss(e, p, labels, self.opts.tau_2c)
+        e, p = self.all_gather(e, keep_grad=True), self.all_gather(p, keep_grad=True)
+        labels = self.all_gather(c)
+        loss = contrastive_2c_loss(e, p, labels, self.options.tau_2c)
         training_stats.report(stat, loss)
         # Each rank sees the gathered batch but owns only its slice's gradient; x world size
         # makes the DDP-averaged gradient equal that of the global mean.
-        return loss.mean() * (self.opts.lambda_2c * contrastive_dist.world_size())
+        return loss.mean() * (self.options.lambda_2c * self.world_size)
 
     def phase_optimizers(self, phase: str) -> list[torch.optim.Optimizer]:
-        return [self.optimizer] if phase in D_PHASES and self.opts.lambda_2c > 0 else []
+        return [self.optimizer] if phase in D_PHASES and self.options.lambda_2c > 0 else []
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"cond_embedding": self.head}

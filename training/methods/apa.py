@@ -7,7 +7,8 @@ drawn there) and keeps the "real" label: x'_i = m_i * sg(G(z'_i)) + (1 - m_i) * 
 R1 is then taken w.r.t. x' (so also on the pseudo reals). p follows the ADA heuristic on the mixed real
 branch: lambda_r = mean sign(D(x')) over the last `apa_interval` iterations (all ranks), and
 p <- max(0, p + sign(lambda_r - apa_target) * batch * apa_interval / (apa_kimg * 1000)); no upper clamp
-(p > 1 acts as 1). The controller is training.ada.AdaptiveP on APA's own p. With `ada+apa`, ADA's p
+(p > 1 acts as 1). The controller is training.ada.AdaptiveP on APA's own p, which the training loop
+updates (`adaptive_probabilities`) after each iteration, as ADA's. With `ada+apa`, ADA's p
 follows the same rule on the same statistic (equal with equal targets/speeds, up to ADA's clamp at 1),
 where the released code drives both from one p.
 """
@@ -62,16 +63,15 @@ class _Probability(torch.nn.Module):
 class APA(Method):
     """Adaptive pseudo augmentation of D's real branch."""
 
-    def __init__(self, options: APAOptions, batch_size: int):
-        self.opts = options
-        self.batch_size = batch_size
+    def __init__(self, options: APAOptions):
+        self.options = options
         self.probability = _Probability(options.apa_p)
         self.controller = AdaptiveP(target=options.apa_target, interval=options.apa_interval, kimg=options.apa_kimg)
         self.pseudo: Optional[torch.Tensor] = None  # detached fakes of the latest Gmain round
 
     @classmethod
     def create(cls, options: Any, env: Any) -> "APA":
-        return cls(APAOptions(**options.addons.get("apa", {})), env.batch_size)
+        return cls(APAOptions(**options.addons.get("apa", {})))
 
     @property
     def p(self) -> float:
@@ -88,11 +88,11 @@ class APA(Method):
         flags = torch.rand([real_img.shape[0]], device=real_img.device) < self.p
         return pseudo_augment(real_img, self.pseudo, flags)
 
+    def adaptive_probabilities(self) -> list[tuple[AdaptiveP, torch.nn.Module]]:
+        return [(self.controller, self.probability)]  # the loop adjusts p on ADA's cadence, after each iteration
+
     def end_iteration(self, cur_nimg: int, batch_idx: int) -> None:
-        # The loop's ADA cadence: counters as they are after this iteration.
-        self.controller.update(self.probability, batch_idx=batch_idx + 1, cur_nimg=cur_nimg + self.batch_size,
-                               batch_size=self.batch_size)
-        training_stats.report("Progress/apa_p", self.p)
+        training_stats.report("Progress/apa_p", self.p)  # the p this iteration used
 
     def state_dict(self) -> dict[str, Any]:
         return {"p": self.p, "controller": self.controller.state_dict()}

@@ -49,7 +49,7 @@ class LeCam(Method):
     """LeCam: R_LC on D's main loss with zero-debiased EMA anchors."""
 
     def __init__(self, options: LeCamOptions, device: torch.device):
-        self.opts = options
+        self.options = options
         self.ema = torch.zeros([2], device=device)  # raw EMAs of (real, fake) batch means, before debiasing
         self.updates = 0                            # t, for the zero-debias 1 - decay^t
 
@@ -59,20 +59,20 @@ class LeCam(Method):
 
     def anchors(self) -> torch.Tensor:
         """(alpha_R, alpha_F) as used by R_LC: the EMAs divided by 1 - decay^t."""
-        return self.ema / (1 - self.opts.lecam_decay ** max(self.updates, 1))
+        return self.ema / (1 - self.options.lecam_decay ** max(self.updates, 1))
 
     def loss_terms(self, ctx: PhaseContext) -> Optional[torch.Tensor]:
         if ctx.phase not in D_PHASES or ctx.gen_logits is None or ctx.real_logits is None:
             return None
         means = torch.stack([ctx.real_logits.detach().mean(), ctx.gen_logits.detach().mean()]).float()
-        self.ema.lerp_(means, 1 - self.opts.lecam_decay)
+        self.ema.lerp_(means, 1 - self.options.lecam_decay)
         self.updates += 1
         anchor_real, anchor_fake = self.anchors()
         penalty = lecam_penalty(ctx.real_logits, ctx.gen_logits, anchor_real, anchor_fake)
         training_stats.report("Loss/LeCam/penalty", penalty.detach())
         training_stats.report("Loss/LeCam/anchor_real", anchor_real)
         training_stats.report("Loss/LeCam/anchor_fake", anchor_fake)
-        return penalty * self.opts.lecam_weight
+        return penalty * self.options.lecam_weight
 
     def state_dict(self) -> dict[str, Any]:
         return {"ema": self.ema.detach().clone(), "updates": self.updates}

@@ -7,6 +7,9 @@ git commit, thread count and load average, into ONE results file meant to be com
 (bench_results.py). A rerun on any machine skips the runs that file records; a run that is not
 recorded resumes from its newest snapshot when its run directory exists locally, else starts over.
 
+A spec may give some methods their own seeds, train some methods after every other run (`last_methods`),
+and measure each finished run's latent continuity (bench_continuity.py) right after scoring it.
+
 Stages: `curve` is the one long run that chooses the budget (FID against kimg, snapshots every kimg);
 `bench` is the table itself. Datasets given as image folders (or zips at another resolution) are
 converted once with dataset_tool.py into <outdir>/data/<name>-<resolution>.zip.

@@ -31,6 +31,7 @@ Examples:
     python scripts/compare_methods.py --preset=cpu-bench --outdir=/work/bench-runs --stage=curve
     python scripts/compare_methods.py --preset=cpu-bench --outdir=/work/bench-runs --methods=ada,adalinear
     python scripts/compare_methods.py --preset=cpu-regime --outdir=/work/regime-runs   # noaug vs ADA to 200 kimg
+    OMP_NUM_THREADS=1 nice python scripts/compare_methods.py --preset=cpu-bench-v2 --outdir=/work/bench-v2-runs
 See docs/results.md.
 """
 
@@ -69,9 +70,11 @@ from scripts.line_plot import PLOT_SIZE, nice_ticks  # noqa: F401
 @click.option("--outdir", metavar="DIR", help="Comparison folder (cpu-bench: run directories) [default: runs/compare-<dataset>-<preset>]")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="cpu-smoke", show_default=True,
               help="paper: the FakeCLR recipe; gpu-hour: ~1 GPU-hour per method; cpu-smoke: tiny CPU run; "
-                   "cpu-bench: multi-seed CPU benchmark; cpu-regime: noaug vs ADA curves to 200 kimg (see docs/results.md)")
+                   "cpu-bench: multi-seed CPU benchmark; cpu-regime: noaug vs ADA curves to 200 kimg; cpu-bench-v2: "
+                   "the 100-kimg benchmark with per-run latent continuity (see docs/results.md)")
 @click.option("--methods", help=f"Comma-separated subset of {','.join(method_names() + tuple(VARIANTS))}, or a base method + add-ons such as ada+lecam [{DEFAULT_METHODS}]")
-@click.option("--seeds", help="cpu-bench: comma-separated training seeds, the same for every method [preset: 0,1,2]")
+@click.option("--seeds", help="cpu-bench: comma-separated training seeds, the same for every method [preset: 0,1,2; "
+                                 "cpu-bench-v2: 0-4 adalinear/fakeclr, 0-2 others]")
 @click.option("--stage", type=click.Choice(["bench", "curve"]), default="bench", show_default=True,
               help="cpu-bench: bench = datasets x methods x seeds; curve = the one long FID-vs-kimg run")
 @click.option("--results", metavar="JSON", help="cpu-bench: the committed results file [examples/cpu-bench/results.json]")

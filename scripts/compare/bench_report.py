@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from scripts.compare import bench_diagnostics, bench_results, bench_stats
+from scripts.compare import bench_continuity, bench_diagnostics, bench_results, bench_stats
 from scripts.compare.presets import format_number
 from scripts.compare.report import METHOD_COLOURS, fmt, train_time
 from dnnlib.util import atomic_write
@@ -19,7 +19,9 @@ from scripts.line_plot import draw_plot
 BASELINE = "adalinear"
 
 
-def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print) -> None:
+def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print,
+                 pair: Optional[tuple[str, str]] = None) -> None:
+    """pair: (first, second) methods whose paired differences first − second get their own table."""
     os.makedirs(report_dir, exist_ok=True)
     runs = bench_results.runs_of(results, "bench")
     datasets = sorted({r["dataset"] for r in runs.values()} | {k.split("/")[0] for k in results.get("expected", [])})
@@ -33,7 +35,7 @@ def write_report(results: dict, report_dir: str, outdir: str, log: Callable = pr
         draw_plot(series, os.path.join(report_dir, f"budget_curve-{run['dataset']}.png"),
                   title=f"Budget run: FID vs kimg, {run['dataset']}", ylabel="FID", xlabel="kimg",
                   colours={name: METHOD_COLOURS.get(run["method"], (0, 0, 0)) for name in series})
-    text = "\n".join(markdown(results, report_dir, datasets)) + "\n"
+    text = "\n".join(markdown(results, report_dir, datasets, pair)) + "\n"
     path = os.path.join(report_dir, "results.md")
     if _read_or_none(path) != text:  # an unchanged report is not rewritten
         with atomic_write(path, "w") as f:
@@ -58,7 +60,7 @@ def methods_in(results: dict, runs: dict, dataset: Optional[str] = None) -> list
     return order
 
 
-def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
+def markdown(results: dict, report_dir: str, datasets: list[str], pair: Optional[tuple[str, str]] = None) -> list[str]:
     runs = bench_results.runs_of(results, "bench")
     done = [k for k, r in runs.items() if r.get("status") == "done"]
     expected = results.get("expected", [])
@@ -72,6 +74,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
              protocol_line(options), ""]
     per_dataset = {dataset: methods_in(results, runs, dataset) for dataset in datasets}
     lines += table_lines(runs, datasets, per_dataset)
+    lines += pair_lines(runs, datasets, per_dataset, pair) if pair else []
     lines += paired_lines(runs, datasets, per_dataset)
     for dataset in datasets:
         if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
@@ -80,6 +83,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str]) -> list[str]:
     lines += picture_lines(report_dir, datasets, methods)
     lines += diagnostic_lines(runs, report_dir, datasets, methods)
     lines += curve_lines(results, report_dir)
+    lines += continuity_run_lines(runs)
     lines += every_run_lines(results)
     lines += ["## Pending runs", ""] + ([f"- `{k}`" for k in pending] or ["(none)"]) + [""]
     return lines
@@ -104,19 +108,69 @@ def _mean_std(summary: bench_stats.Summary, scale: float = 1.0, digits: int = 2)
     return f"{fmt(summary.mean * scale, digits)} ± {fmt(summary.std * scale, digits)}"
 
 
+def _has_continuity(runs: dict) -> bool:
+    return any(r.get("continuity") for r in runs.values())
+
+
+def _continuity_scale(name: str) -> float:
+    return 100.0 if name.startswith("jumps") else 1.0  # jumps as % of interpolation steps
+
+
 def table_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) -> list[str]:
-    lines = ["## Final and best scores (mean ± std over seeds)", "",
-             "| Dataset | Method | Seeds done | Final FID | Best FID | Final KID ×10³ | Best KID ×10³ |",
-             "|---|---|---|---|---|---|---|"]
+    continuity = bench_continuity.METRICS if _has_continuity(runs) else ()
+    lines = ["## Final and best scores (mean ± std over seeds)", ""]
+    if continuity:
+        lines += ["Latent continuity of each run's final snapshot (the FakeCLR paper's Table 2 analogue, "
+                  "scripts/compare/bench_continuity.py): PPL in W (mean and std of the trimmed samples of one run), "
+                  "jumps = % of interpolation steps whose mean pixel change exceeds 0.2 (slerp in Z, lerp in W). "
+                  "Lower is better everywhere.", ""]
+    lines += ["| Dataset | Method | Seeds done | Final FID | Best FID | Final KID ×10³ | Best KID ×10³ |"
+              + "".join(f" {name}{' (%)' if _continuity_scale(name) != 1 else ''} |" for name, _ in continuity),
+              "|---|---|---|---|---|---|---|" + "---|" * len(continuity)]
     for dataset in datasets:
         for method in methods[dataset]:
             cells = []
             for _, point, score in bench_stats.METRICS:
                 values = bench_stats.scores_by_seed(runs, dataset, method, point, score)
                 cells.append(_mean_std(bench_stats.summarize(list(values.values())), 1000.0 if score == "kid" else 1.0))
+            for name, getter in continuity:
+                values = bench_continuity.values_by_seed(runs, dataset, method, getter)
+                cells.append(_mean_std(bench_stats.summarize(list(values.values())), _continuity_scale(name), 3))
             seeds = sorted(bench_stats.scores_by_seed(runs, dataset, method, "final", "fid"))
             lines.append(f"| {dataset} | {method} | {len(seeds)} ({', '.join(map(str, seeds)) or '—'}) | "
                          + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _pair_values(runs: dict, dataset: str, method: str) -> list[tuple[str, float, int, dict[int, float]]]:
+    """(label, scale, digits, {seed: value}) of every metric of the pair table."""
+    out = [(name + (" ×10³" if score == "kid" else ""), 1000.0 if score == "kid" else 1.0, 2,
+            bench_stats.scores_by_seed(runs, dataset, method, point, score))
+           for name, point, score in bench_stats.METRICS]
+    if _has_continuity(runs):
+        out += [(name + (" (%)" if _continuity_scale(name) != 1 else ""), _continuity_scale(name), 3,
+                 bench_continuity.values_by_seed(runs, dataset, method, getter))
+                for name, getter in bench_continuity.METRICS]
+    return out
+
+
+def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], pair: tuple[str, str]) -> list[str]:
+    """The key pair, paired by seed: Δ = first − second (negative = the first method is better)."""
+    first, second = pair
+    cells = [d for d in datasets if first in methods[d] and second in methods[d]]
+    if not cells:
+        return []
+    lines = [f"## {first} − {second}, paired by seed", "",
+             f"Δ = value({first}) − value({second}) on the same training seed, for the seeds both finished (and both "
+             f"measured); lower is better in every row, so a negative Δ favours {first}. Mean ± std (ddof 1) of Δ and "
+             f"the number of seeds where {first} is lower.", "",
+             f"| Dataset | Metric | n | Δ mean ± std | {first} lower in |", "|---|---|---|---|---|"]
+    for dataset in cells:
+        for (label, scale, digits, a), (*_, b) in zip(_pair_values(runs, dataset, first),
+                                                       _pair_values(runs, dataset, second)):
+            result = bench_stats.lower_by(a, b)
+            delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale, digits)
+            lines.append(f"| {dataset} | {label} | {result.n} | {delta} | {result.better} of {result.n} |")
     return lines + [""]
 
 
@@ -201,6 +255,26 @@ def curve_lines(results: dict, report_dir: str) -> list[str]:
         lines += [f"| {format_number(p['kimg'])} | {fmt(p['fid'])} | {fmt(p['kid'] * 1000)} |" for p in run.get("curve", [])]
         lines.append("")
     return lines
+
+
+def continuity_run_lines(runs: dict) -> list[str]:
+    """Every bench run's own latent-continuity numbers (or why there are none yet)."""
+    if not _has_continuity(runs):
+        return []
+    lines = ["## Latent continuity of every run (final snapshot)", "",
+             "| Run | Snapshot | PPL-W mean | PPL-W std | Jumps Z (%) | Jumps W (%) | Step diff Z / W | Seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, run in sorted(runs.items()):
+        c = run.get("continuity")
+        if not c:
+            lines.append(f"| `{key}` | {'pending' if run.get('status') == 'done' else 'run not done'} "
+                         "| — | — | — | — | — | — |")
+            continue
+        ppl, z, w = c.get("ppl_w") or {}, c["smoothness"]["z"], c["smoothness"]["w"]
+        lines.append(f"| `{key}` | {c.get('snapshot')} | {fmt(ppl.get('mean'), 3)} | {fmt(ppl.get('std'), 3)} "
+                     f"| {fmt(z['jump_fraction'] * 100, 1)} | {fmt(w['jump_fraction'] * 100, 1)} "
+                     f"| {fmt(z['mean'], 4)} / {fmt(w['mean'], 4)} | {fmt(c.get('seconds'), 0)} |")
+    return lines + [""]
 
 
 def every_run_lines(results: dict) -> list[str]:

@@ -54,6 +54,15 @@ def paired(baseline: dict[int, float], method: dict[int, float]) -> Paired:
     return Paired(stats.n, stats.mean, stats.std, sum(d > 0 for d in diffs), t)
 
 
+def lower_by(first: dict[int, float], second: dict[int, float]) -> Paired:
+    """Paired differences first − second over the seeds both have; `better` counts seeds where first is lower."""
+    seeds = sorted(set(first) & set(second))
+    diffs = [first[s] - second[s] for s in seeds]
+    stats = summarize(diffs)
+    t = stats.mean / (stats.std / math.sqrt(stats.n)) if stats.std else None
+    return Paired(stats.n, stats.mean, stats.std, sum(d < 0 for d in diffs), t)
+
+
 def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str) -> dict[int, float]:
     """{seed: value} of the finished runs of one method on one dataset."""
     out = {}

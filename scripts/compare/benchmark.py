@@ -7,6 +7,9 @@ git commit, thread count and load average, into ONE results file meant to be com
 (bench_results.py). A rerun on any machine skips the runs that file records; a run that is not
 recorded resumes from its newest snapshot when its run directory exists locally, else starts over.
 
+A spec may give some methods their own seeds, train some methods after every other run (`last_methods`),
+and measure each finished run's latent continuity (bench_continuity.py) right after scoring it.
+
 Stages: `curve` is the one long run that chooses the budget (FID against kimg, snapshots every kimg);
 `bench` is the table itself. Datasets given as image folders (or zips at another resolution) are
 converted once with dataset_tool.py into <outdir>/data/<name>-<resolution>.zip.
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from scripts.compare.errors import HarnessError
-from scripts.compare import bench_diagnostics, bench_results
+from scripts.compare import bench_continuity, bench_diagnostics, bench_results
 from scripts.compare.comparison import open_comparison, train_and_score
 from scripts.compare.presets import REPO, Settings, dataset_info, display_command, parse_methods, resolve_settings, train_command
 from scripts.compare.runs import Job, training_status
@@ -48,10 +51,17 @@ class CurveSpec:
 class BenchmarkSpec:
     datasets: tuple[str, ...]  # relative to the repository root
     resolution: int
-    seeds: tuple[int, ...]
-    methods: str
+    seeds: tuple[int, ...]  # of every method not in method_seeds
+    methods: str  # in training order within a (dataset, seed) cell
     results: str  # committed results file, relative to the repository root
     curve: Optional[CurveSpec] = None  # the budget run of --stage=curve, where the benchmark has one
+    method_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (method, its seeds) where they differ from `seeds`
+    last_methods: tuple[str, ...] = ()  # trained after every run of the other methods, on every dataset
+    continuity: bool = False  # the latent-continuity numbers of each run's final snapshot (bench_continuity.py)
+    pair: Optional[tuple[str, str]] = None  # (first, second): the report's table of first − second paired by seed
+
+    def seeds_of(self, method: str) -> tuple[int, ...]:
+        return dict(self.method_seeds).get(method, self.seeds)
 
 
 BENCHMARKS = {
@@ -63,6 +73,13 @@ BENCHMARKS = {
     "cpu-regime": BenchmarkSpec(
         datasets=("datasets/emoji-smileys",), resolution=32, seeds=(0,), methods="noaug,ada-kimg100",
         results="examples/cpu-regime/results.json"),
+    # Benchmark v2 (issue 26, item 4; docs/results.md "Benchmark v2"): seed by seed, the key pair first, so that a
+    # partial table already pairs adalinear with fakeclr; InsGen only after every other run (if the budget allows).
+    "cpu-bench-v2": BenchmarkSpec(
+        datasets=("datasets/emoji-smileys", "datasets/emoji-food"), resolution=32, seeds=(0, 1, 2),
+        methods="adalinear,fakeclr,ada,insgen", results="examples/cpu-bench-v2/results.json",
+        method_seeds=(("adalinear", (0, 1, 2, 3, 4)), ("fakeclr", (0, 1, 2, 3, 4))), last_methods=("insgen",),
+        continuity=True, pair=("fakeclr", "adalinear")),
 }
 
 
@@ -92,8 +109,11 @@ class PlannedRun:
 
 
 def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Optional[Callable] = None,
-                  log: Callable = print) -> dict:
-    """Train, score and record every planned run not yet in the results file; write the report. Returns the file."""
+                  log: Callable = print, continuity: Optional[Callable] = None) -> dict:
+    """Train, score and record every planned run not yet in the results file; write the report. Returns the file.
+
+    continuity(snapshot, data) -> dict: the per-run latent-continuity measurement of a spec with `continuity`
+    (default bench_continuity.LatentContinuity(); tests pass a stand-in)."""
     spec = BENCHMARKS[preset]
     results_path = os.path.abspath(plan.results or os.path.join(REPO, spec.results))
     outdir = os.path.abspath(plan.outdir or os.path.join("runs", preset))
@@ -106,9 +126,14 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
     runs = planned_runs(spec, preset, plan, outdir, options)
     expect_runs(spec, plan, runs, results)
     evaluator = evaluator or make_evaluator(runs[0].settings)
+    if spec.continuity and continuity is None:
+        continuity = bench_continuity.LatentContinuity()  # before any work: missing VGG16 weights stop it here
+    measure = _continuity_step(results, results_path, outdir, continuity if spec.continuity else None, log)
     jobs = pending_jobs(runs, results, results_path, evaluator, plan.harness_command, log)
-    recorder = _recorder(results, results_path, {id(job): run for job, run in jobs}, log)
+    recorder = _recorder(results, results_path, {id(job): run for job, run in jobs}, log, measure)
     try:
+        for run in runs:  # runs recorded earlier whose numbers are missing (e.g. interrupted while measuring)
+            measure(run.key, run.settings.data)
         if plan.score_only:
             for job, _ in jobs:
                 evaluate_method(job.settings, job.state, job.method, evaluator, log)
@@ -121,11 +146,19 @@ def run_benchmark(preset: str, plan: BenchOptions, options: dict, evaluator: Opt
 
 
 def expect_runs(spec: BenchmarkSpec, plan: BenchOptions, runs: list[PlannedRun], results: dict) -> None:
-    if plan.stage == "bench":  # the table's full set of runs, so that missing ones show as pending
-        bench_results.merge_expected(results, bench_results.expected_keys(
-            sorted({r.settings.dataset_name for r in runs}), parse_methods(spec.methods) + sorted(
-                {r.method for r in runs} - set(parse_methods(spec.methods))), sorted({r.settings.seed for r in runs}
-                                                                                      | set(spec.seeds))))
+    """The table's full set of runs (the spec's methods and seeds, plus whatever this call plans), so that missing
+    ones show as pending."""
+    if plan.stage != "bench":
+        return
+    datasets = sorted({r.settings.dataset_name for r in runs})
+    spec_methods = parse_methods(spec.methods)
+    keys = []
+    for dataset in datasets:
+        for method in spec_methods + sorted({r.method for r in runs} - set(spec_methods)):
+            seeds = set(spec.seeds_of(method)) | {r.settings.seed for r in runs if r.method == method}
+            keys += [bench_results.run_key("bench", dataset, method, seed) for seed in sorted(seeds)]
+    planned = [r.key for r in runs]  # in training order first, then the rest
+    bench_results.merge_expected(results, [k for k in planned if k in keys] + [k for k in keys if k not in planned])
 
 
 def dry_run(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: str, options: dict, results: dict,
@@ -155,9 +188,30 @@ def planned_runs(spec: BenchmarkSpec, preset: str, plan: BenchOptions, outdir: s
         overrides = dict(options, kimg=curve.kimg, tick=curve.tick, snap=curve.snap, score_every=curve.score_every)
         return _cell_runs("curve", data[min(curve.dataset, len(data) - 1)], curve.seed, [curve.method], preset,
                           outdir, overrides)
-    methods = parse_methods(plan.methods or spec.methods)
-    seeds = parse_seeds(plan.seeds) if plan.seeds else list(spec.seeds)
-    return [run for path in data for seed in seeds for run in _cell_runs("bench", path, seed, methods, preset, outdir, options)]
+    return [run for path, seed, methods in bench_order(spec, plan, data)
+            for run in _cell_runs("bench", path, seed, methods, preset, outdir, options)]
+
+
+def bench_order(spec: BenchmarkSpec, plan: BenchOptions, data: list) -> list[tuple[object, int, list[str]]]:
+    """(dataset, seed, methods) cells in training order: the spec's last_methods after every other run; otherwise
+    dataset by dataset, seed by seed, each cell's methods in the spec's order (--methods picks, never reorders)."""
+    asked = parse_methods(plan.methods or spec.methods)
+    spec_methods = parse_methods(spec.methods)
+    methods = [m for m in spec_methods if m in asked] + [m for m in asked if m not in spec_methods]
+    fixed = parse_seeds(plan.seeds) if plan.seeds else None  # --seeds: the same seeds for every method
+    cells = []
+    for group in ([m for m in methods if m not in spec.last_methods], [m for m in methods if m in spec.last_methods]):
+        seeds_of = {m: (fixed or list(spec.seeds_of(m))) for m in group}
+        for path in data:
+            for seed in sorted({s for seeds in seeds_of.values() for s in seeds}, key=_first_use(seeds_of)):
+                cells.append((path, seed, [m for m in group if seed in seeds_of[m]]))
+    return [cell for cell in cells if cell[2]]
+
+
+def _first_use(seeds_of: dict[str, list[int]]) -> Callable[[int], tuple[int, int]]:
+    """Seeds in the order the methods list them (ascending for the presets)."""
+    order = [s for seeds in seeds_of.values() for s in seeds]
+    return lambda seed: (order.index(seed), seed)
 
 
 def _cell_runs(kind: str, data: tuple[str, str], seed: int, methods: list[str], preset: str, outdir: str,
@@ -222,19 +276,33 @@ def pending_jobs(runs: list[PlannedRun], results: dict, results_path: str, evalu
     return jobs
 
 
-def _recorder(results: dict, results_path: str, runs: dict[int, PlannedRun], log: Callable) -> Callable[[Job], None]:
-    """on_scored callback: copy the run into the committed results file (atomically) and say so."""
+def _recorder(results: dict, results_path: str, runs: dict[int, PlannedRun], log: Callable,
+              measure: Callable[[str, str], None]) -> Callable[[Job], None]:
+    """on_scored callback: copy the run into the committed results file (atomically) and say so; then its
+    latent continuity, when the benchmark measures it (one CPU-heavy step after the other)."""
     def record(job: Job) -> None:
         run = runs[id(job)]
         trained, _, _ = training_status(job.settings, job.method, method_record(job.state, job.method))
+        old = results["runs"].get(run.key)
         entry = bench_results.record_run(results, run.key, run.kind, job.settings, job.method,
                                          method_record(job.state, job.method), finished=trained)
+        bench_continuity.carry_over(old, entry)
         save_state(job.state, job.settings)
         bench_diagnostics.attach({"runs": {run.key: entry}}, bench_results.bench_root(job.settings.outdir),
                                  log=lambda _: None)
         bench_results.save(results_path, results)
         log(f"[{run.key}] {entry['status']}: recorded in {os.path.relpath(results_path)}")
+        measure(run.key, job.settings.data)
     return record
+
+
+def _continuity_step(results: dict, results_path: str, outdir: str, continuity: Optional[Callable],
+                     log: Callable) -> Callable[[str, str], None]:
+    """measure(run key, data path): the run's continuity numbers, saved at once; nothing without `continuity`."""
+    def measure(key: str, data: str) -> None:
+        if continuity is not None and bench_continuity.measure_run(results, key, outdir, data, continuity, log):
+            bench_results.save(results_path, results)
+    return measure
 
 
 def finish(results_path: str, results: dict, plan: BenchOptions, outdir: str, log: Callable) -> dict:
@@ -243,7 +311,8 @@ def finish(results_path: str, results: dict, plan: BenchOptions, outdir: str, lo
 
     bench_diagnostics.attach(results, outdir, log)
     bench_results.save(results_path, results)
-    bench_report.write_report(results, os.path.dirname(results_path), outdir, log=log)
+    spec = BENCHMARKS.get(results.get("benchmark", ""))
+    bench_report.write_report(results, os.path.dirname(results_path), outdir, log=log, pair=spec and spec.pair)
     if plan.continuity:
         run_continuity(results, outdir, os.path.dirname(results_path), log)
     return results

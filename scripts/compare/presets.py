@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from scripts.compare.errors import HarnessError
-from training.method_registry import method_names, split_method
+from training.method_registry import method_class, method_default_aug, method_names, split_method
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DEFAULT_METHODS = "ada,adalinear,insgen,fakeclr"
+
+# Benchmark v2 (issue 26, item 4): the lead's settings, read off the regime curves (docs/results.md, "Regime curves").
+V2_KIMG = 100  # budget: well past ~20-30 kimg, where no-augmentation FID stops falling as D memorises the 169 images
+V2_ADA_KIMG = 100  # ADA's p can cross its whole range within the budget (upstream's 500 would move it by 0.2 at most)
+V2_SNAP_KIMG = 10  # a snapshot every 10 kimg: an interruption loses at most ~3 min of one-thread training
+V2_SCORE_EVERY = 20  # FID/KID at 0, 20, 40, 60, 80 and 100 kimg: the curve's shape at a sixth of v1's per-snapshot cost
+V2_NUM_GEN = 500  # 500 fakes: the regime curves' count, so v2 numbers sit on the same scale as those curves
 INSGEN_ADA_LINEAR_BELOW = 5000  # InsGen switches to ADA-Linear below 5K images (FakeCLR paper footnote)
 
 # Presets. kimg=None: chosen from the dataset size (paper_kimg). Explicit options override every field.
@@ -42,6 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # per-kimg r_t, p and D score gap from stats.jsonl. 500 fakes: the curve's turn, not a table cell.
     "cpu-regime": dict(cfg="tiny", batch=None, mirror=True, kimg=200, tick=1, snap=10, num_gen=500,
                        contrastive_ada_linear=True, workers=1, threads=1, baseline="noaug"),
+    # Benchmark v2 (scripts/compare/benchmark.py, issue 26 item 4): the V2_* constants above; one thread per run;
+    # --ada-kimg only where the adaptive controller runs (ada_kimg_acts).
+    "cpu-bench-v2": dict(cfg="tiny", batch=None, mirror=True, kimg=V2_KIMG, tick=1, snap=V2_SNAP_KIMG,
+                         num_gen=V2_NUM_GEN, score_every=V2_SCORE_EVERY, ada_kimg=V2_ADA_KIMG,
+                         contrastive_ada_linear=True, workers=1, threads=1, baseline="adalinear"),
 }
 # Ablation variants: selectable by name, never run unless asked for. Each changes one FakeCLR
 # option against the `fakeclr` preset: the forgetting factor as the released code computes it; a
@@ -130,12 +142,16 @@ class Settings:
     dataset_size: int = 0
     dataset_resolution: int = 0
     kimg_note: str = ""
+    ada_kimg: Optional[float] = None  # train.py --ada-kimg, given only to methods whose adaptive p it steers
 
     def training_key(self) -> dict:
         """What must not change between a comparison and its resumption."""
-        return dict(data=self.data, cfg=self.cfg, batch=self.batch, mirror=self.mirror, kimg=self.kimg, tick=self.tick,
-                    snap=self.snap, seed=self.seed, gamma=self.gamma, gpus_per_run=self.gpus_per_run,
-                    train_args=list(self.train_args), contrastive_ada_linear=self.contrastive_ada_linear)
+        key = dict(data=self.data, cfg=self.cfg, batch=self.batch, mirror=self.mirror, kimg=self.kimg, tick=self.tick,
+                   snap=self.snap, seed=self.seed, gamma=self.gamma, gpus_per_run=self.gpus_per_run,
+                   train_args=list(self.train_args), contrastive_ada_linear=self.contrastive_ada_linear)
+        if self.ada_kimg is not None:  # only when set: comparisons recorded before the field keep their key
+            key["ada_kimg"] = self.ada_kimg
+        return key
 
     def eval_key(self, evaluator_name: str) -> dict:
         return dict(evaluator=evaluator_name, num_gen=self.num_gen, eval_seed=self.eval_seed, eval_data=self.eval_data)
@@ -193,13 +209,32 @@ def format_number(value: float) -> str:
     return text or "0"
 
 
+def insgen_ada_linear(settings: Settings, method: str) -> bool:
+    return method == "insgen" and settings.contrastive_ada_linear and settings.dataset_size < INSGEN_ADA_LINEAR_BELOW
+
+
+def ada_kimg_acts(settings: Settings, name: str) -> bool:
+    """Whether train.py's --ada-kimg steers this method's p: only the adaptive controller reads it. ADA-Linear's
+    ramp (adalinear, fakeclr, InsGen below 5K images) and --aug=noaug/fixed have no adaptive p."""
+    method = base_method(name)
+    extra = list(VARIANTS[name][1] if name in VARIANTS else ()) + list(settings.train_args)
+    if any(arg.startswith(("--aug=", "--ada-kimg", "--ada_linear")) for arg in extra):
+        return False  # the variant or --train-args sets the augmentation itself (or the speed already)
+    if method_default_aug(method) not in (None, "ada"):
+        return False  # an add-on alone that trains without ADA (e.g. diffaugment)
+    linear = method_class(split_method(method)[0]).preset.get("ada_linear", False)
+    return not (linear or insgen_ada_linear(settings, method))
+
+
 def method_train_args(settings: Settings, name: str) -> list[str]:
     method = base_method(name)
     args = [f"--method={method}"]
-    if method == "insgen" and settings.contrastive_ada_linear and settings.dataset_size < INSGEN_ADA_LINEAR_BELOW:
+    if insgen_ada_linear(settings, method):
         args.append("--ada_linear=True")  # fakeclr's preset already ramps p linearly
     if method == "contragan":
         args.append("--cond=True")
+    if settings.ada_kimg is not None and ada_kimg_acts(settings, name):
+        args.append(f"--ada-kimg={format_number(settings.ada_kimg)}")
     return args + list(VARIANTS[name][1] if name in VARIANTS else ())
 
 

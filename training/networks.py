@@ -48,6 +48,12 @@ def activation_gain(activation: str) -> float:
     return bias_act.activation_funcs[activation].def_gain
 
 
+def folds_gain(activation: str) -> bool:
+    """act(g x) = g act(x) for g > 0: the output gain can scale the weights and bias instead of the output
+    (one pass over the activations less, forward and backward; equal up to float rounding)."""
+    return activation in ("linear", "relu", "lrelu")
+
+
 def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
     """FP16 only where asked for and on CUDA; elsewhere float32 keeps CPU paths exact and supported."""
     return torch.float16 if (use_fp16 and not force_fp32 and device.type == "cuda") else torch.float32
@@ -92,9 +98,12 @@ def fp16_min_resolution(img_resolution_log2: int, num_fp16_res: int) -> int:
 def modulated_conv2d(
     x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
     up: int = 1, down: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-    demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True,
+    demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True, out_gain: float = 1,
 ) -> torch.Tensor:
-    """Convolve each sample with the shared weight scaled per input channel by its styles."""
+    """Convolve each sample with the shared weight scaled per input channel by its styles.
+
+    `out_gain` scales the result (noise included) through the small per-sample factors, not a pass over x.
+    """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     misc.assert_shape(weight, [out_channels, in_channels, kh, kw])
@@ -106,17 +115,23 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    per_sample_weight = None
     demod = None
-    if demodulate or fused_modconv:
-        per_sample_weight = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
-        demod = (per_sample_weight.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        # sum over i, k of (w[o,i,k] s[i])^2 = sum_i s[i]^2 sum_k w[o,i,k]^2: an [N,I] x [I,O] product, no
+        # [N,O,I,kh,kw] per-sample weights (which the unfused form never convolves with).
+        demod = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+    if out_gain != 1:  # scale the small per-sample factors instead of x
+        if demod is not None:
+            demod = demod * out_gain
+        else:
+            styles = styles * out_gain
+        noise = noise * out_gain if noise is not None else None
 
     if not fused_modconv:
         return _modconv_unfused(x, weight, styles, demod, noise, up, down, padding, resample_filter, flip_weight)
 
-    if demodulate:
+    per_sample_weight = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
+    if demod is not None:
         per_sample_weight = per_sample_weight * demod.reshape(batch_size, -1, 1, 1, 1)
     # Fold the batch into channels so one grouped convolution handles every sample's own weight.
     x = x.reshape(1, -1, *x.shape[2:])
@@ -164,16 +179,19 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        gain = activation_gain(self.activation) if folds_gain(self.activation) else 1
+        w = self.weight.to(x.dtype) * (self.weight_gain * gain)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
+            if self.bias_gain * gain != 1:
+                b = b * (self.bias_gain * gain)
+        if folds_gain(self.activation) and b is not None:
+            x = torch.addmm(b.unsqueeze(0), x, w.t())
+            return x if self.activation == "linear" else bias_act.bias_act(x, None, act=self.activation, gain=1)
         x = x.matmul(w.t())
-        return bias_act.bias_act(x, b.to(x.dtype) if b is not None else None, act=self.activation)  # dtype: autocast
+        b = b.to(x.dtype) if b is not None else None  # dtype: autocast
+        return bias_act.bias_act(x, b, act=self.activation, gain=1 if folds_gain(self.activation) else None)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
@@ -212,12 +230,16 @@ class Conv2dLayer(torch.nn.Module):
                 self.bias = None
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
-        w = self.weight * self.weight_gain
+        act_gain = self.act_gain * gain
+        folded = act_gain if folds_gain(self.activation) and act_gain > 0 else 1  # into the weights and bias
+        w = self.weight * (self.weight_gain * folded)
         x = conv2d_resample.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
                                             padding=self.padding, flip_weight=(self.up == 1))
-        b = self.bias.to(x.dtype) if self.bias is not None else None  # after the conv: autocast may change the dtype
+        b = None
+        if self.bias is not None:  # cast after the conv: autocast may change the dtype
+            b = (self.bias * folded if folded != 1 else self.bias).to(x.dtype)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain / folded, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, activation={self.activation}, "
@@ -339,11 +361,14 @@ class SynthesisLayer(torch.nn.Module):
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
         styles = self.affine(w)
+        act_gain = self.act_gain * gain
+        folded = act_gain if folds_gain(self.activation) and act_gain > 0 else 1  # into demod, noise, bias
         x = modulated_conv2d(x, self.weight, styles, noise=self._noise(x, noise_mode), up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
-                             flip_weight=(self.up == 1), fused_modconv=fused_modconv)
+                             flip_weight=(self.up == 1), fused_modconv=fused_modconv, out_gain=folded)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        b = (self.bias * folded if folded != 1 else self.bias).to(x.dtype)
+        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain / folded, clamp=clamp)
 
     def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
         if not self.use_noise or noise_mode == "none":

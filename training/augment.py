@@ -99,7 +99,7 @@ def _matrix(rows: list[list], like: torch.Tensor) -> torch.Tensor:
 
     def column(value) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
-            value = value.to(like.dtype)
+            value = value.to(dtype=like.dtype, device=like.device)
             return value if value.shape == (n,) else value.expand(n)
         if value not in constants:
             constants[value] = torch.full([n], float(value), dtype=like.dtype, device=like.device)

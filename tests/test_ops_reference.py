@@ -218,6 +218,25 @@ def test_conv2d_gradfix_values_and_gradients_match_torch():
         assert torch.allclose(a, e, atol=1e-10)
 
 
+def test_strided_transposed_conv_in_nhwc_equals_torch():
+    """From 32 px output the CPU runs strided transposed convolutions in NHWC (faster there); values, layout and the
+    gradients through the adjoints (the D input gradient of a 2x-down conv takes this path) stay torch's."""
+    x = _rand(2, 4, 16, 16).requires_grad_()
+    w = _rand(4, 3, 3, 3, seed=1).requires_grad_()
+    ours = conv2d_gradfix.conv_transpose2d(x, w, stride=2)  # [2, 3, 33, 33]
+    theirs = F.conv_transpose2d(x, w, stride=2)
+    assert ours.shape == (2, 3, 33, 33) and ours.is_contiguous()
+    assert (ours - theirs).abs().max().item() < 1e-5  # float32 sums in another order at most
+    g_ours = torch.autograd.grad(ours.square().sum(), [x, w], create_graph=True)
+    g_theirs = torch.autograd.grad(theirs.square().sum(), [x, w], create_graph=True)
+    for a, e in zip(g_ours, g_theirs):
+        assert (a - e).abs().max().item() <= 1e-4 * e.abs().max().item()
+    y = _rand(2, 3, 33, 33, seed=2).requires_grad_()  # the input gradient of a stride-2 conv: the same path
+    gy = torch.autograd.grad(conv2d_gradfix.conv2d(y, w.detach(), stride=2).square().sum(), [y])[0]
+    gy_torch = torch.autograd.grad(F.conv2d(y, w.detach(), stride=2).square().sum(), [y])[0]
+    assert (gy - gy_torch).abs().max().item() <= 1e-4 * gy_torch.abs().max().item()
+
+
 def test_no_weight_gradients_skips_only_weight_grads():
     x = _rand(1, 2, 5, 5).requires_grad_()
     w = _rand(3, 2, 3, 3, seed=1).requires_grad_()

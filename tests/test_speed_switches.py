@@ -157,9 +157,11 @@ def test_fused_adam_matches_plain(data16, tmp_path):
     assert not any(phase.opt.defaults.get("fused") for phase in reference[3].phases)
     _assert_close(run, reference, 1e-5, grad_tol=1e-5)
     # After real Adam steps of all four phases. Fused and foreach Adam round differently; where a
-    # gradient element is ~0, Adam's sign-like first steps turn that into up to ~6e-5 (lr is 2.4e-3).
+    # gradient element is ~0, Adam's sign-like first steps amplify that. Measured worst element: 1.5e-5 before,
+    # 1.07e-4 since the output gains fold into the weights (2026-12-05: one element of D.b8.skip.weight, all
+    # others <= 8.6e-5), so 2.5e-4 (2.3x); a wrong lr or betas moves elements by a fraction of lr = 2.4e-3.
     for name, ref in reference[2].items():
-        torch.testing.assert_close(run[2][name], ref, rtol=0, atol=1e-4, msg=name)
+        torch.testing.assert_close(run[2][name], ref, rtol=0, atol=2.5e-4, msg=name)
 
 
 def test_switches_default_off_and_reach_the_options(data16, tmp_path):

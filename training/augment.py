@@ -92,9 +92,21 @@ def _full(n: int, value: float, like: torch.Tensor) -> torch.Tensor:
 
 
 def _matrix(rows: list[list], like: torch.Tensor) -> torch.Tensor:
+    """[n, R, C] from R rows of C entries ([n] tensors or numbers): one stack, one constant per distinct number
+    (the pipe builds a dozen such matrices per D pass; per-entry tensors made it hundreds of small ops)."""
     n = like.shape[0]
-    cols = [[torch.as_tensor(v, dtype=like.dtype, device=like.device).expand(n) for v in row] for row in rows]
-    return torch.stack([torch.stack(row, dim=-1) for row in cols], dim=-2)
+    constants: dict[float, torch.Tensor] = {}
+
+    def column(value) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            value = value.to(dtype=like.dtype, device=like.device)
+            return value if value.shape == (n,) else value.expand(n)
+        if value not in constants:
+            constants[value] = torch.full([n], float(value), dtype=like.dtype, device=like.device)
+        return constants[value]
+
+    entries = [column(value) for row in rows for value in row]
+    return torch.stack(entries, dim=-1).reshape(n, len(rows), len(rows[0]))
 
 
 def translate2d(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:

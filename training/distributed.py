@@ -57,6 +57,10 @@ def average_and_sanitize_gradients(params: Iterable[torch.nn.Parameter], stat_na
     params = [p for p in params if p.grad is not None]
     if not params:
         return
+    if not is_distributed() and params[0].grad.device.type == "cpu" and _all_finite([p.grad for p in params]):
+        if stat_name is not None:
+            training_stats.report(stat_name, torch.zeros([], dtype=torch.int64))
+        return  # nothing to average or sanitise: the flat copy and the copy-back would change nothing
     flat = torch.cat([p.grad.flatten() for p in params])
     if is_distributed():
         torch.distributed.all_reduce(flat)
@@ -90,6 +94,12 @@ def gather_objects(obj: Any) -> list:
     gathered: list = [None] * world_size()
     torch.distributed.all_gather_object(gathered, obj)
     return gathered
+
+
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    """One max-abs per tensor, read on the host: a flag costs no device synchronisation on the CPU (NaN and inf
+    make the maximum non-finite)."""
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf"))).max()))
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:

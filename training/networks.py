@@ -9,10 +9,11 @@ Layout, top-down:
 Building blocks: FullyConnectedLayer, Conv2dLayer (equalised learning rate), SynthesisLayer
 (modulated conv + noise), ToRGBLayer, MinibatchStdLayer.
 
-Portability: this module's source is embedded in upstream-format exports (export.py --format=upstream) and run by
-upstream's loader against *its* torch_utils, so it may use only the torch_utils names upstream also provides
-(listed in training/upstream_export.py, checked at export and by tests/test_export_upstream.py), plus numpy, torch
-and the standard library.
+Portability: this module's source is embedded in upstream-format exports (export.py --format=upstream), with
+training/network_functions.py (its functions) inlined where it is imported, and run by upstream's loader against *its*
+torch_utils, so both may use only the torch_utils names upstream also provides (listed in
+training/upstream_export.py, checked at export and by tests/test_export_upstream.py), numpy, torch and the
+standard library.
 
 Mixed precision: blocks at the top `num_fp16_res` resolutions run in float16 on CUDA; on other
 devices they run in float32 (same weights, same results up to rounding) so CPU code paths work.
@@ -27,121 +28,13 @@ import numpy as np
 import torch
 
 from torch_utils import misc, persistence
-from torch_utils.ops import bias_act, conv2d_resample, fma, upfirdn2d
+from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d
+from training.network_functions import (  # noqa: F401 (re-exported: networks.<name> is public)
+    activation_gain, block_dtype, channels_per_resolution, check_choice, check_resolution, filter_buffer,
+    folds_gain, fp16_min_resolution, memory_format_for, modulated_conv2d, normalize_2nd_moment)
 
 NOISE_MODES = ("random", "const", "none")
 ARCHITECTURES = ("orig", "skip", "resnet")
-
-
-# ----------------------------------------------------------------------------
-# Small helpers.
-
-def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
-    """Scale x so that the mean of its squares along `dim` is 1."""
-    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
-
-
-def activation_gain(activation: str) -> float:
-    if activation not in bias_act.activation_funcs:
-        choices = ", ".join(bias_act.activation_funcs)
-        raise ValueError(f"activation={activation!r} is unknown; choose one of {choices}")
-    return bias_act.activation_funcs[activation].def_gain
-
-
-def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    """FP16 only where asked for and on CUDA; elsewhere float32 keeps CPU paths exact and supported."""
-    return torch.float16 if (use_fp16 and not force_fp32 and device.type == "cuda") else torch.float32
-
-
-def memory_format_for(channels_last: bool, dtype: torch.dtype, all_layers: bool = False) -> torch.memory_format:
-    """NHWC for FP16 blocks with --nhwc, or for every block with --channels-last (training/speed.py)."""
-    return torch.channels_last if (all_layers or (channels_last and dtype == torch.float16)) else torch.contiguous_format
-
-
-def filter_buffer(taps: list) -> torch.Tensor:
-    """The [4,4] FIR buffer, built on CPU then moved to the default device (works under torch.device('meta'))."""
-    with torch.device("cpu"):
-        f = upfirdn2d.setup_filter(taps)
-    return f.to(torch.empty(0).device)
-
-
-def check_resolution(img_resolution: int, owner: str, minimum: int = 4) -> int:
-    """Validate a power-of-two resolution and return its log2."""
-    if not isinstance(img_resolution, int) or img_resolution < minimum or img_resolution & (img_resolution - 1):
-        raise ValueError(f"{owner}: img_resolution={img_resolution!r} must be a power of two >= {minimum}")
-    return int(np.log2(img_resolution))
-
-
-def check_choice(value: str, choices: tuple[str, ...], option: str) -> None:
-    if value not in choices:
-        raise ValueError(f"{option}={value!r} is unknown; choose one of {', '.join(choices)}")
-
-
-def channels_per_resolution(resolutions: list[int], channel_base: int, channel_max: int) -> dict[int, int]:
-    return {res: min(channel_base // res, channel_max) for res in resolutions}
-
-
-def fp16_min_resolution(img_resolution_log2: int, num_fp16_res: int) -> int:
-    """Lowest resolution that runs in FP16 (never below 8: the 4x4 layers stay FP32)."""
-    return max(2 ** (img_resolution_log2 + 1 - num_fp16_res), 8)
-
-
-# ----------------------------------------------------------------------------
-# Modulated convolution.
-
-def modulated_conv2d(
-    x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None,
-    up: int = 1, down: int = 1, padding: int = 0, resample_filter: torch.Tensor | None = None,
-    demodulate: bool = True, flip_weight: bool = True, fused_modconv: bool = True,
-) -> torch.Tensor:
-    """Convolve each sample with the shared weight scaled per input channel by its styles."""
-    batch_size = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
-    misc.assert_shape(weight, [out_channels, in_channels, kh, kw])
-    misc.assert_shape(x, [batch_size, in_channels, None, None])
-    misc.assert_shape(styles, [batch_size, in_channels])
-
-    if x.dtype == torch.float16 and demodulate:
-        # Keep FP16 intermediates finite; demodulation cancels these scales exactly.
-        weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
-
-    per_sample_weight = None
-    demod = None
-    if demodulate or fused_modconv:
-        per_sample_weight = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
-    if demodulate:
-        demod = (per_sample_weight.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-
-    if not fused_modconv:
-        return _modconv_unfused(x, weight, styles, demod, noise, up, down, padding, resample_filter, flip_weight)
-
-    if demodulate:
-        per_sample_weight = per_sample_weight * demod.reshape(batch_size, -1, 1, 1, 1)
-    # Fold the batch into channels so one grouped convolution handles every sample's own weight.
-    x = x.reshape(1, -1, *x.shape[2:])
-    grouped_weight = per_sample_weight.reshape(-1, in_channels, kh, kw)
-    x = conv2d_resample.conv2d_resample(x, grouped_weight.to(x.dtype), f=resample_filter, up=up, down=down,
-                                        padding=padding, groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
-
-
-def _modconv_unfused(x, weight, styles, demod, noise, up, down, padding, resample_filter, flip_weight):
-    """Scale activations instead of weights: cheaper in FP16 and in training mode."""
-    batch_size = x.shape[0]
-    x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-    x = conv2d_resample.conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down,
-                                        padding=padding, flip_weight=flip_weight)
-    if demod is not None and noise is not None:
-        return fma.fma(x, demod.to(x.dtype).reshape(batch_size, -1, 1, 1), noise.to(x.dtype))
-    if demod is not None:
-        return x * demod.to(x.dtype).reshape(batch_size, -1, 1, 1)
-    if noise is not None:
-        return x + noise.to(x.dtype)
-    return x
 
 
 # ----------------------------------------------------------------------------
@@ -164,16 +57,19 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        gain = activation_gain(self.activation) if folds_gain(self.activation) else 1
+        w = self.weight.to(x.dtype) * (self.weight_gain * gain)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
+            if self.bias_gain * gain != 1:
+                b = b * (self.bias_gain * gain)
+        if folds_gain(self.activation) and b is not None:
+            x = torch.addmm(b.unsqueeze(0), x, w.t())
+            return x if self.activation == "linear" else bias_act.bias_act(x, None, act=self.activation, gain=1)
         x = x.matmul(w.t())
-        return bias_act.bias_act(x, b.to(x.dtype) if b is not None else None, act=self.activation)  # dtype: autocast
+        b = b.to(x.dtype) if b is not None else None  # dtype: autocast
+        return bias_act.bias_act(x, b, act=self.activation, gain=1 if folds_gain(self.activation) else None)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
@@ -212,12 +108,16 @@ class Conv2dLayer(torch.nn.Module):
                 self.bias = None
 
     def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
-        w = self.weight * self.weight_gain
+        act_gain = self.act_gain * gain
+        folded = act_gain if folds_gain(self.activation) and act_gain > 0 else 1  # into the weights and bias
+        w = self.weight * (self.weight_gain * folded)
         x = conv2d_resample.conv2d_resample(x, w.to(x.dtype), f=self.resample_filter, up=self.up, down=self.down,
                                             padding=self.padding, flip_weight=(self.up == 1))
-        b = self.bias.to(x.dtype) if self.bias is not None else None  # after the conv: autocast may change the dtype
+        b = None
+        if self.bias is not None:  # cast after the conv: autocast may change the dtype
+            b = (self.bias * folded if folded != 1 else self.bias).to(x.dtype)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain / folded, clamp=clamp)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, activation={self.activation}, "
@@ -339,11 +239,14 @@ class SynthesisLayer(torch.nn.Module):
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
         styles = self.affine(w)
+        act_gain = self.act_gain * gain
+        folded = act_gain if folds_gain(self.activation) and act_gain > 0 else 1  # into demod, noise, bias
         x = modulated_conv2d(x, self.weight, styles, noise=self._noise(x, noise_mode), up=self.up,
                              padding=self.padding, resample_filter=self.resample_filter,
-                             flip_weight=(self.up == 1), fused_modconv=fused_modconv)
+                             flip_weight=(self.up == 1), fused_modconv=fused_modconv, out_gain=folded)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        b = (self.bias * folded if folded != 1 else self.bias).to(x.dtype)
+        return bias_act.bias_act(x, b, act=self.activation, gain=act_gain / folded, clamp=clamp)
 
     def _noise(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor | None:
         if not self.use_noise or noise_mode == "none":

@@ -2,7 +2,8 @@
 
 Every network module becomes upstream's persistent-object record: the reduce tuple
 `(torch_utils.persistence._reconstruct_persistent_obj, (meta,))` with
-meta = {type: 'class', version: 6, module_src: <source of training/networks.py>, class_name, state: __dict__}.
+meta = {type: 'class', version: 6, module_src: <source of training/networks.py, training/network_functions.py
+inlined>, class_name, state: __dict__}.
 Upstream's loader executes `module_src` against its own torch_utils, so training/networks.py may use only the
 torch_utils names upstream provides (`UPSTREAM_API`); `api_violations` checks that before anything is written.
 Our own loader reads these files like any upstream pickle: the record is data, the source is never run, and our
@@ -21,7 +22,7 @@ import torch
 
 from dnnlib import util
 from torch_utils import persistence
-from training import networks
+from training import network_functions, networks
 
 UPSTREAM_RECORD_VERSION = 6
 PICKLE_PROTOCOL = 4  # readable by every Python 3 the upstream repositories support
@@ -39,8 +40,29 @@ UPSTREAM_API: dict[str, frozenset[str]] = {
 THIRD_PARTY_ALLOWED = frozenset({"torch", "numpy", "__future__"})
 
 
+# Modules that training/networks.py imports from this project: their bodies replace the import in the embedded source.
+INLINED_MODULES = {network_functions.__name__: network_functions}
+
+
 def network_module_source() -> str:
-    return inspect.getsource(networks)
+    """training/networks.py as one self-contained module: each import of an INLINED_MODULES module is replaced by
+    that module's source (less its `from __future__` line, legal only at the top), so the classes find the
+    functions under the same names when upstream's loader executes the text."""
+    source = inspect.getsource(networks)
+    lines = source.splitlines(keepends=True)
+    for node in reversed(ast.parse(source).body):  # bottom-up: line numbers above stay valid
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in INLINED_MODULES:
+            lines[node.lineno - 1:node.end_lineno] = [_without_future_imports(INLINED_MODULES[node.module])]
+    return "".join(lines)
+
+
+def _without_future_imports(module) -> str:
+    source = inspect.getsource(module)
+    lines = source.splitlines(keepends=True)
+    for node in reversed(ast.parse(source).body):
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            del lines[node.lineno - 1:node.end_lineno]
+    return "".join(lines)
 
 
 # ----------------------------------------------------------------------------

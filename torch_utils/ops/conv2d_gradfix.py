@@ -77,8 +77,22 @@ class _ConvSpec:
                          _pair(output_padding, "output_padding"), _pair(dilation, "dilation"), int(groups))
 
     def run(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+        if self._nhwc_pays_off(x):
+            # On the CPU, oneDNN's strided transposed convolution (G's 2x up-sampling, the input gradient of D's 2x
+            # down-sampling) takes ~2x longer in NCHW than in NHWC from 32 px output up, both layout copies
+            # included; the results are identical (docs/performance.md).
+            nhwc = torch.channels_last
+            out = torch.ops.aten.convolution(x.contiguous(memory_format=nhwc), w.contiguous(memory_format=nhwc), b,
+                                             self.stride, self.padding, self.dilation, self.transpose,
+                                             self.output_padding, self.groups)
+            return out.contiguous()
         return torch.ops.aten.convolution(x, w, b, self.stride, self.padding, self.dilation, self.transpose,
                                           self.output_padding, self.groups)
+
+    def _nhwc_pays_off(self, x: torch.Tensor) -> bool:
+        return (self.transpose and max(self.stride) > 1 and self.groups == 1 and x.device.type == "cpu"
+                and x.dtype == torch.float32 and x.ndim == 4 and x.shape[2] * self.stride[0] >= 32
+                and x.is_contiguous())
 
     def adjoint(self, w: torch.Tensor, in_shape: Sequence[int], out_shape: Sequence[int]) -> "_ConvSpec":
         """The convolution that maps output gradients to input gradients (same weight tensor)."""

@@ -28,3 +28,20 @@ def test_metric_summary_names_each_value_once(tmp_path, capsys):
     (tmp_path / "metric-fid500_full.jsonl").write_text(json.dumps(row) + "\n")
     demo.print_metric_summary(str(tmp_path))
     assert capsys.readouterr().out == "fid500_full = 313.8\n"
+
+
+def test_the_shipped_start_is_used_at_its_own_resolution_only(capsys):
+    assert demo.starting_network("pretrained", 32) == [f"--resume={demo.PRETRAINED}"]
+    assert demo.starting_network("pretrained", 64) == [] and "from scratch" in capsys.readouterr().out
+    assert demo.starting_network("none", 32) == []
+    assert demo.starting_network("my.pkl", 32) == ["--resume=my.pkl"]
+
+
+def test_the_demo_fine_tunes_the_shipped_start_with_two_processes(tmp_path, monkeypatch):
+    steps = []
+    monkeypatch.setattr(demo, "run", lambda args: steps.append(args))
+    monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
+    CliRunner().invoke(demo.main, [f"--outdir={tmp_path}", "--metrics=none"])
+    train = steps[1]
+    assert "--method=ada" in train and "--kimg=40" in train and f"--resume={demo.PRETRAINED}" in train
+    assert "--gpus=2" in train and "--cpu-procs=True" in train

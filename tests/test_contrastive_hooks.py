@@ -8,7 +8,8 @@ import torch
 
 from contrastive_standins import StandInLoss, TinyD, TinyG, train_steps
 from training.contrastive.hooks import ContraGAN2CHook, FakeCLRHook, InsGenHook
-from training.contrastive.head import MomentumProjectionHead, ema_update_, make_head_optimizer, make_momentum_copy
+from torch_utils.misc import ema_update_
+from training.contrastive.head import MomentumProjectionHead, make_head_optimizer, make_momentum_copy
 from training.contrastive import resolve_method
 from training.method_stack import build_method
 

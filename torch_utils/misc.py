@@ -79,6 +79,20 @@ def copy_params_and_buffers(src_module: torch.nn.Module, dst_module: torch.nn.Mo
     return missing
 
 
+@torch.no_grad()
+def ema_update_(target: torch.nn.Module, source: torch.nn.Module, keep: float) -> None:
+    """Exponential moving average in place: target <- keep * target + (1 - keep) * source for parameters,
+    computed as source.lerp(target, keep) (upstream's G_ema order, so G_ema rounds as upstream's does);
+    buffers are copied. One multi-tensor call per list instead of two ops per parameter."""
+    targets = list(target.parameters())
+    if targets:
+        sources = [p.detach() for p in source.parameters()]
+        torch._foreach_copy_(targets, torch._foreach_lerp(sources, targets, keep))
+    buffers = list(target.buffers())
+    if buffers:
+        torch._foreach_copy_(buffers, list(source.buffers()))
+
+
 def check_ddp_consistency(module: torch.nn.Module, ignore_regex: str | None = None) -> None:
     """Assert every parameter/buffer equals rank 0's copy (NaNs compare equal)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

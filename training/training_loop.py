@@ -349,12 +349,7 @@ class Trainer:
         if options.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.cur_nimg * options.ema_rampup)
         beta = 0.5 ** (options.batch_size / max(ema_nimg, 1e-8))
-        # One multi-tensor call per list instead of two ops per parameter (same lerp, identical values).
-        ema_params, params = list(self.G_ema.parameters()), list(self.G.parameters())
-        torch._foreach_copy_(ema_params, torch._foreach_lerp(params, ema_params, beta))
-        ema_buffers = list(self.G_ema.buffers())
-        if ema_buffers:
-            torch._foreach_copy_(ema_buffers, list(self.G.buffers()))
+        misc.ema_update_(self.G_ema, self.G, beta)
 
     def stop_requested(self) -> bool:
         flag = self.stop.requested or (self.abort_fn is not None and self.abort_fn())

@@ -4,7 +4,7 @@
 epilogue), Linear(C, 512) -> ReLU -> Linear(512, 128), L2-normalise.
 `MomentumProjectionHead`: a trainable query MLP plus a key MLP that follows it by EMA
 (momentum 0.999), updated on every head call as in the reference code.
-`make_momentum_copy` / `ema_update_`: D_ema, the key copy of the whole discriminator.
+`make_momentum_copy` (+ torch_utils.misc.ema_update_): D_ema, the key copy of the whole discriminator.
 `make_head_optimizer`: Adam with a network's settings and the lazy-regularisation correction.
 """
 
@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 
+from torch_utils.misc import ema_update_
 from training.phases import lazy_reg_opt_kwargs
 
 
@@ -69,18 +70,6 @@ class MomentumProjectionHead(torch.nn.Module):
 def make_momentum_copy(module: torch.nn.Module) -> torch.nn.Module:
     """A deep copy that never receives gradients."""
     return copy.deepcopy(module).requires_grad_(False)
-
-
-@torch.no_grad()
-def ema_update_(target: torch.nn.Module, source: torch.nn.Module, momentum: float) -> None:
-    """theta_t <- m * theta_t + (1 - m) * theta_s for parameters; buffers are copied."""
-    # Multi-tensor calls (the same lerp per tensor, identical values) instead of a Python loop of ops.
-    targets = list(target.parameters())
-    if targets:
-        torch._foreach_lerp_(targets, [p.detach() for p in source.parameters()], 1.0 - momentum)
-    buffers = list(target.buffers())
-    if buffers:
-        torch._foreach_copy_(buffers, list(source.buffers()))
 
 
 def infer_feature_channels(D: torch.nn.Module) -> int:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from torch_utils import misc, training_stats
-from training.contrastive.head import (MomentumProjectionHead, ema_update_, infer_feature_channels,
+from training.contrastive.head import (MomentumProjectionHead, infer_feature_channels,
                                        make_head_optimizer, make_momentum_copy, pool_features)
 from training.contrastive.losses import contrastive_2c_loss, forgetting_margin, info_nce
 from training.contrastive.noise import perturb_latents
@@ -116,7 +116,7 @@ class InstanceContrastHook(Method):
         return phase in D_PHASES and self.real is not None and self.options.lambda_real > 0
 
     def begin_iteration(self, cur_nimg: int, batch_idx: int) -> None:
-        ema_update_(self.D_ema, self.D, self.options.d_ema_momentum)
+        misc.ema_update_(self.D_ema, self.D, self.options.d_ema_momentum)
         self.stamp = cur_nimg // self.batch_size  # the iteration index, continuous across resumes
         if self.fake is not None:
             self.fake.queue.set_progress(cur_nimg / (self.total_kimg * 1000.0))

@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEFAULT_METHODS = "ada,adalinear,insgen,fakeclr"
 
 # Benchmark v2 (issue 26, item 4): the lead's settings, read off the regime curves (docs/results.md, "Regime curves").
-V2_KIMG = 100  # no-augmentation FID stops improving by 50-90 kimg (plateau 117-132) while r_t ~0.9 from 30 kimg on
+V2_KIMG = 100  # r_t ~0.9 from 30 kimg on, fast FID fall over by 50 kimg (no turn up by 200): docs/results.md
 V2_ADA_KIMG = 100  # ADA's p can cross its whole range within the budget (upstream's 500 would move it by 0.2 at most)
 V2_SNAP_KIMG = 10  # a snapshot every 10 kimg: an interruption loses at most ~3 min of one-thread training
 V2_SCORE_EVERY = 20  # FID/KID at 0, 20, 40, 60, 80 and 100 kimg: the curve's shape at a sixth of v1's per-snapshot cost

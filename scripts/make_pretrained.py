@@ -18,11 +18,11 @@ if __name__ == "__main__" and not __package__:  # run by path: start again as `p
 
     _as_module.rerun_as_package_module(__file__)
 
-import hashlib
 import os
 
 import click
 
+from metrics.offline_weights import sha256_of
 from training.network_pickle import NETWORK_KEYS, NetworkPickleError, load_network_pkl, save_network_pkl
 
 KEPT_KEYS = (*NETWORK_KEYS, "augment_pipe")  # what a weights-only resume reads
@@ -38,11 +38,6 @@ def strip_snapshot(data: dict, note: str) -> dict:
     return kept
 
 
-def file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 @click.command()
 @click.option("--snapshot", required=True, help="network-snapshot-*.pkl written by train.py")
 @click.option("--out", required=True, help="Where the starting point goes (must not exist)")
@@ -55,9 +50,8 @@ def main(snapshot: str, out: str, note: str) -> None:
         data = load_network_pkl(snapshot)
     except (FileNotFoundError, NetworkPickleError) as error:
         raise click.ClickException(f"--snapshot={snapshot}: {error}") from None
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_network_pkl(out, strip_snapshot(data, note))
-    print(f"Wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB, sha256 {file_sha256(out)})")
+    save_network_pkl(out, strip_snapshot(data, note))  # atomic; creates the folder
+    print(f"Wrote {out} ({os.path.getsize(out) / 1e6:.2f} MB, sha256 {sha256_of(out)})")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,20 @@
-"""The embedded demo (README set-up command 1): dataset -> FakeCLR fine-tuning -> samples -> KID/FID.
+"""The embedded demo (README set-up command 1): dataset -> ADA fine-tuning -> samples -> KID/FID.
 
-Runs on a CPU in about ten minutes with the `tiny` preset, using only what the repo ships
-(datasets/emoji-smileys, 169 real 64 px emoji; a small starting network trained on the repo's other set,
-datasets/emoji-food) and the offline Inception weights that `python scripts/fetch_weights.py` fetched
-(README command 1 runs it). Each step is the real command-line tool, and the exact command is printed so
-you can rerun or scale up any step:
+Runs on a CPU in about 12.5 minutes (2 idle cores, measured; see the README) with the `tiny` preset, using
+only what the repo ships (datasets/emoji-smileys, 169 real 64 px emoji; a small starting network trained on
+the repo's other set, datasets/emoji-food) and the offline Inception weights that
+`python scripts/fetch_weights.py` fetched (README command 1 runs it). Each step is the real command-line
+tool, and the exact command is printed so you can rerun or scale up any step:
 
     1. dataset_tool.py   emoji folder -> 32 px training zip
-    2. train.py          --cfg=tiny --method=fakeclr --resume=<the food network> (few-shot users fine-tune)
+    2. train.py          --cfg=tiny --method=ada --resume=<the food network> (few-shot users fine-tune)
     3. generate.py       a sample grid from the final snapshot
     4. calc_metrics.py   KID / FID of the final snapshot against the training set
 
 Why a starting network: from scratch, the tiny generator draws coloured blobs for its first ~30 kimg and
-faces from ~40-50 kimg, more than ten CPU minutes; starting from shapes and colours learnt on food emoji
-(never on the smileys), it draws faces sooner. How it was made: datasets/pretrained/README.md.
-`--resume=none` trains from scratch instead.
+faces from ~40-50 kimg; starting from shapes and colours learnt on food emoji (never on the smileys), it
+draws faces by 40 kimg. How it was made: datasets/pretrained/README.md. `--resume=none` trains from scratch
+instead; `--method=fakeclr` trains the headline method (about 1.3x slower per kimg).
 """
 
 from __future__ import annotations

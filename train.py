@@ -88,8 +88,6 @@ def _default(option: str) -> str:
               type=str, metavar="NAME")
 @click.option("--fused-adam", "--fused_adam", "fused_adam", help="torch.optim.Adam(fused=True) for G and D [default: false]",
               type=bool, metavar="BOOL")
-@click.option("--flush-denormals", "--flush_denormals", "flush_denormals", type=bool, metavar="BOOL",
-              help="CPU: flush subnormal floats to zero while training (much faster late in a run) [default: true]")
 # Methods (FakeCLR / InsGen / ContraGAN).
 @click.option("--method", help="Training method, or a base method + add-ons, e.g. ada+lecam [default: ada]; "
               f"one of {', '.join(method_names())}", type=MethodName())

@@ -166,8 +166,7 @@ def test_fused_adam_matches_plain(data16, tmp_path):
 
 def test_switches_default_off_and_reach_the_options(data16, tmp_path):
     plain_opts = _options(data16, str(tmp_path))
-    assert not {"bf16", "channels_last", "compile", "compile_backend", "fused_adam", "flush_denormals"} & plain_opts.keys()
-    assert _options(data16, str(tmp_path), "--flush-denormals=False").flush_denormals is False
+    assert not {"bf16", "channels_last", "compile", "compile_backend", "fused_adam"} & plain_opts.keys()
     opts = _options(data16, str(tmp_path), "--bf16=True", "--channels-last=True", "--compile=True",
                     "--compile-backend=aot_eager", "--fused-adam=True")
     assert (opts.bf16, opts.channels_last, opts.compile, opts.compile_backend, opts.fused_adam) == (
@@ -194,38 +193,3 @@ def test_label_copy_and_stats_need_no_host_sync(monkeypatch):
     value = torch.arange(4.0)
     training_stats.report("Test/x", value)
     assert training_stats._counters["Test/x"][value.device].device == value.device
-
-
-SUBNORMAL = torch.ones(4096, dtype=torch.int32).view(torch.float32)  # 1.4e-45 each: the smallest subnormal float32
-
-
-def test_subnormal_mode_flushes_inside_and_restores_after():
-    from training import speed
-
-    if not torch.set_flush_denormal(False):
-        pytest.skip("this CPU cannot flush subnormals (torch.set_flush_denormal returns False)")
-    assert not speed.subnormals_flushed() and (SUBNORMAL * 1.0).count_nonzero() == SUBNORMAL.numel()
-    with speed.subnormal_mode(True):
-        assert speed.subnormals_flushed() and (SUBNORMAL * 1.0).count_nonzero() == 0
-        with speed.subnormal_mode(False):
-            assert not speed.subnormals_flushed()
-        assert speed.subnormals_flushed()  # the enclosing mode comes back
-    assert not speed.subnormals_flushed()
-
-
-@pytest.mark.parametrize("flag,expected", [((), True), (("--flush-denormals=False",), False)])
-def test_trainer_steps_in_the_asked_subnormal_mode(data16, tmp_path, flag, expected):
-    """Every phase of a step runs in the mode (default: flushed); the test process keeps IEEE behaviour."""
-    from training import speed
-    from training.training_loop import Trainer
-
-    if not torch.set_flush_denormal(False):
-        pytest.skip("this CPU cannot flush subnormals")
-    trainer = Trainer(_options(data16, str(tmp_path), *flag), rank=0, device=torch.device("cpu"), abort_fn=None)
-    trainer.setup()
-    seen = []
-    run_phase = trainer.run_phase
-    trainer.run_phase = lambda *args: (seen.append(speed.subnormals_flushed()), run_phase(*args))
-    trainer.train_step()
-    assert seen == [expected] * 4  # Gmain, Greg, Dmain, Dreg
-    assert not speed.subnormals_flushed()

@@ -307,13 +307,10 @@ def build_training_options(cli: EasyDict, data: DatasetInfo, metrics: list[str])
 
 
 def _set_speed_switches(opts: EasyDict, cli: EasyDict) -> None:
-    """training/speed.py switches; written only when not at their default, so default runs keep their options
-    unchanged."""
+    """training/speed.py switches; written only when on, so default runs keep their options unchanged."""
     for name in ("bf16", "channels_last", "compile", "fused_adam"):
         if cli.get(name):
             opts[name] = True
-    if cli.get("flush_denormals") is False:
-        opts.flush_denormals = False
     if cli.get("compile_backend") is not None:
         if not cli.get("compile"):
             raise ConfigError("--compile-backend needs --compile=True")

@@ -44,7 +44,6 @@ CLI_DEFAULTS = dnnlib.EasyDict(
     freezed=None,  # no frozen D layers
     fp32=False, nhwc=False, allow_tf32=False, nobench=False,  # upstream's performance settings
     bf16=False, channels_last=False, compile=False, fused_adam=False,  # speed switches off: the plain behaviour
-    flush_denormals=True,  # but subnormals flushed on the CPU: up to 2.6x late in a run, below float32 resolution
     compile_backend=None,  # COMPILE_BACKEND, and only with --compile
     method=None,  # ada (the contrastive presets' default)
 )
@@ -75,10 +74,8 @@ LOOP_DEFAULTS = dict(
 )
 REQUIRED_KEYS = ("training_set_kwargs", "G_kwargs", "D_kwargs", "G_opt_kwargs", "D_opt_kwargs", "loss_kwargs")
 
-# training/speed.py's switches, off by default (default runs keep upstream's behaviour and options), except the
-# flushing of subnormal floats, which changes nothing a weight can tell and saves up to 2.6x on a CPU.
-SPEED_DEFAULTS = dict(bf16=False, channels_last=False, compile=False, compile_backend=COMPILE_BACKEND, fused_adam=False,
-                      flush_denormals=True)
+# training/speed.py's switches, all off by default: default runs keep upstream's behaviour and options.
+SPEED_DEFAULTS = dict(bf16=False, channels_last=False, compile=False, compile_backend=COMPILE_BACKEND, fused_adam=False)
 
 
 def with_cli_defaults(options: dict) -> dnnlib.EasyDict:

@@ -1,6 +1,6 @@
 """Speed switches of the training loop, as small functions the loop calls (see docs/performance.md).
 
-Every switch but one defaults to the plain behaviour; each one is a training option (train.py flag):
+Every switch defaults to the plain behaviour; each one is a training option (train.py flag):
 
 | option            | train.py flag       | default | what it does                                                     |
 |-------------------|---------------------|---------|------------------------------------------------------------------|
@@ -9,7 +9,6 @@ Every switch but one defaults to the plain behaviour; each one is a training opt
 | `compile`         | `--compile`         | False   | torch.compile of G mapping, G synthesis and D for Gmain/Dmain     |
 | `compile_backend` | `--compile-backend` | inductor| the torch.compile backend ('aot_eager' for tests)                |
 | `fused_adam`      | `--fused-adam`      | False   | torch.optim.Adam(fused=True) for G and D (where torch supports it) |
-| `flush_denormals` | `--flush-denormals` | True    | CPU: subnormal float32 values are flushed to zero during training  |
 
 The regularisation phases (Greg: path length, Dreg: R1) differentiate twice. torch.compile does
 not support double backward and bf16 would degrade those small gradient norms, so both switches
@@ -47,33 +46,6 @@ def configure_backends(device: torch.device, cudnn_benchmark: bool, allow_tf32: 
     torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
     torch.backends.cuda.matmul.allow_tf32 = bool(allow_tf32)
     torch.backends.cudnn.allow_tf32 = bool(allow_tf32)
-
-
-# ----------------------------------------------------------------------------
-# Subnormal floats (on by default: the one switch that is).
-#
-# Late in a CPU run some activations and gradients fall below float32's smallest normal value (1.2e-38), and
-# an x86 core handles each such operand in microcode, many times slower: a tiny run resumed at 106 kimg trains
-# 2.6x faster with them flushed to zero (docs/performance.md, "Subnormal floats"). What it changes: a value
-# below 1.2e-38 becomes 0, which no weight update can tell apart from rounding (GPU kernels mostly flush them
-# too); the golden trajectories hold either way. The mode is per thread and a new thread copies its creator's,
-# so the Trainer enters it before its first op and OpenMP's worker threads, created then, inherit it.
-
-def subnormals_flushed() -> bool:
-    """Whether this thread flushes subnormal float32 values to zero (probed: torch has no getter)."""
-    smallest_subnormal = torch.ones(1, dtype=torch.int32).view(torch.float32)  # 1.4e-45
-    return bool((smallest_subnormal * 1.0).item() == 0.0)
-
-
-@contextlib.contextmanager
-def subnormal_mode(flush: bool):
-    """Flush subnormals to zero (or not) inside the block; this thread's previous mode afterwards."""
-    previous = subnormals_flushed()
-    torch.set_flush_denormal(bool(flush))  # False where the CPU cannot (no SSE3 / not x86): IEEE, as before
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(previous)
 
 
 # ----------------------------------------------------------------------------

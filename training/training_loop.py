@@ -93,10 +93,6 @@ class Trainer:
                 self.tb_writer.close()
 
     def setup(self) -> None:
-        with speed.subnormal_mode(self.speed.flush_denormals):  # before the first op: OpenMP threads inherit it
-            self._setup()
-
-    def _setup(self) -> None:
         options = self.training_options
         self.start_time = time.time()
         self.seed_everything()
@@ -296,10 +292,6 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
 
     def train_step(self) -> None:
-        with speed.subnormal_mode(self.speed.flush_denormals):
-            self._train_step()
-
-    def _train_step(self) -> None:
         options = self.training_options
         real_img, real_c = self.next_real_batch()
         all_z, all_c = self.draw_latents_and_labels()

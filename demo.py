@@ -1,6 +1,6 @@
 """The embedded demo (README set-up command 1): dataset -> ADA fine-tuning -> samples -> KID/FID.
 
-Runs on a CPU in about 12.5 minutes (2 idle cores, measured; see the README) with the `tiny` preset, using
+Runs on a CPU in about 9 minutes (2 idle cores, measured; see the README) with the `tiny` preset, using
 only what the repo ships (datasets/emoji-smileys, 169 real 64 px emoji; a small starting network trained on
 the repo's other set, datasets/emoji-food) and the offline Inception weights that
 `python scripts/fetch_weights.py` fetched (README command 1 runs it). Each step is the real command-line
@@ -13,7 +13,7 @@ tool, and the exact command is printed so you can rerun or scale up any step:
 
 Why a starting network: from scratch, the tiny generator draws coloured blobs for its first ~30 kimg and
 faces from ~40-50 kimg; starting from shapes and colours learnt on food emoji (never on the smileys), it
-draws faces by 40 kimg. How it was made: datasets/pretrained/README.md. `--resume=none` trains from scratch
+draws faces by 24 kimg. How it was made: datasets/pretrained/README.md. `--resume=none` trains from scratch
 instead; `--method=fakeclr` trains the headline method (about 1.3x slower per kimg).
 """
 
@@ -69,7 +69,7 @@ def positive_kimg(ctx: click.Context, param: click.Parameter, value: float) -> f
 @click.option("--method", default="ada", show_default=True,
               type=click.Choice([name for name in method_names() if not method_class(name).needs_labels]),
               help="Training method (the demo's data has no labels)")
-@click.option("--kimg", default=40.0, show_default=True, type=float, callback=positive_kimg,
+@click.option("--kimg", default=24.0, show_default=True, type=float, callback=positive_kimg,
               help="Training length in thousands of real images (fractions allowed)")
 @click.option("--resolution", default="32", show_default=True, type=click.Choice([str(r) for r in RESOLUTIONS]),
               help="Training resolution in pixels")

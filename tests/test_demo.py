@@ -43,5 +43,5 @@ def test_the_demo_fine_tunes_the_shipped_start_with_two_processes(tmp_path, monk
     monkeypatch.setattr(demo.os, "cpu_count", lambda: 2)
     CliRunner().invoke(demo.main, [f"--outdir={tmp_path}", "--metrics=none"])
     train = steps[1]
-    assert "--method=ada" in train and "--kimg=40" in train and f"--resume={demo.PRETRAINED}" in train
+    assert "--method=ada" in train and "--kimg=24" in train and f"--resume={demo.PRETRAINED}" in train
     assert "--gpus=2" in train and "--cpu-procs=True" in train

@@ -274,6 +274,23 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     assert cm.METHOD_COLOURS["adalinear"] in colours and cm.METHOD_COLOURS["fakeclr"] in colours
 
 
+def test_each_benchmark_pairs_against_its_own_presets_baseline(tmp_path):
+    # cpu-regime compares ADA with no augmentation: its paired table must be against noaug, not adalinear.
+    results = _constructed_results()
+    for key in list(results["runs"]):
+        run = results["runs"].pop(key)
+        run["method"] = {"adalinear": "noaug", "fakeclr": "ada-kimg100"}[run["method"]]
+        results["runs"][f"toy/{run['method']}/seed{run['seed']}"] = run
+    results.update(benchmark="cpu-regime", expected=sorted(results["runs"]))
+    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None)
+    text = (tmp_path / "results.md").read_text()
+    assert "## Improvement over noaug, paired over seeds" in text and "adalinear" not in text
+    # The same numbers as the adalinear/fakeclr pair above: final FID d = 10, -2, 20, better in 2 of 3.
+    assert re.search(r"\| toy \| ada-kimg100 \| final FID \| 3 \| 9\.33 ± 11\.02 \| 2 of 3 \|", text), text
+    assert bench_report.baseline_of(dict(benchmark="cpu-bench-v2")) == "adalinear"
+    assert bench_report.baseline_of({}) == bench_report.BASELINE
+
+
 def test_pictures_have_the_right_sizes(benched):
     root, plan, _, _ = benched
     report = pathlib.Path(plan.results).parent

@@ -11,12 +11,17 @@ import os
 from typing import Callable, Optional
 
 from scripts.compare import bench_continuity, bench_diagnostics, bench_results, bench_stats
-from scripts.compare.presets import format_number
+from scripts.compare.presets import PRESETS, format_number
 from scripts.compare.report import METHOD_COLOURS, fmt, train_time
 from dnnlib.util import atomic_write
 from scripts.line_plot import draw_plot
 
-BASELINE = "adalinear"
+BASELINE = "adalinear"  # when the results name no preset: the linear-ramp method both contrastive methods build on
+
+
+def baseline_of(results: dict) -> str:
+    """The method every other one is paired against: the benchmark preset's own baseline (cpu-regime: noaug)."""
+    return PRESETS.get(results.get("benchmark", ""), {}).get("baseline", BASELINE)
 
 
 def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print,
@@ -75,7 +80,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str], pair: Optional
     per_dataset = {dataset: methods_in(results, runs, dataset) for dataset in datasets}
     lines += table_lines(runs, datasets, per_dataset)
     lines += pair_lines(runs, datasets, per_dataset, pair) if pair else []
-    lines += paired_lines(runs, datasets, per_dataset)
+    lines += paired_lines(runs, datasets, per_dataset, baseline_of(results))
     for dataset in datasets:
         if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
             lines += [f"### FID vs kimg, {dataset} (mean over seeds, band ± 1 std)", "",
@@ -174,22 +179,22 @@ def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], p
     return lines + [""]
 
 
-def paired_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) -> list[str]:
-    lines = [f"## Improvement over {BASELINE}, paired over seeds", "",
-             f"Δ = score({BASELINE}) − score(method) for each seed both finished; positive = the method is better. "
+def paired_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], baseline: str) -> list[str]:
+    lines = [f"## Improvement over {baseline}, paired over seeds", "",
+             f"Δ = score({baseline}) − score(method) for each seed both finished; positive = the method is better. "
              "Mean ± std of Δ, the number of seeds where the method is better, and the paired t statistic "
              "(mean / (std / √n); with n = 3, |t| > 4.3 is significant at 5 % two-sided).", "",
              "| Dataset | Method | Metric | n | Δ mean ± std | Better in | t |", "|---|---|---|---|---|---|---|"]
     for dataset in datasets:
         for method in methods[dataset]:
-            if method == BASELINE:
+            if method == baseline:
                 continue
-            if not set(bench_stats.scores_by_seed(runs, dataset, BASELINE, "final", "fid")) & set(
+            if not set(bench_stats.scores_by_seed(runs, dataset, baseline, "final", "fid")) & set(
                     bench_stats.scores_by_seed(runs, dataset, method, "final", "fid")):
                 lines.append(f"| {dataset} | {method} | all | 0 | — (no seed finished by both yet) | — | — |")
                 continue
             for name, point, score in bench_stats.METRICS:
-                base = bench_stats.scores_by_seed(runs, dataset, BASELINE, point, score)
+                base = bench_stats.scores_by_seed(runs, dataset, baseline, point, score)
                 result = bench_stats.paired(base, bench_stats.scores_by_seed(runs, dataset, method, point, score))
                 scale = 1000.0 if score == "kid" else 1.0
                 label = name + (" ×10³" if score == "kid" else "")

@@ -291,6 +291,24 @@ def test_each_benchmark_pairs_against_its_own_presets_baseline(tmp_path):
     assert bench_report.baseline_of({}) == bench_report.BASELINE
 
 
+def test_diagnostics_follow_the_trajectory_a_resumed_run_finished_on(tmp_path):
+    # 00000 was killed after logging ticks to 6 kimg and resumed from its 3 kimg snapshot into 00001; the
+    # results file lists the newer directory first. Ticks 4-6 of 00000 were thrown away by the resume.
+    def write(name: str, kimgs: list[float], rt: float) -> str:
+        run = tmp_path / name
+        run.mkdir()
+        lines = [json.dumps({"Progress/kimg": {"num": 1, "mean": k}, "Loss/signs/real": {"num": 1, "mean": rt}})
+                 for k in kimgs]
+        (run / "stats.jsonl").write_text("\n".join(lines) + "\n")
+        return str(run)
+
+    killed = write("00000-toy-ada", [0.008, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], rt=0.5)
+    resumed = write("00001-toy-ada-resume", [3.008, 4.0, 5.0], rt=0.9)
+    ticks = bench_diagnostics.read_run_stats([resumed, killed])
+    assert [t["kimg"] for t in ticks] == [0.008, 1.0, 2.0, 3.0, 3.008, 4.0, 5.0]
+    assert [t["rt"] for t in ticks] == [0.5] * 4 + [0.9] * 3
+
+
 def test_pictures_have_the_right_sizes(benched):
     root, plan, _, _ = benched
     report = pathlib.Path(plan.results).parent

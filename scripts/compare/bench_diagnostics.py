@@ -21,6 +21,7 @@ import os
 from typing import Callable, Optional
 
 from scripts.compare import bench_stats
+from training import run_dir as rundir
 
 # short name in the results file -> stats.jsonl key
 DIAGNOSTIC_STATS = {
@@ -49,18 +50,26 @@ TAIL = 3  # ticks averaged for the "end of training" value (a quarter of the 12-
 
 
 def read_run_stats(run_dirs: list[str]) -> list[dict]:
-    """One dict per tick (kimg + the DIAGNOSTIC_STATS present), over the run's directories in order."""
-    ticks = []
-    for run_dir in run_dirs:
-        path = os.path.join(run_dir, "stats.jsonl")
-        if not os.path.isfile(path):
-            continue
-        with open(path) as f:
-            for line in f:
-                tick = _tick(line)
-                if tick is not None:
-                    ticks.append(tick)
+    """One dict per tick (kimg + the DIAGNOSTIC_STATS present) of the trajectory the run finished on.
+
+    The directories are read oldest first (by run number: a results file lists them in the order a harness
+    found them). A resumed directory starts again from a snapshot, so the ticks an interrupted directory
+    logged past that point belong to a continuation that was thrown away: they are dropped, not averaged in.
+    """
+    ticks: list[dict] = []
+    for run_dir in sorted(run_dirs, key=rundir.run_number):
+        continued = _read_ticks(os.path.join(run_dir, "stats.jsonl"))
+        if continued:
+            ticks = [tick for tick in ticks if tick["kimg"] < continued[0]["kimg"]]
+        ticks += continued
     return ticks
+
+
+def _read_ticks(path: str) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [tick for tick in map(_tick, f) if tick is not None]
 
 
 def _tick(line: str) -> Optional[dict]:

@@ -233,7 +233,8 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
     assert re.search(r"\| toy \| adalinear \| 3 \(0, 1, 2\) \| 110\.00 ± 10\.00 \| 105\.00 ± 10\.00 \| 110\.00 ± 10\.00 \|", text)
     assert re.search(r"\| toy \| fakeclr \| 3 \(0, 1, 2\) \| 100\.67 ± 11\.02 \|", text)
     # Paired final FID: d = 10, -2, 20 -> mean 9.333, std 11.015, better in 2 of 3, t = 9.333 / (11.015 / sqrt 3) = 1.468.
-    row = re.search(r"\| toy \| fakeclr \| final FID \| 3 \| ([\d.]+) ± ([\d.]+) \| 2 of 3 \| \+([\d.]+) \|", text)
+    # With 3 seeds a two-sided 5 % test needs |t| > 4.303 (t table, 2 degrees of freedom), printed beside t.
+    row = re.search(r"\| toy \| fakeclr \| final FID \| 3 \| ([\d.]+) ± ([\d.]+) \| 2 of 3 \| \+([\d.]+) \(4\.30\) \|", text)
     assert row, text
     assert float(row.group(1)) == pytest.approx(9.33, abs=0.006) and float(row.group(2)) == pytest.approx(11.02, abs=0.006)
     assert float(row.group(3)) == pytest.approx(9.3333 / (math.sqrt(121.3333) / math.sqrt(3)), abs=0.006)
@@ -272,6 +273,19 @@ def test_report_statistics_equal_a_hand_computation(tmp_path):
         assert image.size == cm.PLOT_SIZE
         colours = {c for _, c in image.convert("RGB").getcolors(1 << 20)}
     assert cm.METHOD_COLOURS["adalinear"] in colours and cm.METHOD_COLOURS["fakeclr"] in colours
+
+
+def test_key_pair_differences_carry_t_and_the_bar_it_must_clear():
+    # first − second over the shared seeds 0-2: d = -10, -20, 0 -> mean -10, std 10, first lower in 2 of 3,
+    # t = -10 / (10 / sqrt 3) = -1.732; seed 3 of `first` has no partner and is ignored.
+    first, second = {0: 90.0, 1: 100.0, 2: 120.0, 3: 0.0}, {0: 100.0, 1: 120.0, 2: 120.0}
+    result = bench_stats.lower_by(first, second)
+    assert (result.n, result.better) == (3, 2)
+    assert result.mean == pytest.approx(-10.0) and result.std == pytest.approx(10.0)
+    assert result.t == pytest.approx(-math.sqrt(3))
+    # Student's t, two-sided 5 %: df 1 12.706, 2 4.303, 4 2.776; between tabled df the smaller df (stricter bar).
+    assert [bench_stats.t_critical(n) for n in (1, 2, 3, 5, 12, 100)] == [None, 12.706, 4.303, 2.776, 2.228, 2.042]
+    assert bench_stats.lower_by({0: 1.0}, {0: 2.0}).t is None  # one seed: no t
 
 
 def test_each_benchmark_pairs_against_its_own_presets_baseline(tmp_path):

@@ -168,14 +168,16 @@ def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], p
     lines = [f"## {first} − {second}, paired by seed", "",
              f"Δ = value({first}) − value({second}) on the same training seed, for the seeds both finished (and both "
              f"measured); lower is better in every row, so a negative Δ favours {first}. Mean ± std (ddof 1) of Δ and "
-             f"the number of seeds where {first} is lower.", "",
-             f"| Dataset | Metric | n | Δ mean ± std | {first} lower in |", "|---|---|---|---|---|"]
+             f"the number of seeds where {first} is lower; the paired t statistic with, in brackets, the |t| a two-sided "
+             f"test at 5 % needs for that n.", "",
+             f"| Dataset | Metric | n | Δ mean ± std | {first} lower in | t (needs) |", "|---|---|---|---|---|---|"]
     for dataset in cells:
         for (label, scale, digits, a), (*_, b) in zip(_pair_values(runs, dataset, first),
                                                        _pair_values(runs, dataset, second)):
             result = bench_stats.lower_by(a, b)
             delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale, digits)
-            lines.append(f"| {dataset} | {label} | {result.n} | {delta} | {result.better} of {result.n} |")
+            lines.append(f"| {dataset} | {label} | {result.n} | {delta} | {result.better} of {result.n} "
+                         f"| {_t_cell(result)} |")
     return lines + [""]
 
 
@@ -183,7 +185,7 @@ def paired_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]],
     lines = [f"## Improvement over {baseline}, paired over seeds", "",
              f"Δ = score({baseline}) − score(method) for each seed both finished; positive = the method is better. "
              "Mean ± std of Δ, the number of seeds where the method is better, and the paired t statistic "
-             "(mean / (std / √n); with n = 3, |t| > 4.3 is significant at 5 % two-sided).", "",
+             "(mean / (std / √n)) with, in brackets, the |t| a two-sided test at 5 % needs for that n.", "",
              "| Dataset | Method | Metric | n | Δ mean ± std | Better in | t |", "|---|---|---|---|---|---|---|"]
     for dataset in datasets:
         for method in methods[dataset]:
@@ -200,8 +202,14 @@ def paired_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]],
                 label = name + (" ×10³" if score == "kid" else "")
                 delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale)
                 lines.append(f"| {dataset} | {method} | {label} | {result.n} | {delta} | {result.better} of {result.n} "
-                             f"| {'—' if result.t is None else f'{result.t:+.2f}'} |")
+                             f"| {_t_cell(result)} |")
     return lines + [""]
+
+
+def _t_cell(result: bench_stats.Paired) -> str:
+    if result.t is None:
+        return "—"
+    return f"{result.t:+.2f} ({bench_stats.t_critical(result.n):.2f})"
 
 
 def write_curve_plot(runs: dict, dataset: str, path: str) -> None:

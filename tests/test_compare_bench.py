@@ -286,6 +286,23 @@ def test_key_pair_differences_carry_t_and_the_bar_it_must_clear():
     # Student's t, two-sided 5 %: df 1 12.706, 2 4.303, 4 2.776; between tabled df the smaller df (stricter bar).
     assert [bench_stats.t_critical(n) for n in (1, 2, 3, 5, 12, 100)] == [None, 12.706, 4.303, 2.776, 2.228, 2.042]
     assert bench_stats.lower_by({0: 1.0}, {0: 2.0}).t is None  # one seed: no t
+    assert str(bench_stats.lower_by({0: 1.0}, {0: 1.0}).mean) == "0.0"  # not "-0.0" in the report
+
+
+def test_curve_band_files_a_resumed_runs_odd_snapshots_under_their_scoring_point():
+    # v2 scores the first snapshot at or past each multiple of 20 kimg; a resumed run's fall at 49 and 69.
+    def run(seed, kimgs, fids):
+        return dict(dataset="toy", method="adalinear", seed=seed, status="done",
+                    curve=[dict(kimg=k, fid=f) for k, f in zip(kimgs, fids)])
+    runs = {"a": run(0, [0.008, 20.008, 40.008, 60.008, 100.0], [300, 200, 150, 140, 130]),
+            "b": run(1, [0.008, 20.008, 49.016, 69.016, 100.0], [280, 180, 130, 120, 150])}
+    band = bench_stats.curve_band(runs, "toy", "adalinear", score_every=20)
+    assert [kimg for kimg, _ in band] == [0, 20, 40, 60, 100]
+    assert [s.n for _, s in band] == [2] * 5 and band[2][1].mean == pytest.approx(140.0)
+    exact = bench_stats.curve_band(runs, "toy", "adalinear")  # no scoring grid: one point per exact kimg
+    assert len(exact) == 7 and dict(exact)[49.016].n == 1
+    assert bench_report.score_every_of(dict(benchmark="cpu-bench-v2")) == 20
+    assert bench_report.score_every_of(dict(benchmark="cpu-regime")) is None
 
 
 def test_each_benchmark_pairs_against_its_own_presets_baseline(tmp_path):

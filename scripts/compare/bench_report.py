@@ -24,6 +24,11 @@ def baseline_of(results: dict) -> str:
     return PRESETS.get(results.get("benchmark", ""), {}).get("baseline", BASELINE)
 
 
+def score_every_of(results: dict) -> Optional[float]:
+    """kimg between the preset's scored snapshots (None: every snapshot is scored at its own kimg)."""
+    return PRESETS.get(results.get("benchmark", ""), {}).get("score_every")
+
+
 def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print,
                  pair: Optional[tuple[str, str]] = None) -> None:
     """pair: (first, second) methods whose paired differences first − second get their own table."""
@@ -31,7 +36,8 @@ def write_report(results: dict, report_dir: str, outdir: str, log: Callable = pr
     runs = bench_results.runs_of(results, "bench")
     datasets = sorted({r["dataset"] for r in runs.values()} | {k.split("/")[0] for k in results.get("expected", [])})
     for dataset in datasets:
-        write_curve_plot(runs, dataset, os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png"))
+        write_curve_plot(runs, dataset, os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png"),
+                         score_every_of(results))
         write_diagnostic_plots(runs, dataset, report_dir)
         write_pictures(results, outdir, report_dir, dataset, log)
     curves = bench_results.runs_of(results, "curve")
@@ -212,10 +218,10 @@ def _t_cell(result: bench_stats.Paired) -> str:
     return f"{result.t:+.2f} ({bench_stats.t_critical(result.n):.2f})"
 
 
-def write_curve_plot(runs: dict, dataset: str, path: str) -> None:
+def write_curve_plot(runs: dict, dataset: str, path: str, score_every: Optional[float] = None) -> None:
     series, bands = {}, {}
     for method in sorted({r["method"] for r in runs.values() if r["dataset"] == dataset}):
-        band = bench_stats.curve_band(runs, dataset, method)
+        band = bench_stats.curve_band(runs, dataset, method, score_every=score_every)
         if not band:
             continue
         series[method] = [(kimg, s.mean) for kimg, s in band]

@@ -73,7 +73,7 @@ def lower_by(first: dict[int, float], second: dict[int, float]) -> Paired:
 
 
 def _negated(value: Optional[float]) -> Optional[float]:
-    return None if value is None else -value
+    return None if value is None else 0.0 - value  # not -value: a zero difference must not print as -0.000
 
 
 def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str) -> dict[int, float]:
@@ -85,11 +85,18 @@ def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str
     return out
 
 
-def curve_band(runs: dict, dataset: str, method: str, score: str = "fid") -> list[tuple[float, Summary]]:
-    """(kimg, summary over seeds) at every snapshot kimg that any finished run of the method has."""
+def curve_band(runs: dict, dataset: str, method: str, score: str = "fid",
+               score_every: Optional[float] = None) -> list[tuple[float, Summary]]:
+    """(kimg, summary over seeds) at every scored point that any finished run of the method has.
+
+    With score_every (kimg between scored snapshots), a point is filed under its nominal kimg, the multiple of
+    score_every at or below it: a resumed run's snapshots fall at odd kimg (49, 69 against 40, 60), and filing
+    them apart would make the mean at 69 one seed's value. Without it, points are grouped by their exact kimg.
+    """
     by_kimg: dict[float, list[float]] = {}
     for run in runs.values():
         if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
             for p in run.get("curve", []):
-                by_kimg.setdefault(round(p["kimg"], 3), []).append(p[score])
+                kimg = (p["kimg"] // score_every) * score_every if score_every else round(p["kimg"], 3)
+                by_kimg.setdefault(kimg, []).append(p[score])
     return [(kimg, summarize(values)) for kimg, values in sorted(by_kimg.items())]

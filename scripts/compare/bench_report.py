@@ -19,14 +19,19 @@ from scripts.line_plot import draw_plot
 BASELINE = "adalinear"  # when the results name no preset: the linear-ramp method both contrastive methods build on
 
 
+def _preset_of(results: dict) -> dict:
+    """The harness preset the results file was made with ({} for one that names none)."""
+    return PRESETS.get(results.get("benchmark", ""), {})
+
+
 def baseline_of(results: dict) -> str:
     """The method every other one is paired against: the benchmark preset's own baseline (cpu-regime: noaug)."""
-    return PRESETS.get(results.get("benchmark", ""), {}).get("baseline", BASELINE)
+    return _preset_of(results).get("baseline", BASELINE)
 
 
 def score_every_of(results: dict) -> Optional[float]:
     """kimg between the preset's scored snapshots (None: every snapshot is scored at its own kimg)."""
-    return PRESETS.get(results.get("benchmark", ""), {}).get("score_every")
+    return _preset_of(results).get("score_every")
 
 
 def write_report(results: dict, report_dir: str, outdir: str, log: Callable = print,

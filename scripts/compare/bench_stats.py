@@ -85,6 +85,15 @@ def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str
     return out
 
 
+def scoring_bucket(kimg: float, score_every: float) -> int:
+    """Which scoring point a snapshot at kimg stands for: the multiple of score_every at or below it.
+
+    The harness scores the first snapshot of each bucket (scores.snapshots_to_score) and the report files
+    the scores under the bucket's nominal kimg (curve_band): one rule for both.
+    """
+    return int(kimg // score_every)
+
+
 def curve_band(runs: dict, dataset: str, method: str, score: str = "fid",
                score_every: Optional[float] = None) -> list[tuple[float, Summary]]:
     """(kimg, summary over seeds) at every scored point that any finished run of the method has.
@@ -97,6 +106,6 @@ def curve_band(runs: dict, dataset: str, method: str, score: str = "fid",
     for run in runs.values():
         if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
             for p in run.get("curve", []):
-                kimg = (p["kimg"] // score_every) * score_every if score_every else round(p["kimg"], 3)
+                kimg = scoring_bucket(p["kimg"], score_every) * score_every if score_every else round(p["kimg"], 3)
                 by_kimg.setdefault(kimg, []).append(p[score])
     return [(kimg, summarize(values)) for kimg, values in sorted(by_kimg.items())]

@@ -7,6 +7,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+from scripts.compare.bench_stats import scoring_bucket
 from scripts.compare.presets import Settings
 from scripts.compare.state import fingerprint, load_snapshot, method_record, now, rel, run_number, save_state, snapshots
 from dnnlib.util import format_time
@@ -141,7 +142,7 @@ def snapshots_to_score(settings: Settings, method: str) -> list[str]:
         return paths
     chosen, buckets = [], set()
     for path in sorted(paths, key=snapshot_kimg_from_name):
-        bucket = int(snapshot_kimg_from_name(path) // settings.score_every)
+        bucket = scoring_bucket(snapshot_kimg_from_name(path), settings.score_every)
         if bucket not in buckets or path == paths[-1]:
             buckets.add(bucket)
             chosen.append(path)

@@ -197,3 +197,34 @@ def test_pair_table_equals_a_hand_computation(tmp_path):
     # Every run is listed with its numbers, the unfinished one as such.
     assert "| `toy/adalinear/seed3` | run not done |" in text
     assert all(f"| `{key}` | s.pkl |" in text for key, r in runs.items() if r["status"] == "done")
+
+
+def test_pair_table_pairs_the_curve_point_by_point(tmp_path):
+    """The key pair along the curve: a resumed run's score at 49 kimg is paired with the other's at 40 (the v2
+    preset scores every 20 kimg), and final − best is each run's loss from its best score."""
+    runs = {}
+    for seed, (a40, f49, a_final, f_final) in enumerate([(150.0, 140.0, 160.0, 150.0), (130.0, 135.0, 140.0, 138.0)]):
+        a, f = _run("adalinear", seed, a_final, 0.1, 2.0, 0.0), _run("fakeclr", seed, f_final, 0.1, 2.0, 0.0)
+        a["curve"].insert(1, dict(kimg=40.008, fid=a40, kid=0.1))
+        f["curve"][1:1] = [dict(kimg=49.016, fid=f49, kid=0.1), dict(kimg=59.0, fid=1.0, kid=0.1)]  # 59: bucket 40 too
+        a["best"] = dict(kimg=40.008, fid=a40, kid=0.1)
+        f["best"] = dict(kimg=49.016, fid=f49, kid=0.1) if f49 < f_final else dict(f["final"])
+        runs[f"toy/adalinear/seed{seed}"], runs[f"toy/fakeclr/seed{seed}"] = a, f
+    results = dict(version=1, benchmark="cpu-bench-v2", runs=runs, expected=list(runs), updated="2026-12-05T05:00")
+    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None,
+                              pair=("fakeclr", "adalinear"))
+    text = (tmp_path / "results.md").read_text()
+
+    def row(metric: str) -> tuple[float, float, str]:
+        found = re.search(rf"\| toy \| {re.escape(metric)} \| 2 \| ([-\d.]+) ± ([\d.]+) \| (\d) of 2 \|", text)
+        assert found, (metric, text)
+        return float(found.group(1)), float(found.group(2)), found.group(3)
+
+    # At 40 kimg: 140 − 150 = −10 and 135 − 130 = +5 (the 59-kimg point is not the bucket's first): −2.5 ± 10.61.
+    assert row("FID at 40 kimg") == (pytest.approx(-2.5, abs=0.006), pytest.approx(10.61, abs=0.006), "1")
+    assert row("FID at 100 kimg") == row("final FID")
+    assert row("FID at 0 kimg") == (0.0, 0.0, "0")
+    # final − best: fakeclr 150 − 140 = 10 and 138 − 135 = 3; adalinear 160 − 150 = 10 and 140 − 130 = 10:
+    # Δ = 0 and −7, mean −3.5 ± 4.95, fakeclr lower in one (a tie is not lower).
+    assert row("final − best FID") == (pytest.approx(-3.5, abs=0.006), pytest.approx(4.95, abs=0.006), "1")
+    assert "FID at 60 kimg" not in text  # no scoring point of its own: 59 is filed under 40

@@ -90,7 +90,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str], pair: Optional
              protocol_line(options), ""]
     per_dataset = {dataset: methods_in(results, runs, dataset) for dataset in datasets}
     lines += table_lines(runs, datasets, per_dataset)
-    lines += pair_lines(runs, datasets, per_dataset, pair) if pair else []
+    lines += pair_lines(runs, datasets, per_dataset, pair, score_every_of(results)) if pair else []
     lines += paired_lines(runs, datasets, per_dataset, baseline_of(results))
     for dataset in datasets:
         if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
@@ -158,11 +158,17 @@ def table_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) 
     return lines + [""]
 
 
-def _pair_values(runs: dict, dataset: str, method: str) -> list[tuple[str, float, int, dict[int, float]]]:
-    """(label, scale, digits, {seed: value}) of every metric of the pair table."""
+def _pair_values(runs: dict, dataset: str, method: str,
+                 score_every: Optional[float] = None) -> list[tuple[str, float, int, dict[int, float]]]:
+    """(label, scale, digits, {seed: value}) of every metric of the pair table; with score_every, also the FID at
+    every scoring point (where along the curve a difference arises) and final − best (how much a run lost late)."""
     out = [(name + (" ×10³" if score == "kid" else ""), 1000.0 if score == "kid" else 1.0, 2,
             bench_stats.scores_by_seed(runs, dataset, method, point, score))
            for name, point, score in bench_stats.METRICS]
+    if score_every:
+        out.append(("final − best FID", 1.0, 2, bench_stats.final_minus_best(runs, dataset, method)))
+        out += [(f"FID at {format_number(kimg)} kimg", 1.0, 2, values)
+                for kimg, values in bench_stats.scores_at_points(runs, dataset, method, score_every).items()]
     if _has_continuity(runs):
         out += [(name + (" (%)" if _continuity_scale(name) != 1 else ""), _continuity_scale(name), 3,
                  bench_continuity.values_by_seed(runs, dataset, method, getter))
@@ -170,7 +176,8 @@ def _pair_values(runs: dict, dataset: str, method: str) -> list[tuple[str, float
     return out
 
 
-def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], pair: tuple[str, str]) -> list[str]:
+def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], pair: tuple[str, str],
+               score_every: Optional[float] = None) -> list[str]:
     """The key pair, paired by seed: Δ = first − second (negative = the first method is better)."""
     first, second = pair
     cells = [d for d in datasets if first in methods[d] and second in methods[d]]
@@ -180,11 +187,15 @@ def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], p
              f"Δ = value({first}) − value({second}) on the same training seed, for the seeds both finished (and both "
              f"measured); lower is better in every row, so a negative Δ favours {first}. Mean ± std (ddof 1) of Δ and "
              f"the number of seeds where {first} is lower; the paired t statistic with, in brackets, the |t| a two-sided "
-             f"test at 5 % needs for that n.", "",
+             f"test at 5 % needs for that n."
+             + (" Also paired: final − best FID (how far a run had fallen from its best score by its end) and the FID "
+                "at every scoring point (a resumed run's snapshot at 49 kimg stands for 40), to show where along "
+                "training a difference arises." if score_every else ""), "",
              f"| Dataset | Metric | n | Δ mean ± std | {first} lower in | t (needs) |", "|---|---|---|---|---|---|"]
     for dataset in cells:
-        for (label, scale, digits, a), (*_, b) in zip(_pair_values(runs, dataset, first),
-                                                       _pair_values(runs, dataset, second)):
+        second_values = {label: values for label, *_, values in _pair_values(runs, dataset, second, score_every)}
+        for label, scale, digits, a in _pair_values(runs, dataset, first, score_every):
+            b = second_values.get(label, {})  # a scoring point only one method has pairs no seed
             result = bench_stats.lower_by(a, b)
             delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale, digits)
             lines.append(f"| {dataset} | {label} | {result.n} | {delta} | {result.better} of {result.n} "

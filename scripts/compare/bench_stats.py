@@ -94,6 +94,26 @@ def scoring_bucket(kimg: float, score_every: float) -> int:
     return int(kimg // score_every)
 
 
+def final_minus_best(runs: dict, dataset: str, method: str, score: str = "fid") -> dict[int, float]:
+    """{seed: final − best}: how far each finished run had fallen from its best scored point by its end."""
+    final = scores_by_seed(runs, dataset, method, "final", score)
+    best = scores_by_seed(runs, dataset, method, "best", score)
+    return {seed: final[seed] - best[seed] for seed in final if seed in best}
+
+
+def scores_at_points(runs: dict, dataset: str, method: str, score_every: float,
+                     score: str = "fid") -> dict[float, dict[int, float]]:
+    """{nominal kimg: {seed: value}} of the finished runs: per scoring point, the first score in its bucket (the
+    snapshot the harness scored for it), so that two methods can be paired point by point along the curve."""
+    out: dict[float, dict[int, float]] = {}
+    for run in runs.values():
+        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
+            for p in sorted(run.get("curve", []), key=lambda p: p["kimg"]):
+                kimg = scoring_bucket(p["kimg"], score_every) * score_every
+                out.setdefault(kimg, {}).setdefault(int(run["seed"]), float(p[score]))
+    return dict(sorted(out.items()))
+
+
 def curve_band(runs: dict, dataset: str, method: str, score: str = "fid",
                score_every: Optional[float] = None) -> list[tuple[float, Summary]]:
     """(kimg, summary over seeds) at every scored point that any finished run of the method has.

@@ -160,6 +160,21 @@ def _run(method: str, seed: int, fid: float, kid: float, ppl: float, jumps_z: fl
                                 options={}, kimg=100.0, seconds=50.0))
 
 
+def _pair_report(tmp_path, runs: dict) -> str:
+    """The v2 report of a hand-made results file, with the fakeclr − adalinear table."""
+    results = dict(version=1, benchmark="cpu-bench-v2", runs=runs, expected=list(runs), updated="2026-12-05T05:00")
+    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None,
+                              pair=("fakeclr", "adalinear"))
+    return (tmp_path / "results.md").read_text()
+
+
+def _pair_row(text: str, metric: str, n: int) -> tuple[float, float, str]:
+    """(Δ mean, Δ std, seeds where fakeclr is lower) of one row of the pair table over n seeds."""
+    found = re.search(rf"\| toy \| {re.escape(metric)} \| {n} \| ([-\d.]+) ± ([\d.]+) \| (\d) of {n} \|", text)
+    assert found, (metric, text)
+    return float(found.group(1)), float(found.group(2)), found.group(3)
+
+
 def test_pair_table_equals_a_hand_computation(tmp_path):
     """fakeclr − adalinear per seed, from a hand-made results file."""
     runs = {}
@@ -170,15 +185,10 @@ def test_pair_table_equals_a_hand_computation(tmp_path):
         runs[f"toy/fakeclr/seed{seed}"] = _run("fakeclr", seed, fid, kid, ppl, jumps)  # seed 3: no adalinear pair
     runs["toy/adalinear/seed3"] = _run("adalinear", 3, 10, 0.5, 9.0, 0.9, status="partial")  # not done: not paired
     del runs["toy/adalinear/seed3"]["continuity"]
-    results = dict(version=1, benchmark="cpu-bench-v2", runs=runs, expected=list(runs), updated="2026-12-05T05:00")
-    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None,
-                              pair=("fakeclr", "adalinear"))
-    text = (tmp_path / "results.md").read_text()
+    text = _pair_report(tmp_path, runs)
 
     def row(metric: str) -> tuple[float, float, str]:
-        found = re.search(rf"\| toy \| {re.escape(metric)} \| 3 \| ([-\d.]+) ± ([\d.]+) \| (\d) of 3 \|", text)
-        assert found, (metric, text)
-        return float(found.group(1)), float(found.group(2)), found.group(3)
+        return _pair_row(text, metric, 3)
 
     # Final FID: d = 100-110, 90-100, 120-110 = -10, -10, +10: mean -3.333, std sqrt(133.33) = 11.547, lower in 2.
     assert row("final FID") == (pytest.approx(-3.33, abs=0.006), pytest.approx(11.55, abs=0.006), "2")
@@ -210,15 +220,10 @@ def test_pair_table_pairs_the_curve_point_by_point(tmp_path):
         a["best"] = dict(kimg=40.008, fid=a40, kid=0.1)
         f["best"] = dict(kimg=49.016, fid=f49, kid=0.1) if f49 < f_final else dict(f["final"])
         runs[f"toy/adalinear/seed{seed}"], runs[f"toy/fakeclr/seed{seed}"] = a, f
-    results = dict(version=1, benchmark="cpu-bench-v2", runs=runs, expected=list(runs), updated="2026-12-05T05:00")
-    bench_report.write_report(results, str(tmp_path), str(tmp_path / "no-runs"), log=lambda *a: None,
-                              pair=("fakeclr", "adalinear"))
-    text = (tmp_path / "results.md").read_text()
+    text = _pair_report(tmp_path, runs)
 
     def row(metric: str) -> tuple[float, float, str]:
-        found = re.search(rf"\| toy \| {re.escape(metric)} \| 2 \| ([-\d.]+) ± ([\d.]+) \| (\d) of 2 \|", text)
-        assert found, (metric, text)
-        return float(found.group(1)), float(found.group(2)), found.group(3)
+        return _pair_row(text, metric, 2)
 
     # At 40 kimg: 140 − 150 = −10 and 135 − 130 = +5 (the 59-kimg point is not the bucket's first): −2.5 ± 10.61.
     assert row("FID at 40 kimg") == (pytest.approx(-2.5, abs=0.006), pytest.approx(10.61, abs=0.006), "1")

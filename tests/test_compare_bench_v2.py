@@ -210,26 +210,24 @@ def test_pair_table_equals_a_hand_computation(tmp_path):
 
 
 def test_pair_table_pairs_the_curve_point_by_point(tmp_path):
-    """The key pair along the curve: a resumed run's score at 49 kimg is paired with the other's at 40 (the v2
-    preset scores every 20 kimg), and final − best is each run's loss from its best score."""
+    """The key pair along the curve: two runs of a seed pair only at a kimg where both were scored (a resumed
+    run's score at 49 kimg is not paired with the other's at 40: 9 kimg more training), and final − best is each
+    run's loss from its best score."""
     runs = {}
-    for seed, (a40, f49, a_final, f_final) in enumerate([(150.0, 140.0, 160.0, 150.0), (130.0, 135.0, 140.0, 138.0)]):
+    for seed, (a40, f40, a_final, f_final) in enumerate([(150.0, 140.0, 160.0, 150.0), (130.0, 135.0, 140.0, 138.0),
+                                                          (120.0, 125.0, 130.0, 126.0)]):
         a, f = _run("adalinear", seed, a_final, 0.1, 2.0, 0.0), _run("fakeclr", seed, f_final, 0.1, 2.0, 0.0)
         a["curve"].insert(1, dict(kimg=40.008, fid=a40, kid=0.1))
-        f["curve"][1:1] = [dict(kimg=49.016, fid=f49, kid=0.1), dict(kimg=59.0, fid=1.0, kid=0.1)]  # 59: bucket 40 too
-        a["best"] = dict(kimg=40.008, fid=a40, kid=0.1)
-        f["best"] = dict(kimg=49.016, fid=f49, kid=0.1) if f49 < f_final else dict(f["final"])
+        f["curve"].insert(1, dict(kimg=49.016 if seed == 2 else 40.016, fid=f40, kid=0.1))  # seed 2: resumed
+        a["best"], f["best"] = dict(a["curve"][1]), dict(f["curve"][1])
         runs[f"toy/adalinear/seed{seed}"], runs[f"toy/fakeclr/seed{seed}"] = a, f
     text = _pair_report(tmp_path, runs)
 
-    def row(metric: str) -> tuple[float, float, str]:
-        return _pair_row(text, metric, 2)
-
-    # At 40 kimg: 140 − 150 = −10 and 135 − 130 = +5 (the 59-kimg point is not the bucket's first): −2.5 ± 10.61.
-    assert row("FID at 40 kimg") == (pytest.approx(-2.5, abs=0.006), pytest.approx(10.61, abs=0.006), "1")
-    assert row("FID at 100 kimg") == row("final FID")
-    assert row("FID at 0 kimg") == (0.0, 0.0, "0")
-    # final − best: fakeclr 150 − 140 = 10 and 138 − 135 = 3; adalinear 160 − 150 = 10 and 140 − 130 = 10:
-    # Δ = 0 and −7, mean −3.5 ± 4.95, fakeclr lower in one (a tie is not lower).
-    assert row("final − best FID") == (pytest.approx(-3.5, abs=0.006), pytest.approx(4.95, abs=0.006), "1")
-    assert "FID at 60 kimg" not in text  # no scoring point of its own: 59 is filed under 40
+    # At 40 kimg, seeds 0 and 1 only: 140 − 150 = −10 and 135 − 130 = +5: −2.5 ± 10.61, fakeclr lower in 1 of 2.
+    assert _pair_row(text, "FID at 40 kimg", 2) == (pytest.approx(-2.5, abs=0.006), pytest.approx(10.61, abs=0.006), "1")
+    assert "FID at 49 kimg" not in text  # only fakeclr was scored there: nothing to pair
+    assert _pair_row(text, "FID at 100 kimg", 3) == _pair_row(text, "final FID", 3)
+    assert _pair_row(text, "FID at 0 kimg", 3) == (0.0, 0.0, "0")
+    # final − best: fakeclr 10, 3, 1; adalinear 10, 10, 10: Δ = 0, −7, −9: mean −5.33 ± 4.73, lower in 2 of 3.
+    assert _pair_row(text, "final − best FID", 3) == (pytest.approx(-5.33, abs=0.006), pytest.approx(4.73, abs=0.006),
+                                                      "2")

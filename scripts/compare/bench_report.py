@@ -90,7 +90,7 @@ def markdown(results: dict, report_dir: str, datasets: list[str], pair: Optional
              protocol_line(options), ""]
     per_dataset = {dataset: methods_in(results, runs, dataset) for dataset in datasets}
     lines += table_lines(runs, datasets, per_dataset)
-    lines += pair_lines(runs, datasets, per_dataset, pair, score_every_of(results)) if pair else []
+    lines += pair_lines(runs, datasets, per_dataset, pair, along_curve=bool(score_every_of(results))) if pair else []
     lines += paired_lines(runs, datasets, per_dataset, baseline_of(results))
     for dataset in datasets:
         if os.path.isfile(os.path.join(report_dir, f"fid_vs_kimg-{dataset}.png")):
@@ -158,17 +158,20 @@ def table_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]]) 
     return lines + [""]
 
 
+AT_KIMG = "FID at "  # the label prefix of the pair table's along-the-curve rows
+
+
 def _pair_values(runs: dict, dataset: str, method: str,
-                 score_every: Optional[float] = None) -> list[tuple[str, float, int, dict[int, float]]]:
-    """(label, scale, digits, {seed: value}) of every metric of the pair table; with score_every, also the FID at
-    every scoring point (where along the curve a difference arises) and final − best (how much a run lost late)."""
+                 along_curve: bool = False) -> list[tuple[str, float, int, dict[int, float]]]:
+    """(label, scale, digits, {seed: value}) of every metric of the pair table; along_curve adds final − best (how
+    much a run lost late) and the FID at every kimg a run was scored at (where along training a difference arises)."""
     out = [(name + (" ×10³" if score == "kid" else ""), 1000.0 if score == "kid" else 1.0, 2,
             bench_stats.scores_by_seed(runs, dataset, method, point, score))
            for name, point, score in bench_stats.METRICS]
-    if score_every:
+    if along_curve:
         out.append(("final − best FID", 1.0, 2, bench_stats.final_minus_best(runs, dataset, method)))
-        out += [(f"FID at {format_number(kimg)} kimg", 1.0, 2, values)
-                for kimg, values in bench_stats.scores_at_points(runs, dataset, method, score_every).items()]
+        out += [(f"{AT_KIMG}{kimg} kimg", 1.0, 2, values)
+                for kimg, values in bench_stats.scores_at_points(runs, dataset, method).items()]
     if _has_continuity(runs):
         out += [(name + (" (%)" if _continuity_scale(name) != 1 else ""), _continuity_scale(name), 3,
                  bench_continuity.values_by_seed(runs, dataset, method, getter))
@@ -177,7 +180,7 @@ def _pair_values(runs: dict, dataset: str, method: str,
 
 
 def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], pair: tuple[str, str],
-               score_every: Optional[float] = None) -> list[str]:
+               along_curve: bool = False) -> list[str]:
     """The key pair, paired by seed: Δ = first − second (negative = the first method is better)."""
     first, second = pair
     cells = [d for d in datasets if first in methods[d] and second in methods[d]]
@@ -189,14 +192,16 @@ def pair_lines(runs: dict, datasets: list[str], methods: dict[str, list[str]], p
              f"the number of seeds where {first} is lower; the paired t statistic with, in brackets, the |t| a two-sided "
              f"test at 5 % needs for that n."
              + (" Also paired: final − best FID (how far a run had fallen from its best score by its end) and the FID "
-                "at every scoring point (a resumed run's snapshot at 49 kimg stands for 40), to show where along "
-                "training a difference arises." if score_every else ""), "",
+                "at every kimg where both runs of a seed were scored (a resumed run scored at 29 kimg is not paired "
+                "with one scored at 20: it trained 9 kimg longer), to show where along training a difference arises."
+                if along_curve else ""), "",
              f"| Dataset | Metric | n | Δ mean ± std | {first} lower in | t (needs) |", "|---|---|---|---|---|---|"]
     for dataset in cells:
-        second_values = {label: values for label, *_, values in _pair_values(runs, dataset, second, score_every)}
-        for label, scale, digits, a in _pair_values(runs, dataset, first, score_every):
-            b = second_values.get(label, {})  # a scoring point only one method has pairs no seed
-            result = bench_stats.lower_by(a, b)
+        second_values = {label: values for label, *_, values in _pair_values(runs, dataset, second, along_curve)}
+        for label, scale, digits, a in _pair_values(runs, dataset, first, along_curve):
+            result = bench_stats.lower_by(a, second_values.get(label, {}))
+            if label.startswith(AT_KIMG) and not result.n:
+                continue  # a kimg where no seed of the other method was scored
             delta = _mean_std(bench_stats.Summary(result.n, result.mean, result.std), scale, digits)
             lines.append(f"| {dataset} | {label} | {result.n} | {delta} | {result.better} of {result.n} "
                          f"| {_t_cell(result)} |")

@@ -101,16 +101,15 @@ def final_minus_best(runs: dict, dataset: str, method: str, score: str = "fid") 
     return {seed: final[seed] - best[seed] for seed in final if seed in best}
 
 
-def scores_at_points(runs: dict, dataset: str, method: str, score_every: float,
-                     score: str = "fid") -> dict[float, dict[int, float]]:
-    """{nominal kimg: {seed: value}} of the finished runs: per scoring point, the first score in its bucket (the
-    snapshot the harness scored for it), so that two methods can be paired point by point along the curve."""
-    out: dict[float, dict[int, float]] = {}
+def scores_at_points(runs: dict, dataset: str, method: str, score: str = "fid") -> dict[int, dict[int, float]]:
+    """{kimg: {seed: value}} of the finished runs' scored points, keyed by the whole kimg they were scored at. Two
+    methods pair only where both were scored at the same kimg: a resumed run scored at 29 kimg has trained 9 kimg
+    longer than one scored at 20, and early in training that is worth tens of FID points."""
+    out: dict[int, dict[int, float]] = {}
     for run in runs.values():
         if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
-            for p in sorted(run.get("curve", []), key=lambda p: p["kimg"]):
-                kimg = scoring_bucket(p["kimg"], score_every) * score_every
-                out.setdefault(kimg, {}).setdefault(int(run["seed"]), float(p[score]))
+            for p in run.get("curve", []):
+                out.setdefault(round(p["kimg"]), {})[int(run["seed"])] = float(p[score])
     return dict(sorted(out.items()))
 
 

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any, Callable, Optional
 
-from scripts.compare import bench_results
+from scripts.compare import bench_results, bench_stats
 from scripts.compare.errors import HarnessError
 
 # 5000 PPL samples as the script's default (~41 s at 32 px on one idle thread, 122 samples/s, measured on a
@@ -115,9 +115,8 @@ METRICS: tuple[tuple[str, Callable[[dict], Optional[float]]], ...] = (
 def values_by_seed(runs: dict, dataset: str, method: str, getter: Callable[[dict], Optional[float]]) -> dict[int, float]:
     """{seed: value} of the done runs of one method that have continuity numbers."""
     out = {}
-    for run in runs.values():
-        if (run["dataset"], run["method"], run.get("status")) == (dataset, method, "done") and run.get("continuity"):
-            value = getter(run["continuity"])
-            if value is not None:
-                out[int(run["seed"])] = float(value)
+    for run in bench_stats.finished_runs(runs, dataset, method):
+        value = getter(run["continuity"]) if run.get("continuity") else None
+        if value is not None:
+            out[int(run["seed"])] = float(value)
     return out

@@ -131,8 +131,7 @@ def _value(tick: dict, short: str) -> Optional[float]:
 
 def method_summary(runs: dict, dataset: str, method: str) -> tuple[int, dict[str, bench_stats.Summary]]:
     """(runs with diagnostics, {column: summary over those runs}) of one method on one dataset."""
-    ends = [end_values(r["diagnostics"]) for r in runs.values()
-            if r["dataset"] == dataset and r["method"] == method and r.get("status") == "done" and r.get("diagnostics")]
+    ends = [end_values(r["diagnostics"]) for r in bench_stats.finished_runs(runs, dataset, method) if r.get("diagnostics")]
     names = {name for _, name, _ in COLUMNS}
     return len(ends), {name: bench_stats.summarize([e[name] for e in ends if name in e]) for name in names}
 
@@ -140,10 +139,9 @@ def method_summary(runs: dict, dataset: str, method: str) -> tuple[int, dict[str
 def series_over_seeds(runs: dict, dataset: str, method: str, short: str) -> list[tuple[float, bench_stats.Summary]]:
     """(kimg, summary over seeds) of one statistic, for a plot with a band."""
     by_kimg: dict[float, list[float]] = {}
-    for run in runs.values():
-        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
-            for tick in run.get("diagnostics", [])[1:]:  # tick 0 is a single step
-                value = _value(tick, short)
-                if value is not None:
-                    by_kimg.setdefault(round(tick["kimg"]), []).append(value)
+    for run in bench_stats.finished_runs(runs, dataset, method):
+        for tick in run.get("diagnostics", [])[1:]:  # tick 0 is a single step
+            value = _value(tick, short)
+            if value is not None:
+                by_kimg.setdefault(round(tick["kimg"]), []).append(value)
     return [(kimg, bench_stats.summarize(values)) for kimg, values in sorted(by_kimg.items())]

@@ -76,13 +76,15 @@ def _negated(value: Optional[float]) -> Optional[float]:
     return None if value is None else 0.0 - value  # not -value: a zero difference must not print as -0.000
 
 
+def finished_runs(runs: dict, dataset: str, method: str) -> list[dict]:
+    """The finished runs of one method on one dataset (a partial run is in no statistic)."""
+    return [run for run in runs.values()
+            if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done"]
+
+
 def scores_by_seed(runs: dict, dataset: str, method: str, point: str, score: str) -> dict[int, float]:
     """{seed: value} of the finished runs of one method on one dataset."""
-    out = {}
-    for run in runs.values():
-        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done" and run.get(point):
-            out[int(run["seed"])] = float(run[point][score])
-    return out
+    return {int(run["seed"]): float(run[point][score]) for run in finished_runs(runs, dataset, method) if run.get(point)}
 
 
 def scoring_bucket(kimg: float, score_every: float) -> int:
@@ -106,10 +108,9 @@ def scores_at_points(runs: dict, dataset: str, method: str, score: str = "fid") 
     methods pair only where both were scored at the same kimg: a resumed run scored at 29 kimg has trained 9 kimg
     longer than one scored at 20, and early in training that is worth tens of FID points."""
     out: dict[int, dict[int, float]] = {}
-    for run in runs.values():
-        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
-            for p in run.get("curve", []):
-                out.setdefault(round(p["kimg"]), {})[int(run["seed"])] = float(p[score])
+    for run in finished_runs(runs, dataset, method):
+        for p in run.get("curve", []):
+            out.setdefault(round(p["kimg"]), {})[int(run["seed"])] = float(p[score])
     return dict(sorted(out.items()))
 
 
@@ -122,9 +123,8 @@ def curve_band(runs: dict, dataset: str, method: str, score: str = "fid",
     them apart would make the mean at 69 one seed's value. Without it, points are grouped by their exact kimg.
     """
     by_kimg: dict[float, list[float]] = {}
-    for run in runs.values():
-        if run["dataset"] == dataset and run["method"] == method and run.get("status") == "done":
-            for p in run.get("curve", []):
-                kimg = scoring_bucket(p["kimg"], score_every) * score_every if score_every else round(p["kimg"], 3)
-                by_kimg.setdefault(kimg, []).append(p[score])
+    for run in finished_runs(runs, dataset, method):
+        for p in run.get("curve", []):
+            kimg = scoring_bucket(p["kimg"], score_every) * score_every if score_every else round(p["kimg"], 3)
+            by_kimg.setdefault(kimg, []).append(p[score])
     return [(kimg, summarize(values)) for kimg, values in sorted(by_kimg.items())]

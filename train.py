@@ -57,6 +57,8 @@ def _default(option: str) -> str:
 @click.option("--cfg", help=f"Base config [default: {_default('cfg')}]", type=click.Choice(CFG_NAMES))
 @click.option("--gamma", help="Override R1 gamma", type=float)
 @click.option("--kimg", help="Override training duration (fractions allowed)", type=float, metavar="KIMG")
+@click.option("--stop-kimg", "--stop_kimg", "stop_kimg", type=float, metavar="KIMG",
+              help="Stop at this kimg of the --kimg schedule, with a snapshot; continue it later with --resume [default: --kimg]")
 @click.option("--tick", help=f"Progress tick interval in kimg [default: {defaults.KIMG_PER_TICK}]", type=float, metavar="KIMG")
 @click.option("--batch", help="Override batch size", type=int, metavar="INT")
 # Discriminator augmentation.

@@ -82,6 +82,7 @@ from scripts.line_plot import PLOT_SIZE, nice_ticks  # noqa: F401
 @click.option("--report-only", is_flag=True, help="cpu-bench: rewrite the report from the results file, run nothing")
 @click.option("--continuity", is_flag=True, help="cpu-bench: finally run scripts/latent_continuity.py on ada vs fakeclr")
 @click.option("--kimg", type=float, help="Training length per method (fractions allowed) [preset]")
+@click.option("--stop-kimg", type=float, help="Stop every run at this kimg of its --kimg schedule (train.py --stop-kimg) [none]")
 @click.option("--tick", type=float, help="Tick length in kimg [preset]")
 @click.option("--snap", type=int, help="Snapshot (and score) every N ticks [preset]")
 @click.option("--score-every", type=float, help="Score only the first snapshot past every K kimg, and the newest [preset: all]")

@@ -79,6 +79,39 @@ def test_ada_kimg_reaches_only_the_adaptive_controller(tmp_path):
     assert "ada_kimg" not in v1.training_key() and "--ada-kimg=100" not in presets.method_train_args(v1, "ada")
 
 
+def test_stop_kimg_stops_every_run_part_way_and_a_later_call_goes_on(tmp_path, monkeypatch):
+    """--stop-kimg trains the start of the --kimg schedule (train.py --stop-kimg), records it in the results
+    file and the protocol line; the same folder without it trains on to --kimg."""
+    monkeypatch.setenv("DNNLIB_CACHE_DIR", str(tmp_path / "cache"))
+    data = make_emoji24_zip(tmp_path)
+    with pytest.raises(cm.HarnessError, match="--stop-kimg=0.1: must be above 0 and at most --kimg=0.064"):
+        presets.resolve_settings(str(data), "cpu-bench-v2", str(tmp_path / "c"), "fakeclr", kimg=0.064, stop_kimg=0.1)
+    settings = presets.resolve_settings(str(data), "cpu-bench-v2", str(tmp_path / "c"), "fakeclr", kimg=0.064,
+                                        stop_kimg=0.032)
+    assert cm.train_command(settings, "fakeclr")[-2:] == ["--method=fakeclr", "--stop-kimg=0.032"]
+
+    quiet, options = (lambda *a: None), dict(TINY, kimg=0.064, tick=0.008, snap=4)  # snapshots at 0.032, 0.064
+    stopped = benchmark.BenchOptions(data=[str(data)], outdir=str(tmp_path / "runs"), methods="adalinear",
+                                     seeds="0", results=str(tmp_path / "stopped" / "results.json"))
+    benchmark.run_benchmark("cpu-bench-v2", stopped, dict(options, stop_kimg=0.032), evaluator=CountingEvaluator(),
+                            log=quiet, continuity=CountingContinuity())
+    run = json.loads(pathlib.Path(stopped.results).read_text())["runs"]["emoji24/adalinear/seed0"]
+    assert run["status"] == "done" and run["kimg"] == pytest.approx(0.032) and run["target_kimg"] == 0.032
+    assert run["options"]["stop_kimg"] == 0.032 and run["options"]["kimg"] == 0.064
+    assert run["continuity"]["snapshot"] == "network-snapshot-000000.032.pkl"
+    report = (pathlib.Path(stopped.results).parent / "results.md").read_text()
+    assert "the first 0.032 kimg of a 0.064 kimg schedule (`--stop-kimg`) per run" in report
+
+    full = benchmark.BenchOptions(data=[str(data)], outdir=str(tmp_path / "runs"), methods="adalinear", seeds="0",
+                                  results=str(tmp_path / "full" / "results.json"))
+    benchmark.run_benchmark("cpu-bench-v2", full, options, evaluator=CountingEvaluator(), log=quiet,
+                            continuity=CountingContinuity())
+    run = json.loads(pathlib.Path(full.results).read_text())["runs"]["emoji24/adalinear/seed0"]
+    assert run["status"] == "done" and run["kimg"] == pytest.approx(0.064) and "stop_kimg" not in run["options"]
+    assert [p["kimg"] for p in run["curve"]] == pytest.approx([0.008, 0.032, 0.064])  # tick 0 is after one step
+    assert len(run["commands"]) == 2 and "--resume=" in run["commands"][1]  # went on from 0.032, not from zero
+
+
 class CountingContinuity(bench_continuity.LatentContinuity):
     """The real measurement at tiny settings with a random-weight VGG16, counting its calls."""
 

@@ -159,6 +159,15 @@ def with_defaults(options: dict[str, Any]) -> EasyDict:
     return with_cli_defaults(options)
 
 
+def _set_stop(opts: EasyDict, stop_kimg: float) -> None:
+    """--stop-kimg ends this process early; schedules over --kimg (ADA-Linear's p, FakeCLR's queue) are unchanged."""
+    if stop_kimg > opts.total_kimg:
+        raise ConfigError(f"--stop-kimg={stop_kimg:g} is past the end of the schedule (--kimg={opts.total_kimg:g}); "
+                          f"give a smaller --stop-kimg or a larger --kimg")
+    if stop_kimg < opts.total_kimg:  # at the end it is the plain run, with the plain options file
+        opts.stop_kimg = stop_kimg
+
+
 def validate_basic(cli: EasyDict) -> None:
     """Checks that need no dataset."""
     if cli.gpus < 1 or (cli.gpus & (cli.gpus - 1)) != 0:
@@ -171,6 +180,8 @@ def validate_basic(cli: EasyDict) -> None:
         raise ConfigError(f"--kimg={cli.kimg:g}: must be positive (fractions such as 0.5 are fine)")
     if cli.get("tick") is not None and cli.tick <= 0:
         raise ConfigError(f"--tick={cli.tick:g}: must be positive (kimg per tick)")
+    if cli.get("stop_kimg") is not None and cli.stop_kimg <= 0:
+        raise ConfigError(f"--stop-kimg={cli.stop_kimg:g}: must be positive (a kimg of the --kimg schedule)")
     if cli.batch is not None and (cli.batch < 1 or cli.batch % cli.gpus != 0):
         raise ConfigError(f"--batch={cli.batch}: must be a positive multiple of --gpus={cli.gpus}")
     if cli.workers < 1:
@@ -281,6 +292,8 @@ def build_training_options(cli: EasyDict, data: DatasetInfo, metrics: list[str])
         opts.total_kimg = cli.kimg
     if cli.tick is not None:
         opts.kimg_per_tick = cli.tick
+    if cli.get("stop_kimg") is not None:
+        _set_stop(opts, cli.stop_kimg)
     if cli.batch is not None:
         opts.batch_size = cli.batch
         opts.batch_gpu = cli.batch // cli.gpus

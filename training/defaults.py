@@ -33,6 +33,7 @@ CLI_DEFAULTS = dnnlib.EasyDict(
     mirror=False,  # no x-flips, as upstream
     cfg="auto",  # upstream's: sizes from the resolution and --gpus (config.auto_cfg_spec)
     gamma=None, kimg=None, batch=None,  # the --cfg preset's
+    stop_kimg=None,  # train the whole --kimg schedule
     tick=None,  # KIMG_PER_TICK (the loop's)
     aug=None,  # ada (config.validate_basic)
     p=None,  # only with --aug=fixed, which needs it
@@ -56,6 +57,7 @@ LOOP_DEFAULTS = dict(
     ada_interval=ADA_INTERVAL,
     ada_kimg=ADA_KIMG,
     total_kimg=TOTAL_KIMG,
+    stop_kimg=None,  # the end of the schedule (total_kimg)
     kimg_per_tick=KIMG_PER_TICK,
     image_snapshot_ticks=SNAPSHOT_TICKS,
     network_snapshot_ticks=SNAPSHOT_TICKS,

@@ -113,6 +113,9 @@ def apply_resume(opts: dict, cli: dict, info: DatasetInfo, mode: str) -> tuple[O
     if done_nimg >= opts.total_kimg * 1000:
         raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
                           f"(--kimg={opts.total_kimg:g}); raise --kimg to train longer.")
+    if opts.get("stop_kimg") is not None and done_nimg >= opts.stop_kimg * 1000:
+        raise RunComplete(f"Nothing to do: {plan.continue_dir} already reached kimg {done_nimg / 1000:g} "
+                          f"(--stop-kimg={opts.stop_kimg:g}); raise --stop-kimg, or drop it to train to --kimg.")
     return plan.continue_dir, resume
 
 

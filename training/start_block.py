@@ -18,7 +18,8 @@ def print_options(opts: dict, run_dir: str) -> None:
     print(f"{'Number of GPUs:' if on_gpus else 'Processes:':<21}{opts['num_gpus']}")
     print(f"Device:              {devices.describe_device(opts['num_gpus'], bool(opts.get('cpu_procs')))}")
     print(f"Batch size:          {opts['batch_size']} images")
-    print(f"Training duration:   {opts['total_kimg']} kimg")
+    stop = f" (this process stops at {opts['stop_kimg']:g}: --stop-kimg)" if opts.get("stop_kimg") is not None else ""
+    print(f"Training duration:   {opts['total_kimg']} kimg{stop}")
     print(f"Dataset path:        {opts['training_set_kwargs']['path']}")
     print(f"Dataset size:        {opts['training_set_kwargs']['max_size']} images")
     print(f"Dataset resolution:  {opts['training_set_kwargs']['resolution']}")

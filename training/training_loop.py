@@ -136,13 +136,20 @@ class Trainer:
             if options.get("continued_run"):  # marks each restart in log.txt (stats and metric files simply go on)
                 source = os.path.basename(options.resume_pkl) if options.get("resume_pkl") else "zero (no snapshot yet)"
                 print(f"resumed at kimg {self.cur_nimg / 1000:g} from {source}", flush=True)
-            print(f"Training for {options.total_kimg:g} kimg from {self.cur_nimg / 1000:g} kimg...", flush=True)
+            until = f" (stopping at {options.stop_kimg:g})" if options.get("stop_kimg") is not None else ""
+            print(f"Training for {options.total_kimg:g} kimg{until} from {self.cur_nimg / 1000:g} kimg...", flush=True)
+
+    @property
+    def end_kimg(self) -> float:
+        """Where this process stops: --stop-kimg, or the end of the --kimg schedule."""
+        stop = self.training_options.get("stop_kimg")
+        return self.training_options.total_kimg if stop is None else min(stop, self.training_options.total_kimg)
 
     def loop(self) -> dict:
         options = self.training_options
         while True:
             self.train_step()
-            done = self.cur_nimg >= options.total_kimg * 1000
+            done = self.cur_nimg >= self.end_kimg * 1000
             stop = self.stop_requested()
             tick_due = self.cur_nimg >= self.tick_start_nimg + options.kimg_per_tick * 1000
             if not (done or stop or tick_due or not self.printed_tick0):
@@ -155,7 +162,7 @@ class Trainer:
         if self.rank == 0:
             print("Exiting...", flush=True)
         return dict(cur_nimg=self.cur_nimg, cur_tick=self.cur_tick, batch_idx=self.batch_idx,
-                    stopped_early=bool(self.cur_nimg < options.total_kimg * 1000),  # by a signal or abort_fn
+                    stopped_early=bool(self.cur_nimg < self.end_kimg * 1000),  # by a signal or abort_fn
                     last_snapshot=getattr(self, "last_snapshot", None))
 
     # ------------------------------------------------------------------ setup steps
@@ -400,7 +407,7 @@ class Trainer:
             return
         self.last_output_time = now
         img_per_sec = (self.cur_nimg - self.tick_start_nimg) / max(now - self.tick_start_time, 1e-8)
-        tick_end = min(self.tick_start_nimg / 1000 + options.kimg_per_tick, options.total_kimg)  # the last tick is cut
+        tick_end = min(self.tick_start_nimg / 1000 + options.kimg_per_tick, self.end_kimg)  # the last tick is cut
         print(f"... kimg {self.cur_nimg / 1000:.3f} (tick {self.cur_tick} ends at {tick_end:.3f}), "
               f"{img_per_sec:.1f} img/s", flush=True)
 
@@ -412,7 +419,7 @@ class Trainer:
         gpu_mem = torch.cuda.max_memory_allocated(self.device) / 2 ** 30 if self.device.type == "cuda" else 0.0
         cpu_mem = psutil.Process(os.getpid()).memory_info().rss / 2 ** 30
         p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
-        eta = max(options.total_kimg * 1000 - self.cur_nimg, 0) / 1000 * (tick_time / kimg_done)
+        eta = max(self.end_kimg * 1000 - self.cur_nimg, 0) / 1000 * (tick_time / kimg_done)
         fields = [
             f"tick {training_stats.report0('Progress/tick', self.cur_tick):<5d}",
             f"kimg {training_stats.report0('Progress/kimg', self.cur_nimg / 1000):<9.3f}",

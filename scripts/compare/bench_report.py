@@ -105,11 +105,17 @@ def markdown(results: dict, report_dir: str, datasets: list[str], pair: Optional
     return lines
 
 
+def run_length(options: dict) -> str:
+    kimg = f"{format_number(options.get('kimg', 0))} kimg"
+    stop = options.get("stop_kimg")
+    return kimg if stop is None else f"the first {format_number(stop)} kimg of a {kimg} schedule (`--stop-kimg`)"
+
+
 def protocol_line(options: dict) -> str:
     if not options:
         return "No run recorded yet."
     return (f"Protocol: `--cfg={options.get('cfg')}`, {options.get('resolution')} px, --mirror={options.get('mirror')}, "
-            f"{format_number(options.get('kimg', 0))} kimg per run, a snapshot every "
+            f"{run_length(options)} per run, a snapshot every "
             f"{format_number(options.get('tick', 0) * options.get('snap', 1))} kimg; every snapshot scored with FID "
             f"and unbiased KID of {options.get('num_gen')} fakes (latent seed {options.get('eval_seed')}) against the "
             f"full training set with x-flips. Lower is better. FID with so few fakes is biased upwards: compare "

@@ -72,6 +72,8 @@ def portable_options(settings: Settings, evaluator: Callable) -> dict:
     training.pop("data")
     scoring = settings.eval_key(evaluator_name(evaluator))
     scoring.pop("eval_data")
+    if settings.stop_kimg is not None:  # the runs of this file stop part-way through the kimg schedule
+        training["stop_kimg"] = settings.stop_kimg
     return dict(training, dataset=settings.dataset_name, dataset_size=settings.dataset_size,
                 resolution=settings.dataset_resolution, **scoring)
 
@@ -96,7 +98,7 @@ def record_run(results: dict, key: str, kind: str, settings: Settings, method: s
     entry = dict(
         kind=kind, dataset=settings.dataset_name, dataset_size=settings.dataset_size, method=method, seed=settings.seed,
         status="done" if finished and record.get("status") == "done" else "partial",
-        kimg=record.get("kimg", 0.0), target_kimg=settings.kimg,
+        kimg=record.get("kimg", 0.0), target_kimg=settings.end_kimg,
         options=portable_options(settings, _Named(evaluator)), data=os.path.basename(settings.data),
         curve=curve, final=_point(record.get("final")), best=_point(record.get("best")),
         train_seconds=round(record.get("train_seconds", 0.0), 1), eval_seconds=round(record.get("eval_seconds", 0.0), 1),

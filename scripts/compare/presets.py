@@ -143,6 +143,12 @@ class Settings:
     dataset_resolution: int = 0
     kimg_note: str = ""
     ada_kimg: Optional[float] = None  # train.py --ada-kimg, given only to methods whose adaptive p it steers
+    stop_kimg: Optional[float] = None  # train.py --stop-kimg: only the start of the kimg schedule (None: all of it)
+
+    @property
+    def end_kimg(self) -> float:
+        """Where each run stops training: stop_kimg, or the end of the schedule."""
+        return self.kimg if self.stop_kimg is None else self.stop_kimg
 
     def training_key(self) -> dict:
         """What must not change between a comparison and its resumption."""
@@ -151,7 +157,7 @@ class Settings:
                    train_args=list(self.train_args), contrastive_ada_linear=self.contrastive_ada_linear)
         if self.ada_kimg is not None:  # only when set: comparisons recorded before the field keep their key
             key["ada_kimg"] = self.ada_kimg
-        return key
+        return key  # stop_kimg is not in it: a comparison stopped part-way may go on to a later stop or the end
 
     def eval_key(self, evaluator_name: str) -> dict:
         return dict(evaluator=evaluator_name, num_gen=self.num_gen, eval_seed=self.eval_seed, eval_data=self.eval_data)
@@ -196,6 +202,9 @@ def resolve_settings(data: str, preset: str = "cpu-smoke", outdir: Optional[str]
     settings.train_args = list(settings.train_args or [])
     if settings.kimg <= 0 or settings.tick <= 0 or settings.snap < 1 or settings.num_gen < 2:
         raise HarnessError("--kimg and --tick must be positive, --snap and --num-gen at least 1 and 2")
+    if settings.stop_kimg is not None and not 0 < settings.stop_kimg <= settings.kimg:
+        raise HarnessError(f"--stop-kimg={format_number(settings.stop_kimg)}: must be above 0 and at most "
+                           f"--kimg={format_number(settings.kimg)} (it stops the runs part-way through that schedule)")
     if settings.eval_data is not None:
         settings.eval_data = os.path.abspath(os.path.expanduser(settings.eval_data))
     if settings.baseline not in names:
@@ -247,6 +256,8 @@ def train_command(settings: Settings, method: str, resume: Optional[str] = None)
     optional = {"batch": settings.batch, "gamma": settings.gamma, "workers": settings.workers}  # None: train.py's
     args += [f"--{name}={format_number(value)}" for name, value in optional.items() if value is not None]
     args += method_train_args(settings, method) + list(settings.train_args)
+    if settings.stop_kimg is not None and settings.stop_kimg < settings.kimg:
+        args.append(f"--stop-kimg={format_number(settings.stop_kimg)}")
     if resume is not None:  # a new run directory per resume: each run's snapshots keep their own record
         args += [f"--resume={resume}", "--resume-mode=new"]
     return args

@@ -97,7 +97,9 @@ def write_markdown(settings: Settings, state: dict, path: str) -> None:
               f"- Dataset: `{short_path(settings.data)}` ({settings.dataset_size} images, {settings.dataset_resolution} px)",
               f"- Training: `--cfg={settings.cfg}`"
               f"{'' if settings.batch is None else f' --batch={settings.batch}'} --mirror={settings.mirror} "
-              f"--kimg={format_number(settings.kimg)} --tick={format_number(settings.tick)} --snap={settings.snap} "
+              f"--kimg={format_number(settings.kimg)}"
+              f"{'' if settings.stop_kimg is None else f' --stop-kimg={format_number(settings.stop_kimg)}'}"
+              f" --tick={format_number(settings.tick)} --snap={settings.snap} "
               f"--seed={settings.seed}{''.join(' ' + a for a in settings.train_args)}"
               + (f" ({settings.kimg_note})" if settings.kimg_note else ""),
               f"- Scores: {settings.num_gen} fakes, latent seed {settings.eval_seed}, evaluator `{state.get('evaluator')}`",

@@ -74,7 +74,7 @@ class ChildProcesses:
 
 def training_status(settings: Settings, method: str, record: dict) -> tuple[bool, Optional[str], int]:
     """(finished, run dir to resume from or None, newest cur_nimg)."""
-    target = settings.kimg * 1000
+    target = settings.end_kimg * 1000
     records = record.get("snapshots", {})
     best: tuple[int, int, str] = (-1, -1, "")
     for path in snapshots(settings, method):
@@ -124,7 +124,7 @@ def finish_training(settings: Settings, state: dict, method: str, proc: subproce
         raise HarnessError(f"[{method}] train.py failed (exit code {code}); see the log.txt of its run directory "
                                    f"in {method_runs_dir(settings, method)}; rerun the same command to resume")
     if not finished:
-        raise HarnessError(f"[{method}] training stopped at {nimg / 1000:g} of {format_number(settings.kimg)} kimg; "
+        raise HarnessError(f"[{method}] training stopped at {nimg / 1000:g} of {format_number(settings.end_kimg)} kimg; "
                                    f"rerun the same command to resume")
 
 

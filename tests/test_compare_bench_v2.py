@@ -72,9 +72,14 @@ def test_v2_preset_resolves_to_the_documented_runs(tmp_path, capsys):
 def test_ada_kimg_reaches_only_the_adaptive_controller(tmp_path):
     data = make_emoji24_zip(tmp_path)
     s = presets.resolve_settings(str(data), "cpu-bench-v2", str(tmp_path / "c"),
-                                 "ada,adalinear,fakeclr,insgen,noaug,ada+lecam,diffaugment")
+                                 "ada,adalinear,fakeclr,insgen,noaug,ada+lecam,diffaugment,fakeclr-adaptive")
     acting = [m for m in s.methods if "--ada-kimg=100" in presets.method_train_args(s, m)]
-    assert acting == ["ada", "ada+lecam"]
+    assert acting == ["ada", "ada+lecam", "fakeclr-adaptive"]
+    assert presets.method_train_args(s, "fakeclr-adaptive") == ["--method=fakeclr", "--ada-kimg=100", "--ada_linear=False"]
+    # --train-args may turn the ramp back on (the last value counts, as on train.py's line) or off for insgen.
+    ramp = presets.resolve_settings(str(data), "cpu-bench-v2", str(tmp_path / "e"), "fakeclr-adaptive,insgen",
+                                    train_args=["--ada_linear=True"])
+    assert not any("--ada-kimg=100" in presets.method_train_args(ramp, m) for m in ramp.methods)
     v1 = presets.resolve_settings(str(data), "cpu-bench", str(tmp_path / "d"), "ada")
     assert "ada_kimg" not in v1.training_key() and "--ada-kimg=100" not in presets.method_train_args(v1, "ada")
 

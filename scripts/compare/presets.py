@@ -62,6 +62,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # raised; a larger relative latent noise.
 # Augmentation variants of the ada method: none at all (plain StyleGAN2), and ADA reacting over 100 kimg
 # (upstream's transfer-learning speed) instead of 500, so that p can cover its range within a CPU budget.
+# fakeclr-adaptive: FakeCLR's contrastive term on ADA's adaptive p instead of the paper's linear ramp, to set
+# against ada itself where the ramp is the weaker schedule (cpu-bench-v2 gives it --ada-kimg like ada).
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "noaug": ("ada", ("--aug=noaug",)),
     "ada-kimg100": ("ada", ("--ada-kimg=100",)),
@@ -71,6 +73,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fakeclr-lambda-0.3": ("fakeclr", ("--lambda_D=0.3",)),
     "fakeclr-lambda-3": ("fakeclr", ("--lambda_D=3",)),
     "fakeclr-noise-0.3": ("fakeclr", ("--noise_scale=0.3",)),
+    "fakeclr-adaptive": ("fakeclr", ("--ada_linear=False",)),
 }
 
 
@@ -227,12 +230,15 @@ def ada_kimg_acts(settings: Settings, name: str) -> bool:
     ramp (adalinear, fakeclr, InsGen below 5K images) and --aug=noaug/fixed have no adaptive p."""
     method = base_method(name)
     extra = list(VARIANTS[name][1] if name in VARIANTS else ()) + list(settings.train_args)
-    if any(arg.startswith(("--aug=", "--ada-kimg", "--ada_linear")) for arg in extra):
+    if any(arg.startswith(("--aug=", "--ada-kimg", "--ada_kimg")) for arg in extra):
         return False  # the variant or --train-args sets the augmentation itself (or the speed already)
     if method_default_aug(method) not in (None, "ada"):
         return False  # an add-on alone that trains without ADA (e.g. diffaugment)
-    linear = method_class(split_method(method)[0]).preset.get("ada_linear", False)
-    return not (linear or insgen_ada_linear(settings, method))
+    linear = method_class(split_method(method)[0]).preset.get("ada_linear", False) or insgen_ada_linear(settings, method)
+    given = [arg.split("=", 1)[1] for arg in extra if arg.startswith(("--ada_linear=", "--ada-linear="))]
+    if given:  # the variant or --train-args chooses the schedule: the last value counts, as on train.py's line
+        linear = given[-1].strip().lower() in ("true", "t", "1", "yes", "y", "on")  # click's words for True
+    return not linear
 
 
 def method_train_args(settings: Settings, name: str) -> list[str]:

@@ -45,3 +45,19 @@ def make_emoji24_zip(folder: pathlib.Path) -> pathlib.Path:
     subprocess.run([sys.executable, "dataset_tool.py", "--source=datasets/emoji-smileys", f"--dest={out}",
                     "--resolution=32x32", "--max-images=24"], cwd=REPO, check=True, capture_output=True)
     return out
+
+
+def hand_made_run(method: str, seed: int, fid: float, kid: float, ppl: float, jumps_z: float, status: str = "done",
+                  dataset: str = "toy") -> dict:
+    """One run of a benchmark results file (dataset `toy`, 100 kimg), final FID/KID as given, best 10 FID lower."""
+    point = dict(kimg=100.0, fid=fid, kid=kid)
+    return dict(kind="bench", dataset=dataset, method=method, seed=seed, status=status, kimg=100.0, target_kimg=100.0,
+                options=dict(cfg="tiny", resolution=32, mirror=True, kimg=100.0, tick=1, snap=10, num_gen=500,
+                             eval_seed=0),
+                curve=[dict(kimg=0.0, fid=300.0, kid=0.3), point], final=dict(point),
+                best=dict(kimg=20.0, fid=fid - 10, kid=kid), train_seconds=1.0, eval_seconds=1.0, threads=1,
+                load_average={}, git_commit="abc", run_dirs=[], local_dir="bench/toy/seed0",
+                continuity=dict(ppl_w=dict(mean=ppl, std=ppl / 2, samples=5000, crop=True), snapshot="s.pkl",
+                                smoothness=dict(z=dict(mean=0.01, max=0.3, jump_fraction=jumps_z, jumps=0, steps=512),
+                                                w=dict(mean=0.01, max=0.1, jump_fraction=0.0, jumps=0, steps=512)),
+                                options={}, kimg=100.0, seconds=50.0))

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from compare_helpers import CountingEvaluator, make_emoji24_zip
+from compare_helpers import CountingEvaluator, hand_made_run, make_emoji24_zip
 from latent_helpers import random_vgg16
 from scripts import compare_methods as cm
 from scripts.compare import bench_continuity, bench_report, benchmark, presets
@@ -184,20 +184,6 @@ def test_continuity_is_recorded_and_resumed(tmp_path, monkeypatch):
     assert json.loads(results_file.read_text())["runs"]["emoji24/adalinear/seed0"]["continuity"] == kept
 
 
-def _run(method: str, seed: int, fid: float, kid: float, ppl: float, jumps_z: float, status: str = "done") -> dict:
-    point = dict(kimg=100.0, fid=fid, kid=kid)
-    return dict(kind="bench", dataset="toy", method=method, seed=seed, status=status, kimg=100.0, target_kimg=100.0,
-                options=dict(cfg="tiny", resolution=32, mirror=True, kimg=100.0, tick=1, snap=10, num_gen=500,
-                             eval_seed=0),
-                curve=[dict(kimg=0.0, fid=300.0, kid=0.3), point], final=dict(point),
-                best=dict(kimg=20.0, fid=fid - 10, kid=kid), train_seconds=1.0, eval_seconds=1.0, threads=1,
-                load_average={}, git_commit="abc", run_dirs=[], local_dir="bench/toy/seed0",
-                continuity=dict(ppl_w=dict(mean=ppl, std=ppl / 2, samples=5000, crop=True), snapshot="s.pkl",
-                                smoothness=dict(z=dict(mean=0.01, max=0.3, jump_fraction=jumps_z, jumps=0, steps=512),
-                                                w=dict(mean=0.01, max=0.1, jump_fraction=0.0, jumps=0, steps=512)),
-                                options={}, kimg=100.0, seconds=50.0))
-
-
 def _pair_report(tmp_path, runs: dict) -> str:
     """The v2 report of a hand-made results file, with the fakeclr − adalinear table."""
     results = dict(version=1, benchmark="cpu-bench-v2", runs=runs, expected=list(runs), updated="2026-12-05T05:00")
@@ -217,11 +203,11 @@ def test_pair_table_equals_a_hand_computation(tmp_path):
     """fakeclr − adalinear per seed, from a hand-made results file."""
     runs = {}
     for seed, (fid, kid, ppl, jumps) in enumerate([(110, 0.10, 2.0, 0.10), (100, 0.12, 2.5, 0.10), (110, 0.11, 2.0, 0.20)]):
-        runs[f"toy/adalinear/seed{seed}"] = _run("adalinear", seed, fid, kid, ppl, jumps)
+        runs[f"toy/adalinear/seed{seed}"] = hand_made_run("adalinear", seed, fid, kid, ppl, jumps)
     for seed, (fid, kid, ppl, jumps) in enumerate([(100, 0.09, 1.0, 0.0), (90, 0.10, 2.0, 0.10), (120, 0.12, 3.0, 0.05),
                                                    (50, 0.01, 0.1, 0.0)]):
-        runs[f"toy/fakeclr/seed{seed}"] = _run("fakeclr", seed, fid, kid, ppl, jumps)  # seed 3: no adalinear pair
-    runs["toy/adalinear/seed3"] = _run("adalinear", 3, 10, 0.5, 9.0, 0.9, status="partial")  # not done: not paired
+        runs[f"toy/fakeclr/seed{seed}"] = hand_made_run("fakeclr", seed, fid, kid, ppl, jumps)  # seed 3: no adalinear pair
+    runs["toy/adalinear/seed3"] = hand_made_run("adalinear", 3, 10, 0.5, 9.0, 0.9, status="partial")  # not done: not paired
     del runs["toy/adalinear/seed3"]["continuity"]
     text = _pair_report(tmp_path, runs)
 
@@ -254,7 +240,7 @@ def test_pair_table_pairs_the_curve_point_by_point(tmp_path):
     runs = {}
     for seed, (a40, f40, a_final, f_final) in enumerate([(150.0, 140.0, 160.0, 150.0), (130.0, 135.0, 140.0, 138.0),
                                                           (120.0, 125.0, 130.0, 126.0)]):
-        a, f = _run("adalinear", seed, a_final, 0.1, 2.0, 0.0), _run("fakeclr", seed, f_final, 0.1, 2.0, 0.0)
+        a, f = hand_made_run("adalinear", seed, a_final, 0.1, 2.0, 0.0), hand_made_run("fakeclr", seed, f_final, 0.1, 2.0, 0.0)
         a["curve"].insert(1, dict(kimg=40.008, fid=a40, kid=0.1))
         f["curve"].insert(1, dict(kimg=49.016 if seed == 2 else 40.016, fid=f40, kid=0.1))  # seed 2: resumed
         a["best"], f["best"] = dict(a["curve"][1]), dict(f["curve"][1])

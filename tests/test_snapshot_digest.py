@@ -153,9 +153,7 @@ def test_losses_non_finite_for_a_whole_tick_stop_the_run_and_keep_the_last_finit
     from torch_utils import training_stats
     from training.training_loop import Trainer
 
-    # NaN moments stay in the process-wide statistics (cumulative sums): forget them after this test, or every
-    # later in-process run would report NaN losses.
-    monkeypatch.setattr(training_stats, "_cumulative", {})
+    # This run's statistics stay out of the process-wide registry of the tests that follow.
     monkeypatch.setattr(training_stats, "_counters", collections.defaultdict(dict))
     original = Trainer.next_real_batch
     steps = [0]

@@ -3,7 +3,10 @@
 `report(name, value)` adds the value's count, sum and sum of squares to a per-device
 accumulator without any host-device synchronisation. A `Collector` later gathers every
 accumulator (summed over ranks when torch.distributed is initialised) and exposes
-num/mean/std per name. The registry is per process, like Python's `logging`: the loss,
+num/mean/std per name. Each gather hands its moments to every live collector, which keeps them
+until its own next update: so a NaN or inf reported once shows in the intervals that contain it
+and in no later one (running totals, upstream's design, would carry it for the rest of the process
+and freeze ADA's r_t). The registry is per process, like Python's `logging`: the loss,
 the augmentation pipe and the training loop report into it without passing handles around.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -25,7 +29,7 @@ _lock = threading.Lock()
 _sync_device: torch.device | None = None  # device used for cross-rank reductions
 _rank = 0
 _counters: dict[str, dict[torch.device, torch.Tensor]] = defaultdict(dict)  # name -> device -> moments
-_cumulative: dict[str, torch.Tensor] = {}  # name -> CPU moments gathered so far
+_collectors: "weakref.WeakSet[Collector]" = weakref.WeakSet()  # every live Collector receives every gather
 
 
 def init_multiprocessing(rank: int, sync_device: torch.device | None) -> None:
@@ -60,10 +64,11 @@ def report0(name: str, value: Any) -> Any:
     return value
 
 
-def _sync(names: list[str]) -> list[tuple[str, torch.Tensor]]:
-    """Move every accumulator to CPU (summed across ranks), reset them, add to the cumulative totals."""
+def _sync(names: list[str]) -> None:
+    """Move the named accumulators to CPU (summed across ranks), reset them, and hand the moments to every
+    live collector."""
     if not names:
-        return []
+        return
     deltas = []
     with _lock:
         for name in names:
@@ -76,13 +81,8 @@ def _sync(names: list[str]) -> list[tuple[str, torch.Tensor]]:
     if _sync_device is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(stacked)
     stacked = stacked.cpu()
-    result = []
-    for idx, name in enumerate(names):
-        if name not in _cumulative:
-            _cumulative[name] = torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE)
-        _cumulative[name].add_(stacked[idx])
-        result.append((name, _cumulative[name]))
-    return result
+    for collector in list(_collectors):
+        collector._receive(names, stacked)
 
 
 class Collector:
@@ -94,10 +94,18 @@ class Collector:
     def __init__(self, regex: str = ".*", keep_previous: bool = True):
         self._regex = re.compile(regex)
         self._keep_previous = keep_previous
-        self._cumulative: dict[str, torch.Tensor] = {}
+        self._pending: dict[str, torch.Tensor] = {}  # gathered since this collector's last update
         self._moments: dict[str, torch.Tensor] = {}
-        self.update()
-        self._moments.clear()
+        _sync(self.names())  # what was reported before this collector existed goes to the others only
+        _collectors.add(self)
+
+    def _receive(self, names: list[str], moments: torch.Tensor) -> None:
+        for idx, name in enumerate(names):
+            if self._regex.fullmatch(name):
+                if name in self._pending:
+                    self._pending[name].add_(moments[idx])
+                else:
+                    self._pending[name] = moments[idx].clone()
 
     def names(self) -> list[str]:
         return sorted(name for name in _counters if self._regex.fullmatch(name))
@@ -105,20 +113,19 @@ class Collector:
     def update(self) -> None:
         if not self._keep_previous:
             self._moments.clear()
-        for name, cumulative in _sync(self.names()):
-            previous = self._cumulative.get(name, torch.zeros_like(cumulative))
-            delta = cumulative - previous
-            self._cumulative[name] = cumulative.clone()
-            if delta[0] != 0:
-                self._moments[name] = delta
+        _sync(self.names())
+        for name, moments in self._pending.items():
+            if moments[0] != 0:
+                self._moments[name] = moments
+        self._pending = {}
 
     def pending(self, name: str) -> torch.Tensor:
         """Moments [count, sum, sum of squares] reported since the last update(), without consuming them.
 
         A collective like update(): every rank calls it; the result is summed over ranks.
         """
-        cumulative = dict(_sync([name]))[name]
-        return cumulative - self._cumulative.get(name, torch.zeros_like(cumulative))
+        _sync([name])
+        return self._pending.get(name, torch.zeros(_NUM_MOMENTS, dtype=_COUNTER_DTYPE)).clone()
 
     def moments(self, name: str) -> torch.Tensor:
         """Moments [count, sum, sum of squares] of the interval between the last two update() calls."""
@@ -155,4 +162,5 @@ def reset_all() -> None:
     """Forget every statistic (used by tests and by a fresh training run in the same process)."""
     with _lock:
         _counters.clear()
-        _cumulative.clear()
+    for collector in list(_collectors):
+        collector._pending, collector._moments = {}, {}

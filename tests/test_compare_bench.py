@@ -340,6 +340,29 @@ def test_diagnostics_follow_the_trajectory_a_resumed_run_finished_on(tmp_path):
     assert [t["rt"] for t in ticks] == [0.5] * 4 + [0.9] * 3
 
 
+def test_train_seconds_count_every_segment_from_the_logs(tmp_path):
+    """The harness times only segments that end normally; a killed one is in its own log (Timing/total_sec,
+    per process). A cut last line is skipped; a recorded time above the logged one is kept."""
+    local = tmp_path / "bench" / "toy" / "seed0"
+
+    def write(name: str, seconds: list[float], cut: bool = False) -> str:
+        run = local / "runs" / "ada" / name
+        run.mkdir(parents=True)
+        lines = [json.dumps({"Progress/kimg": {"num": 1, "mean": i}, "Timing/total_sec": {"num": 1, "mean": s}})
+                 for i, s in enumerate(seconds)]
+        (run / "stats.jsonl").write_text("\n".join(lines) + ("\n{\"Timing/tot" if cut else "\n"))
+        return f"runs/ada/{name}"
+
+    dirs = [write("00000-toy-ada", [10.0, 600.0, 1200.0], cut=True), write("00001-toy-ada-resume", [5.0, 900.0])]
+    run = dict(local_dir="bench/toy/seed0", run_dirs=dirs, train_seconds=900.0)  # the harness saw the 2nd only
+    results = dict(runs={"toy/ada/seed0": run, "toy/ada/seed1": dict(local_dir="gone", run_dirs=["x"], train_seconds=7.0)})
+    assert bench_diagnostics.attach(results, str(tmp_path), log=lambda *a: None) == 1
+    assert run["train_seconds"] == 2100.0 and results["runs"]["toy/ada/seed1"]["train_seconds"] == 7.0
+    run["train_seconds"] = 2500.0  # e.g. start-up time the log does not count: the larger figure stays
+    bench_diagnostics.attach(results, str(tmp_path), log=lambda *a: None)
+    assert run["train_seconds"] == 2500.0
+
+
 def test_pictures_have_the_right_sizes(benched):
     root, plan, _, _ = benched
     report = pathlib.Path(plan.results).parent

@@ -11,7 +11,9 @@ result points at a cause instead of a guess:
   forgetting term adds.
 
 Each run's record in the results file gets `diagnostics`: one dict per tick with the short names of
-DIAGNOSTIC_STATS. Runs whose directory is not on this machine keep what they had.
+DIAGNOSTIC_STATS, and a `train_seconds` that counts every training segment from its own log (the harness
+times only the segments that end normally, so a run interrupted by a kill would look cheaper than it was).
+Runs whose directory is not on this machine keep what they had.
 """
 
 from __future__ import annotations
@@ -88,15 +90,43 @@ def _tick(line: str) -> Optional[dict]:
     return tick
 
 
+def logged_train_seconds(run_dirs: list[str]) -> float:
+    """train.py's own clock (`Timing/total_sec` of the last tick each directory logged), summed over every
+    segment: killed ones and the ticks a resume trained again included, since that time was spent."""
+    total = 0.0
+    for run_dir in run_dirs:
+        path = os.path.join(run_dir, "stats.jsonl")
+        if os.path.isfile(path):
+            with open(path) as f:
+                seconds = [_total_sec(line) for line in f]
+            total += next((s for s in reversed(seconds) if s is not None), 0.0)
+    return total
+
+
+def _total_sec(line: str) -> Optional[float]:
+    try:
+        value = (json.loads(line).get("Timing/total_sec") or {}).get("mean")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def attach(results: dict, outdir: str, log: Callable = print) -> int:
-    """Refresh `diagnostics` of every run whose directory is here; returns how many were refreshed."""
+    """Refresh `diagnostics` (and a larger logged `train_seconds`) of every run whose directory is here;
+    returns how many were refreshed."""
     refreshed = 0
     for key, run in results.get("runs", {}).items():
         local = os.path.join(outdir, run.get("local_dir", ""))
-        ticks = read_run_stats([os.path.join(local, d) for d in run.get("run_dirs", [])])
-        if ticks and ticks != run.get("diagnostics"):
+        dirs = [os.path.join(local, d) for d in run.get("run_dirs", [])]
+        ticks = read_run_stats(dirs)
+        seconds = round(logged_train_seconds(dirs), 1)
+        changed = bool(ticks) and ticks != run.get("diagnostics")
+        if changed:
             run["diagnostics"] = ticks
-            refreshed += 1
+        if seconds > run.get("train_seconds", 0.0):
+            run["train_seconds"] = seconds
+            changed = True
+        refreshed += changed
     if refreshed:
         log(f"diagnostics: refreshed {refreshed} run(s) from their stats.jsonl")
     return refreshed

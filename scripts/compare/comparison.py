@@ -24,8 +24,9 @@ def run_comparison(settings: Settings, evaluator: Optional[Callable] = None, log
     """
     evaluator = evaluator or make_evaluator(settings)
     state = open_comparison(settings, evaluator, harness_command)
+    stop = "" if settings.stop_kimg is None else f" (stopping at {format_number(settings.stop_kimg)})"
     log(f"Comparison in {settings.outdir}: methods {', '.join(settings.methods)}; {format_number(settings.kimg)} kimg "
-        f"each{'' if settings.stop_kimg is None else f' (stopping at {format_number(settings.stop_kimg)})'}; {settings.num_gen} fakes per score" + (f"; {settings.kimg_note}" if settings.kimg_note else ""))
+        f"each{stop}; {settings.num_gen} fakes per score" + (f"; {settings.kimg_note}" if settings.kimg_note else ""))
     jobs = [Job(settings, state, method) for method in pending_methods(settings, state, evaluator, log)]
     train_and_score(jobs, settings.parallel, evaluator, log)
     write_reports(settings, state)

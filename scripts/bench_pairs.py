@@ -50,14 +50,13 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 def pair_tables(runs: dict, pairs: list[tuple[str, str]], along_curve: bool = True) -> list[str]:
     datasets = sorted({key.split("/")[0] for key in runs})
-    methods = {dataset: sorted({key.split("/")[1] for key in runs if key.startswith(dataset + "/")})
-               for dataset in datasets}
+    methods = {dataset: bench_report.methods_in({}, runs, dataset) for dataset in datasets}
     lines: list[str] = []
     for first, second in pairs:
         table = bench_report.pair_lines(runs, datasets, methods, (first, second), along_curve=along_curve)
         if not table:
             raise HarnessError(f"--pair={first},{second}: no dataset has recorded runs of both; the files hold "
-                               f"{', '.join(sorted({m for names in methods.values() for m in names}))}")
+                               f"{', '.join(bench_report.methods_in({}, runs))}")
         lines += table
     return lines
 

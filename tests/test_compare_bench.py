@@ -335,7 +335,7 @@ def test_diagnostics_follow_the_trajectory_a_resumed_run_finished_on(tmp_path):
 
     killed = write("00000-toy-ada", [0.008, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], rt=0.5)
     resumed = write("00001-toy-ada-resume", [3.008, 4.0, 5.0], rt=0.9)
-    ticks = bench_diagnostics.read_run_stats([resumed, killed])
+    ticks, _ = bench_diagnostics.read_run_logs([resumed, killed])
     assert [t["kimg"] for t in ticks] == [0.008, 1.0, 2.0, 3.0, 3.008, 4.0, 5.0]
     assert [t["rt"] for t in ticks] == [0.5] * 4 + [0.9] * 3
 

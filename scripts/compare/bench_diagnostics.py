@@ -51,36 +51,53 @@ COLUMNS = (("ADA p", "augment_p", 3), ("r_t", "rt", 2), ("D real − fake", "sco
 TAIL = 3  # ticks averaged for the "end of training" value (a quarter of the 12-tick benchmark)
 
 
-def read_run_stats(run_dirs: list[str]) -> list[dict]:
-    """One dict per tick (kimg + the DIAGNOSTIC_STATS present) of the trajectory the run finished on.
+def read_run_logs(run_dirs: list[str]) -> tuple[list[dict], float]:
+    """(one dict per tick of the trajectory the run finished on, train.py's clock summed over every directory).
 
-    The directories are read oldest first (by run number: a results file lists them in the order a harness
-    found them). A resumed directory starts again from a snapshot, so the ticks an interrupted directory
-    logged past that point belong to a continuation that was thrown away: they are dropped, not averaged in.
+    Ticks: kimg + the DIAGNOSTIC_STATS present. The directories are read oldest first (by run number: a results
+    file lists them in the order a harness found them). A resumed directory starts again from a snapshot, so the
+    ticks an interrupted directory logged past that point belong to a continuation that was thrown away: they
+    are dropped, not averaged in. Seconds: `Timing/total_sec` of the last tick each directory logged, killed
+    segments and the ticks a resume trained again included, since that time was spent.
     """
     ticks: list[dict] = []
+    seconds = 0.0
     for run_dir in sorted(run_dirs, key=rundir.run_number):
-        continued = _read_ticks(os.path.join(run_dir, "stats.jsonl"))
+        continued, last_total_sec = _read_log(os.path.join(run_dir, "stats.jsonl"))
+        seconds += last_total_sec
         if continued:
             ticks = [tick for tick in ticks if tick["kimg"] < continued[0]["kimg"]]
         ticks += continued
-    return ticks
+    return ticks, seconds
 
 
-def _read_ticks(path: str) -> list[dict]:
+def _read_log(path: str) -> tuple[list[dict], float]:
+    """(ticks, train.py's clock at the last tick that logged it) of one stats.jsonl; (no ticks, 0) if absent."""
+    ticks: list[dict] = []
+    total_sec = 0.0
     if not os.path.isfile(path):
-        return []
+        return ticks, total_sec
     with open(path) as f:
-        return [tick for tick in map(_tick, f) if tick is not None]
+        for line in f:
+            try:
+                stats = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: the tick is lost, the rest is fine
+            if not isinstance(stats, dict):
+                continue
+            tick = _tick(stats)
+            if tick is not None:
+                ticks.append(tick)
+            timing = stats.get("Timing/total_sec")
+            if isinstance(timing, dict) and isinstance(timing.get("mean"), (int, float)):
+                total_sec = float(timing["mean"])
+    return ticks, total_sec
 
 
-def _tick(line: str) -> Optional[dict]:
-    try:
-        stats = json.loads(line)
-    except json.JSONDecodeError:
-        return None  # a line cut by a kill: the tick is lost, the rest is fine
-    kimg = (stats.get("Progress/kimg") or {}).get("mean")
-    if kimg is None:
+def _tick(stats: dict) -> Optional[dict]:
+    progress = stats.get("Progress/kimg")
+    kimg = progress.get("mean") if isinstance(progress, dict) else None
+    if not isinstance(kimg, (int, float)):
         return None
     tick = {"kimg": round(float(kimg), 3)}
     for short, key in DIAGNOSTIC_STATS.items():
@@ -90,36 +107,14 @@ def _tick(line: str) -> Optional[dict]:
     return tick
 
 
-def logged_train_seconds(run_dirs: list[str]) -> float:
-    """train.py's own clock (`Timing/total_sec` of the last tick each directory logged), summed over every
-    segment: killed ones and the ticks a resume trained again included, since that time was spent."""
-    total = 0.0
-    for run_dir in run_dirs:
-        path = os.path.join(run_dir, "stats.jsonl")
-        if os.path.isfile(path):
-            with open(path) as f:
-                seconds = [_total_sec(line) for line in f]
-            total += next((s for s in reversed(seconds) if s is not None), 0.0)
-    return total
-
-
-def _total_sec(line: str) -> Optional[float]:
-    try:
-        value = (json.loads(line).get("Timing/total_sec") or {}).get("mean")
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
-
-
 def attach(results: dict, outdir: str, log: Callable = print) -> int:
     """Refresh `diagnostics` (and a larger logged `train_seconds`) of every run whose directory is here;
     returns how many were refreshed."""
     refreshed = 0
     for key, run in results.get("runs", {}).items():
         local = os.path.join(outdir, run.get("local_dir", ""))
-        dirs = [os.path.join(local, d) for d in run.get("run_dirs", [])]
-        ticks = read_run_stats(dirs)
-        seconds = round(logged_train_seconds(dirs), 1)
+        ticks, seconds = read_run_logs([os.path.join(local, d) for d in run.get("run_dirs", [])])
+        seconds = round(seconds, 1)
         changed = bool(ticks) and ticks != run.get("diagnostics")
         if changed:
             run["diagnostics"] = ticks
